@@ -1,0 +1,548 @@
+"""`AnchorGaussianRewardTrainer`: TRL's `RewardTrainer` for Gaussian reward models with soft labels and anchors."""
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate.logging import get_logger
+from accelerate.utils import is_peft_model
+from datasets import Dataset, IterableDataset
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, set_seed
+from trl import RewardTrainer
+from trl.data_utils import get_dataset_column_names
+from trl.trainer.reward_trainer import DataCollatorForPreference
+from trl.trainer.utils import create_model_from_path, get_config_model_id
+
+from .anchors import (
+    ANCHOR_FORMS,
+    ANCHOR_WEIGHT,
+    check_classes,
+    check_counts,
+    check_finite_scores,
+    classes_from_scores,
+    thresholds_from_scores,
+    validate_thresholds,
+    warn_if_unidentified,
+)
+from .losses import (
+    bt_preference_log_probs,
+    class_counts,
+    gaussian_preference_log_probs,
+    ordinal_anchor_nll,
+    ordinal_log_probs,
+    soft_bt_loss,
+    soft_probit_loss,
+)
+from .metrics import pairwise_metrics
+from .modeling import GaussianRewardModel
+from .reward_config import AnchorGaussianRewardConfig
+
+
+logger = get_logger(__name__)
+
+SOFT_LABEL = "soft_label"
+# Anchors of every form are rewritten as count vectors over the K + 1 classes under these internal names (distinct
+# from the user-facing `*_anchor_counts` so that preparing an already prepared dataset is a no-op).
+CHOSEN_COUNTS, REJECTED_COUNTS = "chosen_anchor_targets", "rejected_anchor_targets"
+
+
+@dataclass
+class DataCollatorForAnchoredPreference(DataCollatorForPreference):
+    """[`trl.trainer.reward_trainer.DataCollatorForPreference`] that also batches soft labels and anchors.
+
+    Besides `input_ids`/`attention_mask` (chosen first, then rejected) and the optional `margin`, the batch holds
+    `soft_label` (B,), and when the examples carry anchors `chosen_anchor_targets`/`rejected_anchor_targets` (class
+    count vectors, B × (K+1)) and `anchor_weight` (B,).
+
+    Example:
+
+    ```python
+    >>> collator = DataCollatorForAnchoredPreference(pad_token_id=0)
+    >>> batch = collator([
+    ...     {"chosen_ids": [1, 2], "rejected_ids": [3], "soft_label": 0.7,
+    ...      "chosen_anchor_targets": [0, 1, 0], "rejected_anchor_targets": [1, 0, 0], "anchor_weight": 1.0},
+    ... ])
+    >>> batch["soft_label"], batch["chosen_anchor_targets"]
+    (tensor([0.7000]), tensor([[0., 1., 0.]]))
+    ```
+    """
+
+    def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        output = super().torch_call(examples)
+        output[SOFT_LABEL] = torch.tensor([float(ex.get(SOFT_LABEL, 1.0)) for ex in examples], dtype=torch.float)
+        if CHOSEN_COUNTS in examples[0]:
+            for key in (CHOSEN_COUNTS, REJECTED_COUNTS):
+                output[key] = torch.tensor([ex[key] for ex in examples], dtype=torch.float)
+            output[ANCHOR_WEIGHT] = torch.tensor([float(ex[ANCHOR_WEIGHT]) for ex in examples], dtype=torch.float)
+        return output
+
+
+class AnchorGaussianRewardTrainer(RewardTrainer):
+    """
+    Trainer for Gaussian reward models with soft preference labels and anchor labels; a drop-in
+    [`trl.RewardTrainer`].
+
+    The model predicts a mean μ and a variance σ² per response. Pairs are fitted with the soft-label probit likelihood
+    `P(chosen ≻ rejected) = Φ((μ_c − μ_r − margin) / sqrt(σ_c² + σ_r²))`; anchors (is the latent reward above
+    τ_1 < … < τ_K?) add `λ · [L_anchor(chosen) + L_anchor(rejected)]`, which identifies the scale of σ. With
+    `reward_type="bt"` the same trainer fits a Bradley–Terry model on the same soft labels (the baseline arm).
+
+    Dataset: TRL's preference format (standard or conversational, explicit or implicit prompt) with the optional
+    columns `soft_label` (P(chosen ≻ rejected) ∈ [0, 1], default 1), `margin`, anchors as external scores
+    (`chosen_score`/`rejected_score`, thresholded with τ), classes (`chosen_anchor`/`rejected_anchor` ∈ 0..K) or class
+    counts (`chosen_anchor_counts`/`rejected_anchor_counts`), and `anchor_weight` (0 for pairs without anchors).
+
+    Example:
+
+    ```python
+    >>> from datasets import Dataset
+    >>> from trl_anchor import AnchorGaussianRewardConfig, AnchorGaussianRewardTrainer
+
+    >>> dataset = Dataset.from_dict({
+    ...     "prompt": ["Tell a joke."] * 2,
+    ...     "chosen": ["Why did the chicken cross the road?", "Knock knock."],
+    ...     "rejected": ["No.", "I don't know any."],
+    ...     "soft_label": [0.8, 0.6],
+    ...     "chosen_score": [1.3, 0.2],
+    ...     "rejected_score": [-0.7, -0.1],
+    ... })
+    >>> trainer = AnchorGaussianRewardTrainer(
+    ...     model="Qwen/Qwen2.5-0.5B-Instruct",
+    ...     args=AnchorGaussianRewardConfig("out", anchor_thresholds="auto"),
+    ...     train_dataset=dataset,
+    ... )
+    >>> trainer.train()
+    ```
+
+    Args:
+        model (`str`, [`GaussianRewardModel`], [`~transformers.PreTrainedModel`] or [`~peft.PeftModel`]):
+            A model id or path (loaded as a [`GaussianRewardModel`] for `reward_type="gaussian"`, as
+            `AutoModelForSequenceClassification` for `"bt"`), or an instantiated model of that kind.
+        args ([`AnchorGaussianRewardConfig`], *optional*):
+            Training configuration; a plain [`trl.RewardConfig`] is upgraded with the defaults of the new fields.
+        other arguments:
+            As for [`trl.RewardTrainer`] (`data_collator`, `train_dataset`, `eval_dataset`, `processing_class`,
+            `compute_metrics`, `callbacks`, `optimizers`, `optimizer_cls_and_kwargs`,
+            `preprocess_logits_for_metrics`, `quantization_config`, `peft_config`).
+    """
+
+    _tag_names = ["trl", "reward-trainer", "trl-anchor", "uncertainty"]
+    _name = "Anchor Gaussian Reward"
+
+    def __init__(
+        self,
+        model,
+        args: AnchorGaussianRewardConfig | None = None,
+        data_collator=None,
+        train_dataset: Dataset | IterableDataset | None = None,
+        eval_dataset=None,
+        processing_class: PreTrainedTokenizerBase | None = None,
+        compute_metrics=None,
+        callbacks=None,
+        optimizers=(None, None),
+        optimizer_cls_and_kwargs=None,
+        preprocess_logits_for_metrics=None,
+        quantization_config=None,
+        peft_config=None,
+    ):
+        args = _upgrade_args(model, args)
+        self._gaussian = args.reward_type == "gaussian"
+        if train_dataset is None:
+            raise ValueError("`train_dataset` is required")
+        self._anchor_form = _detect_anchor_form(train_dataset, "train_dataset")
+        self.anchor_thresholds = self._resolve_thresholds(train_dataset, args)
+
+        if self._gaussian:
+            model, processing_class = self._load_gaussian_model(model, args, processing_class, quantization_config)
+            peft_config = _with_trainable_heads(model, peft_config)
+            _unwrap(model).record_training_settings(**self._anchor_settings(args))
+        if processing_class is None:
+            processing_class = _load_tokenizer(model, args)
+        _check_tokenizer(processing_class, args)
+
+        self._pairs = {"probs": [], "labels": []}
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=data_collator,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            compute_metrics=compute_metrics,
+            callbacks=callbacks,
+            optimizers=optimizers,
+            optimizer_cls_and_kwargs=optimizer_cls_and_kwargs,
+            preprocess_logits_for_metrics=preprocess_logits_for_metrics,
+            quantization_config=quantization_config,
+            peft_config=peft_config,
+        )
+        if data_collator is None:
+            # TRL has resolved the pad token by now; keep its padding settings and add soft labels and anchors.
+            self.data_collator = DataCollatorForAnchoredPreference(
+                pad_token_id=self.processing_class.pad_token_id,
+                pad_to_multiple_of=self.data_collator.pad_to_multiple_of,
+            )
+
+    # ------------------------------------------------------------------------------------------------ model set-up
+    def _load_gaussian_model(self, model, args, processing_class, quantization_config):
+        if isinstance(model, str):
+            model_id = model
+            init_kwargs = dict(args.model_init_kwargs or {})
+            if quantization_config is not None:
+                init_kwargs["quantization_config"] = quantization_config
+            if args.distributed_state.distributed_type in ["MULTI_GPU", "DEEPSPEED"]:
+                init_kwargs["device_map"] = None  # distributed training requires device_map=None
+            init_kwargs.setdefault("trust_remote_code", args.trust_remote_code)
+            revision = init_kwargs.get("revision")
+            set_seed(args.seed)  # the fresh heads must be reproducible
+            model = create_model_from_path(
+                model_id, GaussianRewardModel, num_labels=1, variance_floor=args.variance_floor, **init_kwargs
+            )
+            # The kwargs were consumed here; TRL would otherwise warn that they are ignored for an instance.
+            args.model_init_kwargs = None
+            if processing_class is None:
+                processing_class = AutoTokenizer.from_pretrained(
+                    model_id, revision=revision, trust_remote_code=args.trust_remote_code
+                )
+        elif not isinstance(_unwrap(model), GaussianRewardModel):
+            raise TypeError(
+                f"`reward_type='gaussian'` needs a GaussianRewardModel (or a model id), got {type(model).__name__}. "
+                "Load it with `GaussianRewardModel.from_pretrained(...)`, or set `reward_type='bt'`."
+            )
+        elif args.variance_floor is not None:
+            _unwrap(model).variance_head.variance_floor = args.variance_floor
+            _unwrap(model).record_training_settings(variance_floor=args.variance_floor)
+        return model, processing_class
+
+    # ---------------------------------------------------------------------------------------------------- anchors
+    def _resolve_thresholds(self, train_dataset, args) -> list[float] | None:
+        if self._anchor_form is None:
+            return None
+        if not self._gaussian:
+            logger.warning("Anchors are used by `reward_type='gaussian'` only; the BT arm ignores them.")
+            return None
+        thresholds = args.anchor_thresholds
+        if thresholds == "auto" and self._anchor_form != "score":
+            raise ValueError(
+                "`anchor_thresholds='auto'` needs external scores (`chosen_score`/`rejected_score`); the dataset "
+                f"gives anchors as {self._anchor_form}s. Pass explicit thresholds."
+            )
+        if thresholds is None and self._anchor_form != "score":
+            num = _num_thresholds(train_dataset, self._anchor_form)
+            thresholds = np.linspace(-1.0, 1.0, num).tolist() if num > 1 else [0.0]
+            logger.info(f"Anchor thresholds default to {thresholds} (they set the unit of μ and σ).")
+        if thresholds is None or thresholds == "auto":
+            if isinstance(train_dataset, IterableDataset):
+                raise ValueError("`anchor_thresholds='auto'` needs a map-style train dataset; pass explicit values.")
+            scores = _anchored_scores(train_dataset)
+            thresholds = thresholds_from_scores(scores, args.anchor_percentiles)
+            logger.info(f"Anchor thresholds at percentiles {args.anchor_percentiles} of train scores: {thresholds}")
+        return validate_thresholds(thresholds)
+
+    def _anchor_settings(self, args) -> dict[str, Any]:
+        from_percentiles = self._anchor_form == "score" and args.anchor_thresholds in (None, "auto")
+        return {
+            "reward_type": args.reward_type,
+            "anchor_thresholds": self.anchor_thresholds,
+            "anchor_form": self._anchor_form,
+            "anchor_lambda": args.anchor_lambda if self.anchor_thresholds is not None else None,
+            "anchor_fraction": args.anchor_fraction if self.anchor_thresholds is not None else None,
+            "anchor_percentiles": args.anchor_percentiles if from_percentiles else None,
+        }
+
+    # ---------------------------------------------------------------------------------------------------- dataset
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        dataset = self._standardize_columns(dataset, args, dataset_name)
+        size_before = len(dataset) if isinstance(dataset, Dataset) else None
+        dataset = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+        if size_before is not None and len(dataset) < size_before:
+            logger.warning(
+                f"{size_before - len(dataset)} of {size_before} {dataset_name} pairs exceed max_length="
+                f"{args.max_length} tokens and were filtered out."
+            )
+        return dataset
+
+    def _standardize_columns(self, dataset, args, dataset_name):
+        """Validate soft labels and anchors and rewrite them as `soft_label`, anchor count vectors and weights."""
+        columns = get_dataset_column_names(dataset)
+        if SOFT_LABEL in columns and (CHOSEN_COUNTS in columns or self.anchor_thresholds is None):
+            return dataset  # already standardized (e.g. a prepared dataset passed to `evaluate`)
+        is_processed = "chosen_ids" in columns and "rejected_ids" in columns
+        for required in ("chosen", "rejected"):
+            if not is_processed and required not in columns:
+                raise ValueError(f"The {dataset_name} dataset has no `{required}` column (columns: {columns}).")
+        form = _detect_anchor_form(dataset, dataset_name) if self.anchor_thresholds is not None else None
+        if form is not None and form != self._anchor_form:
+            raise ValueError(
+                f"The {dataset_name} dataset gives anchors as {form}s but the train dataset as {self._anchor_form}s."
+            )
+        keep = self._anchor_keep_mask(dataset, args, dataset_name)
+        fn_kwargs = {
+            "form": form,
+            "thresholds": self.anchor_thresholds,
+            "has_weight": ANCHOR_WEIGHT in columns,
+            "dataset_name": dataset_name,
+            "keep": keep,
+        }
+        map_kwargs = {"batched": True, "with_indices": True, "fn_kwargs": fn_kwargs}
+        if isinstance(dataset, Dataset):
+            map_kwargs["desc"] = f"Checking soft labels and anchors of {dataset_name} dataset"
+        dataset = dataset.map(_standardize_batch, **map_kwargs)
+        if form is not None and isinstance(dataset, Dataset):
+            totals = np.asarray(dataset[CHOSEN_COUNTS]).sum(0) + np.asarray(dataset[REJECTED_COUNTS]).sum(0)
+            warn_if_unidentified(totals)
+        return dataset
+
+    def _anchor_keep_mask(self, dataset, args, dataset_name) -> np.ndarray | None:
+        if dataset_name != "train" or args.anchor_fraction >= 1.0 or self.anchor_thresholds is None:
+            return None
+        if not isinstance(dataset, Dataset):
+            raise ValueError("`anchor_fraction` < 1 needs a map-style train dataset.")
+        rng = np.random.default_rng(args.seed)
+        keep = np.zeros(len(dataset), dtype=bool)
+        keep[rng.permutation(len(dataset))[: int(round(args.anchor_fraction * len(dataset)))]] = True
+        logger.info(f"anchor_fraction={args.anchor_fraction}: {int(keep.sum())}/{len(dataset)} train pairs keep anchors.")
+        return keep
+
+    def _set_signature_columns_if_needed(self):
+        if self._signature_columns is None:
+            self._signature_columns = [
+                "chosen_ids", "rejected_ids", "margin", SOFT_LABEL, CHOSEN_COUNTS, REJECTED_COUNTS, ANCHOR_WEIGHT
+            ]
+
+    # ------------------------------------------------------------------------------------------------------- loss
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        mode = "train" if self.model.training else "eval"
+        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False)
+        margin = inputs.get("margin")
+        soft_label = inputs[SOFT_LABEL]
+        if self._gaussian:
+            mean_c, mean_r = torch.chunk(outputs.mean, 2)
+            var_c, var_r = torch.chunk(outputs.variance, 2)
+            pair_loss = soft_probit_loss(mean_c, var_c, mean_r, var_r, soft_label, margin)
+        else:
+            mean_c, mean_r = torch.chunk(outputs.logits.squeeze(-1), 2)
+            pair_loss = soft_bt_loss(mean_c, mean_r, soft_label, margin)
+        loss = pair_loss.mean()
+
+        anchor_terms = None
+        if self._gaussian and CHOSEN_COUNTS in inputs:
+            anchor_terms = self._anchor_loss(outputs, inputs)
+            loss = loss + self.args.anchor_lambda * anchor_terms["loss"]
+        if self.args.center_rewards_coefficient is not None:
+            loss = loss + self.args.center_rewards_coefficient * torch.mean((mean_c + mean_r) ** 2)
+
+        self._record_metrics(mode, inputs, outputs, pair_loss, anchor_terms, mean_c, mean_r)
+        loss = loss.to(torch.float32)
+        return (loss, outputs) if return_outputs else loss
+
+    def _anchor_loss(self, outputs, inputs) -> dict[str, torch.Tensor]:
+        thresholds = torch.tensor(self.anchor_thresholds, device=outputs.mean.device)
+        counts = torch.cat([inputs[CHOSEN_COUNTS], inputs[REJECTED_COUNTS]])
+        weight = inputs[ANCHOR_WEIGHT].repeat(2)
+        nll = ordinal_anchor_nll(outputs.mean, outputs.std, thresholds, counts, self.args.normalize_anchor_counts)
+        # Mean over all pairs of the batch (not only anchored ones): the dataset-level objective is
+        # Σ_pairs L_pair + λ Σ_anchored [L_anchor(c) + L_anchor(r)], here divided by the number of pairs.
+        loss = (weight.to(nll.dtype) * nll).sum() / inputs[ANCHOR_WEIGHT].numel()
+        with torch.no_grad():
+            predicted = ordinal_log_probs(outputs.mean, outputs.std, thresholds).argmax(-1)
+            anchored = (weight > 0) & (counts.sum(-1) > 0)
+            correct = (predicted == counts.argmax(-1)) & anchored
+        return {"loss": loss, "correct": correct.sum(), "anchored": anchored.sum()}
+
+    def _record_metrics(self, mode, inputs, outputs, pair_loss, anchor_terms, mean_c, mean_r) -> None:
+        if mode == "train":
+            num_tokens = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
+            self._total_train_tokens += num_tokens // self._tp_size
+        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+        gather = self.accelerator.gather_for_metrics
+        with torch.no_grad():
+            rewards = gather(torch.cat([mean_c, mean_r]).detach().float())
+            self._metrics[mode]["min_reward"].append(rewards.min().item())
+            self._metrics[mode]["mean_reward"].append(rewards.mean().item())
+            self._metrics[mode]["max_reward"].append(rewards.max().item())
+            self._metrics[mode]["accuracy"].append(gather((mean_c > mean_r).float()).mean().item())
+            self._metrics[mode]["margin"].append(gather((mean_c - mean_r).detach().float()).mean().item())
+            self._metrics[mode]["pair_loss"].append(gather(pair_loss.detach().float()).mean().item())
+            if self._gaussian:
+                self._metrics[mode]["mean_std"].append(gather(outputs.std.detach()).mean().item())
+            if anchor_terms is not None:
+                self._metrics[mode]["anchor_loss"].append(gather(anchor_terms["loss"].detach().float()).mean().item())
+                correct = gather(anchor_terms["correct"].reshape(1)).sum().item()
+                anchored = gather(anchor_terms["anchored"].reshape(1)).sum().item()
+                if anchored:
+                    self._metrics[mode]["anchor_accuracy"].append(correct / anchored)
+            if mode == "eval":
+                probs = _pair_prob(outputs, mean_c, mean_r, inputs.get("margin"), self._gaussian)
+                self._pairs["probs"].append(gather(probs))
+                self._pairs["labels"].append(gather(inputs[SOFT_LABEL].float()))
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if not self.model.training and self._pairs["probs"]:
+            probs = torch.cat(self._pairs["probs"]).cpu().numpy()
+            labels = torch.cat(self._pairs["labels"]).cpu().numpy()
+            calibration = pairwise_metrics(probs, labels)
+            for key in ("brier", "soft_ce", "ece"):
+                self._metrics["eval"][key] = [calibration[key]]
+            self._pairs = {"probs": [], "labels": []}
+        super().log(logs, start_time)
+
+
+# ------------------------------------------------------------------------------------------------------ helpers
+def _pair_prob(outputs, mean_c, mean_r, margin, gaussian: bool) -> torch.Tensor:
+    if gaussian:
+        var_c, var_r = torch.chunk(outputs.variance, 2)
+        log_p, _ = gaussian_preference_log_probs(mean_c, var_c, mean_r, var_r, margin)
+    else:
+        log_p, _ = bt_preference_log_probs(mean_c, mean_r, margin)
+    return log_p.exp().detach().float()
+
+
+def _unwrap(model):
+    return model.get_base_model() if is_peft_model(model) else model
+
+
+def _upgrade_args(model, args) -> AnchorGaussianRewardConfig:
+    if args is None:
+        name = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "model")
+        return AnchorGaussianRewardConfig(f"{str(name).split('/')[-1]}-AnchorGaussianReward")
+    if isinstance(args, AnchorGaussianRewardConfig):
+        return args
+    # A plain `trl.RewardConfig` keeps all its values and gets the defaults of the anchor fields.
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(args) if f.init}
+    return AnchorGaussianRewardConfig(**values)
+
+
+def _load_tokenizer(model, args):
+    model_id = model if isinstance(model, str) else get_config_model_id(model.config)
+    revision = (args.model_init_kwargs or {}).get("revision")
+    return AutoTokenizer.from_pretrained(model_id, revision=revision, trust_remote_code=args.trust_remote_code)
+
+
+def _check_tokenizer(tokenizer, args) -> None:
+    if (args.pad_token or tokenizer.pad_token or tokenizer.eos_token) is None:
+        raise ValueError(
+            f"The tokenizer {type(tokenizer).__name__} has neither a pad token nor an EOS token; reward models pad "
+            "batches and read the last non-pad token. Set `tokenizer.pad_token` (e.g. to an existing special token)."
+        )
+
+
+def _with_trainable_heads(model, peft_config):
+    """Make LoRA train and save both the mean head and the variance head."""
+    if peft_config is None:
+        return None
+    peft_config = copy.deepcopy(peft_config)
+    base = _unwrap(model)
+    head_name = "score" if getattr(base, "score", None) is not None else "classifier"
+    modules = list(peft_config.modules_to_save or [])
+    for name in (head_name, "variance_head"):
+        if name not in modules:
+            modules.append(name)
+    peft_config.modules_to_save = modules
+    return peft_config
+
+
+def _detect_anchor_form(dataset, dataset_name: str) -> str | None:
+    columns = set(get_dataset_column_names(dataset))
+    forms = []
+    for form, (chosen, rejected) in ANCHOR_FORMS.items():
+        present = {chosen, rejected} & columns
+        if len(present) == 1:
+            raise ValueError(
+                f"The {dataset_name} dataset has `{present.pop()}` but not its pair; anchors need both "
+                f"`{chosen}` and `{rejected}`."
+            )
+        if present:
+            forms.append(form)
+    if len(forms) > 1:
+        raise ValueError(f"The {dataset_name} dataset gives anchors in several forms ({forms}); keep exactly one.")
+    return forms[0] if forms else None
+
+
+def _num_thresholds(dataset, form: str) -> int:
+    chosen, rejected = ANCHOR_FORMS[form]
+    first = next(row for row in dataset if row[chosen] is not None)
+    if form == "counts":
+        return len(first[chosen]) - 1
+    values = [v for col in (chosen, rejected) for v in dataset[col] if v is not None]
+    return max(int(max(values)), 1)
+
+
+def _anchored_scores(dataset) -> np.ndarray:
+    chosen, rejected = ANCHOR_FORMS["score"]
+    weights = dataset[ANCHOR_WEIGHT] if ANCHOR_WEIGHT in dataset.column_names else None
+    scores = []
+    for col in (chosen, rejected):
+        values = dataset[col]
+        scores += [v for i, v in enumerate(values) if v is not None and (weights is None or weights[i] > 0)]
+    array = np.asarray(scores, dtype=np.float64)
+    check_finite_scores(array, f"{chosen}/{rejected}")
+    return array
+
+
+def _standardize_batch(batch, indices, form, thresholds, has_weight, dataset_name, keep):
+    rows = np.asarray(indices)
+    n = len(rows)
+    soft = np.asarray(batch.get(SOFT_LABEL, [1.0] * n), dtype=np.float64)
+    bad = np.flatnonzero(~((soft >= 0.0) & (soft <= 1.0)))  # also catches NaN
+    if bad.size:
+        raise ValueError(
+            f"Column `{SOFT_LABEL}` of the {dataset_name} dataset must lie in [0, 1]; row {rows[bad[0]]} has "
+            f"{soft[bad[0]]}."
+        )
+    out = {SOFT_LABEL: soft.tolist()}
+    if "margin" in batch:
+        margin = np.asarray(batch["margin"], dtype=np.float64)
+        check_finite_scores(margin, "margin", rows)
+    if form is None:
+        return out
+    weight = _anchor_weights(batch, rows, has_weight, form, dataset_name)
+    if keep is not None:
+        weight = weight * keep[rows]
+    num = len(thresholds)
+    for target, column in zip((CHOSEN_COUNTS, REJECTED_COUNTS), ANCHOR_FORMS[form]):
+        counts = np.zeros((n, num + 1))
+        anchored = weight > 0
+        rows_on = rows[anchored]
+        values = [batch[column][i] for i in np.flatnonzero(anchored)]
+        if form == "score":
+            scores = np.asarray(values, dtype=np.float64)
+            check_finite_scores(scores, column, rows_on)
+            counts[anchored] = np.eye(num + 1)[classes_from_scores(scores, thresholds)]
+        elif form == "class":
+            classes = np.asarray(values, dtype=np.float64)
+            check_classes(classes, num, column, rows_on)
+            counts[anchored] = class_counts(torch.as_tensor(classes), num).numpy()
+        else:
+            array = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
+            check_counts(array, num, column, rows_on)
+            counts[anchored] = array
+        out[target] = counts.tolist()
+    out[ANCHOR_WEIGHT] = weight.tolist()
+    return out
+
+
+def _anchor_weights(batch, rows, has_weight, form, dataset_name) -> np.ndarray:
+    columns = ANCHOR_FORMS[form]
+    missing = np.array([any(batch[c][i] is None for c in columns) for i in range(len(rows))])
+    if not has_weight:
+        if missing.any():
+            raise ValueError(
+                f"Anchor columns {columns} of the {dataset_name} dataset are empty on some rows (first: row "
+                f"{rows[np.flatnonzero(missing)[0]]}) and there is no `{ANCHOR_WEIGHT}` column. Add `{ANCHOR_WEIGHT}` "
+                "(0 for pairs without anchors) so partially anchored data is explicit."
+            )
+        return np.ones(len(rows))
+    weight = np.asarray([np.nan if w is None else w for w in batch[ANCHOR_WEIGHT]], dtype=np.float64)
+    bad = np.flatnonzero(~(weight >= 0) | ~np.isfinite(weight))
+    if bad.size:
+        raise ValueError(f"Column `{ANCHOR_WEIGHT}` must be finite and ≥ 0; row {rows[bad[0]]} has {weight[bad[0]]}.")
+    conflict = np.flatnonzero(missing & (weight > 0))
+    if conflict.size:
+        raise ValueError(
+            f"Row {rows[conflict[0]]} of the {dataset_name} dataset has `{ANCHOR_WEIGHT}` > 0 but empty anchor columns."
+        )
+    return weight
