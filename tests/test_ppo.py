@@ -1,0 +1,133 @@
+"""PPORewardModel. PPO itself needs TRL 1.12.0 (run with `.venv-trl112/bin/python -m pytest tests/test_ppo.py`); on
+TRL ≥ 1.13 those tests are skipped at collection and the clear-error path is asserted instead."""
+
+import pytest
+import torch
+import trl
+from datasets import Dataset
+from packaging.version import Version
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, BertConfig
+
+from conftest import tiny_gpt2_config
+from trl_anchor.modeling import GaussianRewardModel
+from trl_anchor.ppo import PPORewardModel
+from trl_anchor.rewards import RewardTransform, record_reward_statistics
+
+
+HAS_PPO = Version(trl.__version__) < Version("1.13.0.dev0")
+PROMPTS = ["the quick brown fox", "a helpful answer", "the cartoon shows a cat", "i think", "what is two plus two"]
+
+
+def needs_ppo(test):
+    """PPO tests: selected by `-m trl112`, skipped at collection on TRL ≥ 1.13."""
+    reason = f"PPOTrainer needs TRL 1.12.0; TRL {trl.__version__} is installed"
+    return pytest.mark.trl112(pytest.mark.skipif(not HAS_PPO, reason=reason)(test))
+
+
+def gaussian_rm(tokenizer, seed=0):
+    """A tiny decoder Gaussian reward model whose μ and σ both vary across positions."""
+    torch.manual_seed(seed)
+    model = GaussianRewardModel.from_config(tiny_gpt2_config(tokenizer))
+    with torch.no_grad():
+        model.variance_head.weight.normal_(std=1.0)
+    return model.eval()
+
+
+@pytest.mark.skipif(HAS_PPO, reason="TRL ≤ 1.12 ships PPOTrainer; the error path is for TRL ≥ 1.13")
+def test_ppo_wrapper_fails_clearly_without_ppo_trainer(tokenizer):
+    with pytest.raises(ImportError, match=r"TRL 1\.12\.0 \(`pip install trl==1\.12\.0`.*GaussianRewardFunction"):
+        PPORewardModel(gaussian_rm(tokenizer), tokenizer, tokenizer, transform="quantile:0.1")
+
+
+@needs_ppo
+@pytest.mark.parametrize("spec", ["mean", "quantile:0.1", "lcb:1.0,clip:0.5", "variance_penalty:0.3,normalize"])
+def test_reward_at_last_token_matches_model_forward(tokenizer, spec):
+    model = gaussian_rm(tokenizer)
+    record_reward_statistics(model, [-1.0, 0.0, 2.0])
+    wrapper = PPORewardModel(model, tokenizer, tokenizer, transform=spec)
+    batch = tokenizer([p + " it is four" for p in PROMPTS], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        reward = wrapper(**batch)
+        out = model(**batch)
+    expected = RewardTransform.parse(spec).bind(model)(out.mean, out.std)
+    torch.testing.assert_close(reward, expected)
+    # The wrapper owns exactly the reward model's parameters (what DeepSpeed and `.to()` see), each once.
+    backbone = {f"transformer.{name}" for name, _ in model.transformer.named_parameters()}
+    heads = {"reward_head.weight", "variance_head.weight", "variance_head.bias"}
+    assert set(dict(wrapper.named_parameters())) == backbone | heads
+
+
+@needs_ppo
+def test_mismatched_tokenizer_is_rejected(tokenizer, minilm_dir):
+    other = AutoTokenizer.from_pretrained(minilm_dir)
+    with pytest.raises(ValueError, match=r"map \d+ token\(s\) differently .*GaussianRewardFunction"):
+        PPORewardModel(gaussian_rm(tokenizer), other, tokenizer)
+
+
+@needs_ppo
+def test_encoder_and_plain_reward_models_are_rejected(tokenizer):
+    config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+        num_labels=1,
+    )
+    with pytest.raises(ValueError, match="only decoder reward models"):
+        PPORewardModel(GaussianRewardModel.from_config(config), tokenizer, tokenizer)
+    plain = AutoModelForSequenceClassification.from_config(tiny_gpt2_config(tokenizer))
+    with pytest.raises(TypeError, match="wraps a GaussianRewardModel"):
+        PPORewardModel(plain, tokenizer, tokenizer)
+
+
+def _scored_token_ids(query_response, context_length, pad_token_id):
+    """The tokens get_reward's reward is read after: the query without its left padding, then the response up to its
+    first pad."""
+    query, response = query_response[:context_length], query_response[context_length:]
+    pads = (response == pad_token_id).nonzero()
+    end = pads[0, 0].item() if len(pads) else len(response)
+    return torch.cat([query[query != pad_token_id], response[:end]])
+
+
+@needs_ppo
+def test_ppo_trains_and_receives_the_transformed_reward(tokenizer, tiny_causal_lm_dir, tmp_path, monkeypatch):
+    from trl.experimental.ppo import PPOConfig, PPOTrainer, ppo_trainer
+
+    tokenizer.padding_side = "left"
+    policy = AutoModelForCausalLM.from_pretrained(tiny_causal_lm_dir)
+    initial = {name: p.detach().clone() for name, p in policy.named_parameters()}
+    value_model = AutoModelForSequenceClassification.from_pretrained(tiny_causal_lm_dir, num_labels=1)
+    reward_model = gaussian_rm(tokenizer)
+    wrapper = PPORewardModel(reward_model, tokenizer, tokenizer, transform="quantile:0.1")
+
+    received = []
+
+    def recording_get_reward(model, query_responses, pad_token_id, context_length):
+        result = ppo_trainer_get_reward(model, query_responses, pad_token_id, context_length)
+        if model is wrapper:
+            received.append((query_responses.clone(), context_length, result[1].clone()))
+        return result
+
+    ppo_trainer_get_reward = ppo_trainer.get_reward
+    monkeypatch.setattr(ppo_trainer, "get_reward", recording_get_reward)
+
+    dataset = Dataset.from_dict({"input_ids": [tokenizer(p)["input_ids"] for p in PROMPTS * 2]})
+    args = PPOConfig(
+        output_dir=str(tmp_path), per_device_train_batch_size=4, gradient_accumulation_steps=1, num_mini_batches=1,
+        num_ppo_epochs=1, total_episodes=8, response_length=8, stop_token="eos", missing_eos_penalty=None,
+        learning_rate=1e-2, num_sample_generations=0, local_rollout_forward_batch_size=4, report_to="none",
+        bf16=False, save_strategy="no", disable_tqdm=True, seed=0,
+    )
+    trainer = PPOTrainer(
+        args=args, processing_class=tokenizer, model=policy, ref_model=None, reward_model=wrapper,
+        train_dataset=dataset, value_model=value_model,
+    )
+    trainer.train()
+
+    assert len(received) == 2  # one rollout batch per PPO update
+    transform = RewardTransform.parse("quantile:0.1")
+    for query_responses, context_length, scores in received:
+        for row, score in zip(query_responses, scores, strict=True):
+            ids = _scored_token_ids(row, context_length, tokenizer.pad_token_id)
+            with torch.no_grad():
+                out = reward_model(input_ids=ids[None])
+            torch.testing.assert_close(score, transform(out.mean, out.std)[0], rtol=1e-4, atol=1e-4)
+    trained = dict(trainer.model.policy.named_parameters())
+    assert any(not torch.equal(trained[name].detach(), value) for name, value in initial.items())
