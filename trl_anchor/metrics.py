@@ -59,3 +59,24 @@ def pairwise_metrics(probs, labels, num_bins: int = 10) -> dict[str, float]:
         "soft_ce": soft_cross_entropy(probs, labels),
         "ece": expected_calibration_error(probs, labels, num_bins),
     }
+
+
+def average_ranks(values) -> np.ndarray:
+    """Ranks 1..n with ties sharing their average rank (as `scipy.stats.rankdata(method="average")`)."""
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(values.size, dtype=np.float64)
+    ranks[order] = np.arange(1, values.size + 1)
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=ranks)
+    return sums[inverse] / counts[inverse]
+
+
+def spearman(x, y) -> float:
+    """Spearman rank correlation with average ranks for ties; NaN when either input is constant."""
+    rx, ry = average_ranks(x), average_ranks(y)
+    if rx.size != ry.size:
+        raise ValueError(f"Got {rx.size} and {ry.size} values; Spearman needs paired samples.")
+    if np.std(rx) == 0 or np.std(ry) == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])

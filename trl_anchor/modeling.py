@@ -11,9 +11,9 @@ reads. Consequences:
   returns the mean μ as its single logit.
 - `config.gaussian_reward` records that the model is Gaussian, its variance floor and the anchors it was trained with.
 
-Variance parameterisation: `σ² = softplus(w·h + b) + variance_floor`, computed in float32. Softplus keeps σ² strictly
-positive with a gradient everywhere (no clamp), grows linearly for large activations (no exp overflow) and the floor
-bounds the probit denominator away from zero. A fresh head has `w = 0` and `b` chosen so that σ² = 1.
+Variance parameterisation: `σ² = softplus(w·h + b) + variance_floor`, computed in float64 and returned as float32.
+Softplus keeps σ² strictly positive with a gradient everywhere (no clamp), grows linearly for large activations (no
+exp overflow) and the floor bounds the probit denominator away from zero. A fresh head has `w = 0` and `b` chosen so that σ² = 1.
 """
 
 import math
@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING, AutoConfig, PretrainedConfig
 from transformers.utils import ModelOutput, logging
+
+from .losses import math_dtype
 
 
 logger = logging.get_logger(__name__)
@@ -58,7 +60,7 @@ class GaussianRewardModelOutput(ModelOutput):
 
 
 class VarianceHead(nn.Module):
-    """Linear map from the reward head's input to the pre-softplus variance, one value per position."""
+    """Variance of the latent reward from the pooled hidden state the reward head reads: a linear map and softplus."""
 
     def __init__(self, in_features: int, variance_floor: float = DEFAULT_VARIANCE_FLOOR):
         super().__init__()
@@ -74,7 +76,14 @@ class VarianceHead(nn.Module):
             self.bias.fill_(_inverse_softplus(_INITIAL_VARIANCE - self.variance_floor))
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return F.linear(hidden, self.weight.to(hidden.dtype), self.bias.to(hidden.dtype))
+        """Variance `softplus(w·h + b) + floor` of pooled hidden states `(B, H)`, in the probability dtype.
+
+        The head is tiny, so it runs in float64 (float32 on MPS) whatever the model dtype: bf16 training never rounds
+        σ², and the result does not depend on how the loaded weights happen to be aligned in memory.
+        """
+        dtype = math_dtype(hidden.device)
+        raw = F.linear(hidden.to(dtype), self.weight.to(dtype), self.bias.to(dtype)).squeeze(-1)
+        return (F.softplus(raw) + self.variance_floor).float()
 
 
 def _inverse_softplus(y: float) -> float:
@@ -222,11 +231,11 @@ class GaussianRewardModel:
             outputs = super().forward(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         finally:
             handle.remove()
-        raw = self.variance_head(captured["h"]).squeeze(-1)
-        if raw.dim() == 2:  # per-position head (causal LMs): pool exactly like the reward head
-            index = last_token_index(input_ids, self.config.get_text_config().pad_token_id, raw.shape[-1])
-            raw = raw[torch.arange(raw.shape[0], device=raw.device), index]
-        variance = F.softplus(raw.float()) + self.variance_head.variance_floor
+        hidden = captured["h"]
+        if hidden.dim() == 3:  # the reward head runs on every position (causal LMs): pool exactly as it does
+            index = last_token_index(input_ids, self.config.get_text_config().pad_token_id, hidden.shape[1])
+            hidden = hidden[torch.arange(hidden.shape[0], device=hidden.device), index]
+        variance = self.variance_head(hidden)
         logits = outputs.logits
         return GaussianRewardModelOutput(
             loss=outputs.loss,
