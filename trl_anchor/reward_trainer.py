@@ -36,6 +36,7 @@ from .losses import (
     soft_bt_loss,
     soft_probit_loss,
 )
+from .cards import write_trainer_model_card
 from .metrics import pairwise_metrics
 from .modeling import GaussianRewardModel
 from .reward_config import AnchorGaussianRewardConfig
@@ -44,8 +45,9 @@ from .reward_config import AnchorGaussianRewardConfig
 logger = get_logger(__name__)
 
 SOFT_LABEL = "soft_label"
-# Anchors of every form are rewritten as count vectors over the K + 1 classes under these internal names (distinct
-# from the user-facing `*_anchor_counts` so that preparing an already prepared dataset is a no-op).
+# Anchors of every form are rewritten as count vectors over the K + 1 classes under these internal names, distinct
+# from the user-facing `*_anchor_counts`, so preparing an already prepared dataset (e.g. in `evaluate`) recomputes the
+# same targets instead of seeing two anchor forms.
 CHOSEN_COUNTS, REJECTED_COUNTS = "chosen_anchor_targets", "rejected_anchor_targets"
 
 
@@ -268,8 +270,6 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
     def _standardize_columns(self, dataset, args, dataset_name):
         """Validate soft labels and anchors and rewrite them as `soft_label`, anchor count vectors and weights."""
         columns = get_dataset_column_names(dataset)
-        if SOFT_LABEL in columns and (CHOSEN_COUNTS in columns or self.anchor_thresholds is None):
-            return dataset  # already standardized (e.g. a prepared dataset passed to `evaluate`)
         is_processed = "chosen_ids" in columns and "rejected_ids" in columns
         for required in ("chosen", "rejected"):
             if not is_processed and required not in columns:
@@ -356,7 +356,8 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
     def _record_metrics(self, mode, inputs, outputs, pair_loss, anchor_terms, mean_c, mean_r) -> None:
         if mode == "train":
             num_tokens = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
-            self._total_train_tokens += num_tokens // self._tp_size
+            # TRL ≥ 1.13 corrects for tensor-parallel ranks repeating the batch; TRL 1.12 has no `_tp_size`.
+            self._total_train_tokens += num_tokens // getattr(self, "_tp_size", 1)
         self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
         gather = self.accelerator.gather_for_metrics
         with torch.no_grad():
@@ -389,6 +390,38 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
                 self._metrics["eval"][key] = [calibration[key]]
             self._pairs = {"probs": [], "labels": []}
         super().log(logs, start_time)
+
+    # ------------------------------------------------------------------------------------------------- model card
+    def create_model_card(
+        self,
+        model_name: str | None = None,
+        dataset_name: str | None = None,
+        tags: str | list[str] | None = None,
+        license: str | None = None,
+        finetuned_from: str | None = None,
+        language: str | list[str] | None = None,
+    ) -> None:
+        """Write the model card (`README.md` in `output_dir`) of a trl-anchor reward model.
+
+        TRL calls this at every checkpoint and `push_to_hub(...)` with its keyword arguments; after
+        `trainer.save_model()` call it yourself. Besides TRL's card content, it says what μ and σ are and in which
+        units, how the anchors were built and how to use the model, with `license`, `base_model`, `datasets`,
+        `pipeline_tag: text-classification` and a `model-index` of the latest evaluation (see `trl_anchor.cards`).
+
+        Args:
+            model_name: name of the model (default: the output directory's name).
+            dataset_name: training dataset (a Hub id also goes into the `datasets` metadata).
+            tags: extra tags besides trl, reward-model, trl-anchor and uncertainty.
+            license: license of the model; default the license on the base model's card.
+            finetuned_from: the base model's Hub id, when the model was loaded from a local copy.
+            language: language(s) of the training data.
+        """
+        if not self.is_world_process_zero():
+            return
+        write_trainer_model_card(
+            self, model_name=model_name, dataset_name=dataset_name, tags=tags, license=license,
+            finetuned_from=finetuned_from, language=language,
+        )
 
 
 # ------------------------------------------------------------------------------------------------------ helpers
@@ -428,6 +461,14 @@ def _check_tokenizer(tokenizer, args) -> None:
             f"The tokenizer {type(tokenizer).__name__} has neither a pad token nor an EOS token; reward models pad "
             "batches and read the last non-pad token. Set `tokenizer.pad_token` (e.g. to an existing special token)."
         )
+    if (args.eos_token or tokenizer.eos_token) is None:
+        if tokenizer.sep_token is None:
+            raise ValueError(
+                f"The tokenizer {type(tokenizer).__name__} has no EOS token, which TRL appends to every text response. "
+                "Set `eos_token` in the config or on the tokenizer."
+            )
+        # Encoders (BERT, MiniLM) end sequences with [SEP] and have no EOS token; TRL appends the EOS token to text.
+        tokenizer.eos_token = tokenizer.sep_token
 
 
 def _with_trainable_heads(model, peft_config):
