@@ -1,0 +1,51 @@
+"""Preference data sets with soft labels and anchors, in `AnchorGaussianRewardTrainer`'s column spec.
+
+One adapter per source; every loader returns a `datasets.Dataset` (or a `DatasetDict` of splits) with `prompt`,
+`chosen`, `rejected`, `soft_label` = P(chosen ≻ rejected) ≥ 0.5 and, where the source has them, anchor columns.
+"""
+
+from ._common import FilterReport, check_no_group_overlap, soft_label_from_votes, split_by_group
+from .caption_contest import (
+    CaptionContestData,
+    CaptionContestFormatError,
+    ContestTable,
+    check_contest_overlap,
+    download_caption_contest,
+    load_caption_contest,
+    pairwise_soft_labels,
+    read_descriptions,
+    read_summary_file,
+    sample_pairs,
+    split_by_contest,
+    vote_statistics,
+)
+from .helpsteer2 import load_helpsteer2_preference, load_helpsteer2_ratings, parse_helpsteer2_prompt
+from .helpsteer3 import load_helpsteer3
+from .multipref import load_multipref
+from .personal_llm import load_personal_llm
+
+
+__all__ = [
+    "CaptionContestData",
+    "CaptionContestFormatError",
+    "ContestTable",
+    "FilterReport",
+    "check_contest_overlap",
+    "check_no_group_overlap",
+    "download_caption_contest",
+    "load_caption_contest",
+    "load_helpsteer2_preference",
+    "load_helpsteer2_ratings",
+    "load_helpsteer3",
+    "load_multipref",
+    "load_personal_llm",
+    "pairwise_soft_labels",
+    "parse_helpsteer2_prompt",
+    "read_descriptions",
+    "read_summary_file",
+    "sample_pairs",
+    "soft_label_from_votes",
+    "split_by_contest",
+    "split_by_group",
+    "vote_statistics",
+]
