@@ -19,7 +19,7 @@ from .caption_contest import (
     split_by_contest,
     vote_statistics,
 )
-from .helpsteer2 import load_helpsteer2_preference, load_helpsteer2_ratings, parse_helpsteer2_prompt
+from .helpsteer2 import load_helpsteer2, load_helpsteer2_ratings, parse_helpsteer2_prompt
 from .helpsteer3 import load_helpsteer3
 from .multipref import load_multipref
 from .personal_llm import load_personal_llm
@@ -34,7 +34,7 @@ __all__ = [
     "check_no_group_overlap",
     "download_caption_contest",
     "load_caption_contest",
-    "load_helpsteer2_preference",
+    "load_helpsteer2",
     "load_helpsteer2_ratings",
     "load_helpsteer3",
     "load_multipref",

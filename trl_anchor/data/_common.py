@@ -87,9 +87,22 @@ class FilterReport:
             text += f", adjusted: {_format_counts(self.adjusted)}"
         return text
 
-    def log(self) -> None:
+    @classmethod
+    def combine(cls, source: str, reports: Sequence["FilterReport"]) -> "FilterReport":
+        """One report adding up several (e.g. every file of a data set)."""
+        total = cls(source)
+        for report in reports:
+            total.total += report.total
+            total.kept += report.kept
+            total.merged += report.merged
+            total.dropped.update(report.dropped)
+            total.adjusted.update(report.adjusted)
+        return total
+
+    def log(self, level: int | None = None) -> None:
         """Log the summary (warning level when rows were dropped) and where the first cases of each reason are."""
-        level = logging.WARNING if self.dropped else logging.INFO
+        if level is None:
+            level = logging.WARNING if self.dropped else logging.INFO
         logger.log(level, self.summary())
         for reason, where in self.examples.items():
             logger.log(level, f"  {self.source} {reason}: e.g. {', '.join(where)}")

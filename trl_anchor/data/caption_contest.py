@@ -14,6 +14,7 @@ Credit: the NEXT team (nextml) and The New Yorker. Data: https://github.com/next
 import csv
 import io
 import json
+import logging
 import os
 import re
 import urllib.error
@@ -129,6 +130,13 @@ def pairwise_soft_labels(counts_a: np.ndarray, counts_b: np.ndarray) -> np.ndarr
     return win + 0.5 * tie
 
 
+def _vote_spread(counts: np.ndarray) -> np.ndarray:
+    """Standard deviation of a caption's individual votes (the crowd's disagreement, what σ should track)."""
+    p = _distribution(counts)
+    mean = p @ VOTE_VALUES
+    return np.sqrt(np.maximum(p @ VOTE_VALUES**2 - mean**2, 0.0))
+
+
 def _distribution(counts: np.ndarray) -> np.ndarray:
     counts = np.asarray(counts, dtype=np.float64).reshape(-1, 3)
     totals = counts.sum(1, keepdims=True)
@@ -196,6 +204,7 @@ def read_summary_file(
     contest: int | None = None,
     min_votes: int = 2,
     on_bad_rows: str = "skip",
+    log: bool = True,
 ) -> ContestTable:
     """Parse one caption-contest CSV in any known layout into a cleaned `ContestTable`.
 
@@ -205,7 +214,8 @@ def read_summary_file(
     contest id are dropped as garbled (or raise with `on_bad_rows="raise"`); blank lines, empty captions, zero-vote
     rows and rows with fewer than `min_votes` votes are dropped; duplicate captions (same text up to whitespace) are
     merged by adding their counts. Stored means/standard errors that differ from the recomputed ones are counted.
-    Rows are referred to as "row N", the N-th well-formed data row; malformed ones by their text.
+    Rows are referred to as "row N", the N-th well-formed data row; malformed ones by their text. The report is logged
+    unless `log=False`.
 
     Example:
 
@@ -229,7 +239,8 @@ def read_summary_file(
     table = _clean_columns(columns, contest, min_votes, on_bad_rows, report, path.name)
     table.layout = layout
     table.sources.append(str(path))
-    report.log()
+    if log:
+        report.log()
     return table
 
 
@@ -449,19 +460,13 @@ def merge_tables(tables: Sequence[ContestTable]) -> ContestTable:
     contest = {t.contest for t in tables}
     if len(contest) != 1:
         raise ValueError(f"Can only merge files of one contest, got contests {sorted(contest)}.")
-    report = FilterReport(" + ".join(t.report.source for t in tables))
-    report.total = sum(t.report.total for t in tables)
-    report.merged = sum(t.report.merged for t in tables)
-    for t in tables:
-        report.dropped.update(t.report.dropped)
-        report.adjusted.update(t.report.adjusted)
+    report = FilterReport.combine(" + ".join(t.report.source for t in tables), [t.report for t in tables])
     captions = np.array([c for t in tables for c in t.captions], dtype=object)
     counts = np.concatenate([t.counts for t in tables])
     labels = np.array([f"caption {i}" for i in range(1, len(captions) + 1)], dtype=object)
     table = _merge_duplicates(contest.pop(), captions, counts, labels, report)
     table.layout = tables[0].layout
     table.sources = [s for t in tables for s in t.sources]
-    report.log()
     return table
 
 
@@ -622,9 +627,14 @@ class CaptionContestData:
             )
         by_contest: dict[int, list[ContestTable]] = {}
         for path in files:
-            table = read_summary_file(path, min_votes=min_votes, on_bad_rows=on_bad_rows)
+            table = read_summary_file(path, min_votes=min_votes, on_bad_rows=on_bad_rows, log=False)
             by_contest.setdefault(table.contest, []).append(table)
         tables = {c: ts[0] if len(ts) == 1 else merge_tables(ts) for c, ts in by_contest.items()}
+        for table in tables.values():
+            table.report.log(logging.INFO)  # per-file detail; the total below is a warning when rows were dropped
+        FilterReport.combine(
+            f"{len(tables)} caption contests in {summaries}", [t.report for t in tables.values()]
+        ).log()
         if descriptions is None and (data_dir / "descriptions.csv").is_file():
             descriptions = data_dir / "descriptions.csv"
         if descriptions is not None and not isinstance(descriptions, Mapping):
@@ -680,7 +690,8 @@ class CaptionContestData:
 
         `chosen` is the caption with the higher mean vote; `soft_label` = P(vote_chosen > vote_rejected) +
         ½ P(tie) from the two vote distributions (it can fall just below 0.5 when mean and pairwise majority disagree;
-        such pairs are counted); `chosen_anchor_counts`/`rejected_anchor_counts` are the vote counts. Sampling is
+        such pairs are counted); `chosen_anchor_counts`/`rejected_anchor_counts` are the vote counts;
+        `chosen_vote_std`/`rejected_vote_std` the spread of the individual votes. Sampling is
         seeded per contest, so a contest's pairs do not depend on which other contests are loaded.
         """
         if pairs_per_contest < 1:
@@ -707,6 +718,7 @@ class CaptionContestData:
             report.adjust("soft_label_below_half", count=int(below.size))
         report.log()
         captions = table.captions
+        vote_std = _vote_spread(table.counts)
         return {
             "prompt": [prompt] * len(chosen),
             "chosen": [format_response(captions[k], conversational) for k in chosen],
@@ -719,6 +731,8 @@ class CaptionContestData:
             "rejected_mean": mean[rejected].tolist(),
             "chosen_se": se[chosen].tolist(),
             "rejected_se": se[rejected].tolist(),
+            "chosen_vote_std": vote_std[chosen].tolist(),
+            "rejected_vote_std": vote_std[rejected].tolist(),
         }
 
 
@@ -783,6 +797,26 @@ def load_caption_contest(
     else:
         dataset = data.pairs(strategy, pairs_per_contest, seed, num_strata, separation, conversational)
     return split_by_contest(dataset, test_size=test_size, validation_size=validation_size, seed=seed)
+
+
+def quickstart_splits(
+    data_dir: str | os.PathLike,
+    seed: int = 0,
+    pairs_per_contest: int = 16,
+    test_size: float = 0.25,
+    contests: Iterable[int] | None = None,
+) -> DatasetDict:
+    """The real-data default of `trl-anchor quickstart`: random within-contest pairs of every contest (~1.2k train and
+    ~0.4k test pairs, split by contest), as plain text so any encoder backbone can score them; `chosen_vote_std`/
+    `rejected_vote_std` hold the crowd's vote spread to compare the predicted σ with."""
+    return load_caption_contest(
+        data_dir,
+        pairs_per_contest=pairs_per_contest,
+        test_size=test_size,
+        seed=seed,
+        contests=contests,
+        conversational=False,
+    )
 
 
 # ------------------------------------------------------------------------------------------------------ download

@@ -114,7 +114,7 @@ def _anchor(value, cutoffs: Sequence[float], attribute: str):
     return anchor_class(value, cutoffs)
 
 
-def load_helpsteer2_preference(
+def load_helpsteer2(
     source: "str | os.PathLike | Dataset" = HELPSTEER2_ID,
     *,
     split: str | None = None,
@@ -152,7 +152,7 @@ def load_helpsteer2_preference(
     Example:
 
     ```python
-    >>> splits = load_helpsteer2_preference(ratings="nvidia/HelpSteer2")  # doctest: +SKIP
+    >>> splits = load_helpsteer2(ratings="nvidia/HelpSteer2")  # doctest: +SKIP
     >>> splits["train"].column_names  # doctest: +SKIP
     ['prompt', 'chosen', 'rejected', 'soft_label', 'chosen_anchor', 'rejected_anchor', 'num_judgements', ...]
     ```
