@@ -220,23 +220,28 @@ class GaussianRewardModel:
             self.config.save_pretrained(save_directory)
 
     # ----------------------------------------------------------------------------------------------------- forward
-    def forward(self, input_ids=None, attention_mask=None, **kwargs) -> GaussianRewardModelOutput:
+    def forward(self, input_ids=None, attention_mask=None, sequence_ends=None, **kwargs) -> GaussianRewardModelOutput:
+        """Arguments as for the backbone's sequence-classification forward, plus `sequence_ends` for padding-free
+        batches (`trl_anchor.packing`): the flat index `row * width + column` of each packed sequence's last token,
+        where μ and σ² are read; the outputs then have one row per sequence."""
         captured = {}
 
-        def capture_head_input(_module, inputs):
-            captured["h"] = inputs[0]
+        def capture_head(_module, inputs, output):
+            captured["h"], captured["logits"] = inputs[0], output
 
-        handle = reward_head(self).register_forward_pre_hook(capture_head_input)
+        handle = reward_head(self).register_forward_hook(capture_head)
         try:
             outputs = super().forward(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         finally:
             handle.remove()
         hidden = captured["h"]
-        if hidden.dim() == 3:  # the reward head runs on every position (causal LMs): pool exactly as it does
+        logits = outputs.logits
+        if sequence_ends is not None:
+            hidden, logits = _at_sequence_ends(self, hidden, captured["logits"], sequence_ends)
+        elif hidden.dim() == 3:  # the reward head runs on every position (causal LMs): pool exactly as it does
             index = last_token_index(input_ids, self.config.get_text_config().pad_token_id, hidden.shape[1])
             hidden = hidden[torch.arange(hidden.shape[0], device=hidden.device), index]
         variance = self.variance_head(hidden)
-        logits = outputs.logits
         return GaussianRewardModelOutput(
             loss=outputs.loss,
             logits=logits,
@@ -259,6 +264,18 @@ class GaussianRewardModel:
 
 
 _GAUSSIAN_CLASSES: dict[type, type] = {}
+
+
+def _at_sequence_ends(model, hidden, position_logits, sequence_ends):
+    # Packed rows hold several sequences, so the backbone's own one-per-row pooling is meaningless; the per-position
+    # head input and output are read at each sequence's last token instead.
+    if hidden.dim() != 3:
+        raise ValueError(
+            f"Padding-free batches (`sequence_ends`) need a reward head that reads every position (decoder backbones); "
+            f"{type(model).__name__} pools before its head. Train it with padding (`padding_free=False`)."
+        )
+    index = sequence_ends.to(hidden.device)
+    return hidden.flatten(0, 1)[index], position_logits.flatten(0, 1)[index]
 
 
 def gaussian_settings(config: PretrainedConfig) -> dict[str, Any]:

@@ -48,6 +48,17 @@ class AnchorGaussianRewardConfig(RewardConfig):
         normalize_anchor_counts (`bool`, *optional*, defaults to `True`):
             For count anchors (e.g. crowd votes), divide the multinomial log-likelihood by the number of votes so each
             response weighs the same; `False` uses the full multinomial likelihood.
+        head_learning_rate (`float`, *optional*):
+            Learning rate of the reward heads (the mean head and the variance head), which start from scratch on a
+            pretrained backbone; `None` uses `learning_rate` for every parameter.
+
+        > Parameters that control padding-free training
+
+        padding_free (`bool`, *optional*, defaults to `False`):
+            Pack the chosen and rejected sequences of each batch without padding (`position_ids` restart per
+            sequence, no attention mask; μ and σ² are read at each sequence's last token), so no compute is spent on
+            pad tokens. Needs `reward_type="gaussian"` and a decoder backbone (GPT-2, Llama, Qwen, ...); the loss
+            equals the padded one. See `trl_anchor.packing`.
     """
 
     reward_type: str = field(
@@ -80,6 +91,16 @@ class AnchorGaussianRewardConfig(RewardConfig):
         default=True,
         metadata={"help": "Divide the count-anchor (crowd vote) likelihood by the number of votes per response."},
     )
+    head_learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "Learning rate of the mean and variance heads; None uses `learning_rate` everywhere."},
+    )
+    padding_free: bool = field(
+        default=False,
+        metadata={"help": "Pack the chosen and rejected sequences of each batch without padding (position_ids "
+                  "restart per sequence; μ and σ² read at each sequence's last token). Gaussian reward models with a "
+                  "decoder backbone only."},
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -95,3 +116,7 @@ class AnchorGaussianRewardConfig(RewardConfig):
         if isinstance(self.anchor_thresholds, (list, tuple)):
             self.anchor_thresholds = validate_thresholds(self.anchor_thresholds)
         self.anchor_percentiles = [float(p) for p in self.anchor_percentiles]
+        if self.padding_free and self.reward_type != "gaussian":
+            raise ValueError(
+                "`padding_free=True` reads rewards through GaussianRewardModel; it needs reward_type='gaussian'."
+            )
