@@ -90,7 +90,7 @@ def test_policies_use_the_reward_transforms():
 # ------------------------------------------------------------------------------------------------ cache
 def test_stage_cache_refuses_other_settings_and_repairs_a_cut_line(tmp_path):
     cache = StageCache(tmp_path, "scores", {"reward_model": "a"}, ("mean",)).open()
-    cache.append([{"prompt_id": "0", "sample_index": 0, "mean": 1.0}, {"prompt_id": "0", "sample_index": 1, "mean": 2.0}])
+    cache.append([{"prompt_id": "0", "sample_index": s, "mean": float(s)} for s in (0, 1)])
     with cache.path.open("a") as handle:
         handle.write('{"prompt_id": "0", "sample_in')  # a crash in the middle of a write
     reopened = StageCache(tmp_path, "scores", {"reward_model": "a"}, ("mean",)).open()

@@ -25,6 +25,7 @@ random).
 
 import hashlib
 import importlib
+import importlib.util
 import json
 import math
 import os
@@ -213,7 +214,8 @@ def check_policies(policies: Sequence[str], gaussian: bool = True) -> list[str]:
 
 # ============================================================================================ stage caches
 def fingerprint(value: Any) -> str:
-    """Short stable hash of JSON-serialisable data (prompts, completions), stored with cached rows to detect changes."""
+    """Short stable hash of JSON-serialisable data (a prompt, a completion), stored with cached rows to detect
+    changes."""
     text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
@@ -278,7 +280,9 @@ class StageCache:
                 raise BestOfNCacheError(f"{self.path}, line {number}: missing field(s) {missing}.")
             key = (str(row["prompt_id"]), int(row["sample_index"]))
             if key in rows:
-                raise BestOfNCacheError(f"{self.path}, line {number}: duplicate row for prompt {key[0]!r} sample {key[1]}.")
+                raise BestOfNCacheError(
+                    f"{self.path}, line {number}: duplicate row for prompt {key[0]!r} sample {key[1]}."
+                )
             rows[key] = row
         return rows
 
@@ -433,20 +437,25 @@ def generate_transformers(
 
 
 def generate_vllm(
-    model_name_or_path: str, prompts: list[str], num_samples: list[int], settings: GenerationSettings, seeds: list[int]
+    model_name_or_path: str,
+    prompt_ids: list[list[int]],
+    num_samples: list[int],
+    settings: GenerationSettings,
+    seeds: list[int],
 ) -> list[list[Generated]]:
-    """`num_samples[i]` completions of each rendered prompt with vLLM (one seeded request per prompt)."""
-    from vllm import LLM, SamplingParams
+    """`num_samples[i]` completions of each tokenized prompt with vLLM (one seeded request per prompt). Token ids,
+    not text, go in, so vLLM adds no second BOS to a rendered chat template."""
+    from vllm import SamplingParams
 
     llm = _vllm_engine(model_name_or_path, settings.seed)
     params = [
         SamplingParams(
-            n=n, temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k or -1,
+            n=n, temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k or -1,  # -1: no top-k
             max_tokens=settings.max_new_tokens, seed=seed,
         )
         for n, seed in zip(num_samples, seeds)
     ]
-    outputs = llm.generate(prompts, params, use_tqdm=False)
+    outputs = llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids], params, use_tqdm=False)
     return [
         [Generated(o.text, len(o.token_ids), "length" if o.finish_reason == "length" else "stop") for o in out.outputs]
         for out in outputs
@@ -547,7 +556,9 @@ def load_gold_scorer(spec: "str | GoldScorer", batch_size: int = 16, max_length:
         return scorer, spec
     model = AutoModelForSequenceClassification.from_pretrained(spec)
     if model.config.num_labels != 1:
-        raise ValueError(f"Gold reward model {spec} has num_labels={model.config.num_labels}; it must output one score.")
+        raise ValueError(
+            f"Gold reward model {spec} has num_labels={model.config.num_labels}; it must output one score."
+        )
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
     tokenizer = AutoTokenizer.from_pretrained(spec)
 
@@ -676,7 +687,9 @@ def plot_best_of_n(
     for ax, (metric, ylabel) in zip(axes[0], panels):
         for policy, curve in report.curves[metric].items():
             mean, se = np.asarray(curve.mean), np.asarray(curve.se)
-            style = {"linestyle": "--", "color": "black" if policy == "oracle" else "gray"} if policy in REFERENCE_POLICIES else {}
+            style = {}
+            if policy in REFERENCE_POLICIES:
+                style = {"linestyle": "--", "color": "black" if policy == "oracle" else "gray"}
             (line,) = ax.plot(ns, mean, label=policy, linewidth=1.8, **style)
             ax.fill_between(ns, mean - se, mean + se, color=line.get_color(), alpha=0.1, linewidth=0)
         ax.set_xscale("log", base=2)
@@ -838,10 +851,16 @@ class BestOfNPipeline:
         if settings.temperature == 0 and self.num_samples > 1:
             logger.warning("temperature=0 is greedy decoding: all N samples of a prompt will be identical.")
         backend = settings.resolved_backend()
+        if backend == "vllm" and not isinstance(model, str):
+            if settings.backend == "vllm":
+                raise ValueError("The vLLM backend loads the policy itself: pass its path or Hub id, not a model.")
+            backend = "transformers"
         if backend == "vllm":
             self._generate_with_vllm(name, cache, pending, settings, on_batch_end)
         else:
-            self._generate_with_transformers(model, tokenizer, cache, pending, settings, on_batch_end, model_init_kwargs)
+            self._generate_with_transformers(
+                model, tokenizer, cache, pending, settings, on_batch_end, model_init_kwargs
+            )
         return len(pending)
 
     def _generate_with_transformers(self, model, tokenizer, cache, pending, settings, on_batch_end, init_kwargs):
@@ -865,8 +884,6 @@ class BestOfNPipeline:
                 progress.update(len(batch))
 
     def _generate_with_vllm(self, name, cache, pending, settings, on_batch_end):
-        from vllm import LLM  # noqa: F401  (fail early with the import error if vLLM is missing)
-
         positions = self._positions
         by_prompt: dict[str, list[int]] = {}
         for pid, sample in pending:
@@ -876,10 +893,10 @@ class BestOfNPipeline:
         prompts_per_call = max(1, settings.batch_size // self.num_samples)
         with self._progress(len(pending), "Generating (vLLM)") as progress:
             for group in _chunks(prompt_ids, prompts_per_call):
-                texts = [render_prompt(tokenizer, self.prompts[positions[pid]]) for pid in group]
+                token_ids = [_prompt_token_ids(tokenizer, self.prompts[positions[pid]]) for pid in group]
                 counts = [len(by_prompt[pid]) for pid in group]
                 seeds = [derive_seed(settings.seed, pid, by_prompt[pid][0]) for pid in group]
-                outputs = generate_vllm(name, texts, counts, settings, seeds)
+                outputs = generate_vllm(name, token_ids, counts, settings, seeds)
                 keys = [(pid, s) for pid in group for s in by_prompt[pid]]
                 self._store_generations(cache, keys, [o for out in outputs for o in out], on_batch_end)
                 progress.update(len(keys))
@@ -1020,8 +1037,12 @@ class BestOfNPipeline:
         mean = np.array([scores.rows[k]["mean"] for k in keys], dtype=np.float64).reshape(shape)
         variances = [scores.rows[k]["variance"] for k in keys]
         std = None if any(v is None for v in variances) else np.sqrt(np.array(variances, np.float64)).reshape(shape)
-        completions = [[generations.rows[(pid, s)]["completion"] for s in range(self.num_samples)] for pid in self.prompt_ids]
-        gold_values = None if gold is None else np.array([gold.rows[k]["gold"] for k in keys], np.float64).reshape(shape)
+        completions = [
+            [generations.rows[(pid, s)]["completion"] for s in range(self.num_samples)] for pid in self.prompt_ids
+        ]
+        gold_values = None
+        if gold is not None:
+            gold_values = np.array([gold.rows[k]["gold"] for k in keys], np.float64).reshape(shape)
         return BestOfNPool(self.prompt_ids, self.prompts, completions, mean, std, gold_values, self._reward_config())
 
     def _reward_config(self) -> PretrainedConfig | None:

@@ -195,7 +195,9 @@ def run_pipeline_mode(args: BestOfNScriptArguments, generation: BestOfNGeneratio
                 generation.model_name_or_path, settings=settings, model_init_kwargs={"dtype": generation.dtype}
             )
         elif stage == "score":
-            pipeline.score(args.reward_model_path, batch_size=args.reward_batch_size, max_length=args.reward_max_length)
+            pipeline.score(
+                args.reward_model_path, batch_size=args.reward_batch_size, max_length=args.reward_max_length
+            )
         elif stage == "evaluate":
             pipeline.evaluate(args.gold_scorer, batch_size=args.reward_batch_size, max_length=args.reward_max_length)
         else:
