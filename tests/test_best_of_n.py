@@ -150,8 +150,12 @@ class GenerateSpy:
         return self._generate(*args, **kwargs)
 
 
-def test_pipeline_resumes_after_interruption_and_reports(tmp_path, tiny_causal_lm_dir, reward_model_dirs):
+def test_pipeline_resumes_after_interruption_and_reports(
+    tmp_path, tiny_causal_lm_dir, reward_model_dirs, monkeypatch
+):
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import trl_anchor.best_of_n as best_of_n
 
     rm_dir, _ = reward_model_dirs
     model = AutoModelForCausalLM.from_pretrained(tiny_causal_lm_dir)
@@ -175,8 +179,21 @@ def test_pipeline_resumes_after_interruption_and_reports(tmp_path, tiny_causal_l
     assert lines[:4] == first_lines and len(lines) == 16
     assert pipe.generate(model, tokenizer, settings) == 0 and spy.sequences == 12
 
-    # Scoring resumes too: the rows already on disk are kept, only the rest is computed.
-    assert pipe.score(str(rm_dir), batch_size=3, chunk_size=5) == 16
+    # Scoring resumes too: an interruption after the first chunk of 5 leaves 11 to score.
+    scored = []
+    real_score_responses = best_of_n.score_responses
+
+    def score_then_crash(model, tokenizer, completions, *args):
+        if scored:
+            raise Interrupt
+        scored.append(len(completions))
+        return real_score_responses(model, tokenizer, completions, *args)
+
+    monkeypatch.setattr(best_of_n, "score_responses", score_then_crash)
+    with pytest.raises(Interrupt):
+        pipe.score(str(rm_dir), batch_size=3, chunk_size=5)
+    monkeypatch.setattr(best_of_n, "score_responses", real_score_responses)
+    assert scored == [5] and pipe.score(str(rm_dir), batch_size=3, chunk_size=5) == 11
     assert pipe.score(str(rm_dir), batch_size=3, chunk_size=5) == 0
 
     def gold(prompts, completions):
@@ -272,7 +289,14 @@ def test_bon_command_end_to_end_with_resume(tmp_path, tiny_causal_lm_dir, reward
     assert (output / "best_of_n.png").stat().st_size > 0
     assert "| lcb:1.0 |" in (output / "best_of_n.md").read_text()
 
-    # Re-running everything recomputes nothing; asking for another N is refused with a clear error.
+    # Re-running everything recomputes nothing and loads no reward model; another N is refused with a clear error.
+    import trl_anchor.best_of_n as best_of_n
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a finished stage loaded a model")
+
+    monkeypatch.setattr(best_of_n, "load_reward_model", no_loading)
+    monkeypatch.setattr(best_of_n, "load_gold_scorer", no_loading)
     generated.clear()
     assert main(argv) == 0 and generated == []
     with pytest.raises(BestOfNCacheError, match="num_samples: cached 4, requested 8"):

@@ -303,6 +303,10 @@ class StageCache:
         return key in self.rows
 
 
+def _model_name(model: PreTrainedModel) -> str:
+    return model.name_or_path or type(model).__name__
+
+
 def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -539,12 +543,17 @@ def call_gold_scorer(
     return scores
 
 
-def load_gold_scorer(spec: "str | GoldScorer", batch_size: int = 16, max_length: int | None = None):
+def gold_scorer_name(spec: "str | GoldScorer") -> str:
+    """The name a gold scorer is recorded under in the cache: the string given, or a callable's qualified name."""
+    return spec if isinstance(spec, str) else getattr(spec, "__qualname__", type(spec).__name__)
+
+
+def load_gold_scorer(spec: "str | GoldScorer", batch_size: int = 16, max_length: int | None = None) -> GoldScorer:
     """Resolve a gold scorer: a callable is used as is; `"package.module:function"` imports one; any other string is
     a sequence-classification reward model (local path or Hub id) whose logit (μ for a Gaussian RM) is the gold
-    reward. Returns `(scorer, name)`."""
+    reward."""
     if callable(spec):
-        return spec, getattr(spec, "__qualname__", type(spec).__name__)
+        return spec
     if ":" in spec and not Path(spec).exists():
         module_name, _, attribute = spec.partition(":")
         try:
@@ -553,7 +562,7 @@ def load_gold_scorer(spec: "str | GoldScorer", batch_size: int = 16, max_length:
             raise ValueError(f"Cannot import the gold scorer {spec!r} (expected 'package.module:function'): {error}")
         if not callable(scorer):
             raise ValueError(f"Gold scorer {spec!r} is not callable.")
-        return scorer, spec
+        return scorer
     model = AutoModelForSequenceClassification.from_pretrained(spec)
     if model.config.num_labels != 1:
         raise ValueError(
@@ -565,7 +574,7 @@ def load_gold_scorer(spec: "str | GoldScorer", batch_size: int = 16, max_length:
     def score_with_model(prompts: list[Text], completions: list[Text]) -> list[float]:
         return score_responses(model, tokenizer, completions, prompts, batch_size, max_length).mean.tolist()
 
-    return score_with_model, spec
+    return score_with_model
 
 
 # ============================================================================================ pool and report
@@ -841,7 +850,7 @@ class BestOfNPipeline:
         after each batch is safely on disk.
         """
         settings = settings or GenerationSettings()
-        name = model if isinstance(model, str) else (model.name_or_path or type(model).__name__)
+        name = model if isinstance(model, str) else _model_name(model)
         cache = self._generations({"num_samples": self.num_samples, "model": name, **settings.fingerprint()})
         prompt_limit = set(self.prompt_ids[: max_prompts if max_prompts is not None else len(self.prompt_ids)])
         pending = [k for k in self._pending(cache) if k[0] in prompt_limit]
@@ -932,21 +941,21 @@ class BestOfNPipeline:
         every `chunk_size` items. Returns how many were scored now."""
         _check_batch_size("batch_size", batch_size)
         _check_batch_size("chunk_size", chunk_size)
+        if not isinstance(reward_model, str) and tokenizer is None:
+            raise ValueError("Pass the reward model's own `tokenizer` along with a model object.")
         generations = self._generations()
         self._require_complete(generations, "generate")
-        if isinstance(reward_model, str):
-            name = reward_model
-            reward_model, tokenizer = load_reward_model(reward_model)
-        elif tokenizer is None:
-            raise ValueError("Pass the reward model's own `tokenizer` along with a model object.")
-        else:
-            name = reward_model.name_or_path or type(reward_model).__name__
+        name = reward_model if isinstance(reward_model, str) else _model_name(reward_model)
         settings = {"reward_model": name, "max_length": max_length}
         cache = StageCache(self.output_dir, "scores", settings, ("completion_sha", "mean", "variance")).open()
         self._check_stale(cache, generations)
-        self._save_reward_config(reward_model)
         pending = self._pending(cache)
         logger.info(f"score: {len(cache.rows)} items cached, {len(pending)} to score.")
+        if not pending:
+            return 0
+        if isinstance(reward_model, str):  # loaded only now: a finished stage costs no model load
+            reward_model, tokenizer = load_reward_model(reward_model)
+        self._save_reward_config(reward_model)
         with self._progress(len(pending), "Scoring") as progress:
             for chunk in _chunks(pending, chunk_size):
                 prompts, completions = self._completions_for(generations, chunk)
@@ -986,14 +995,16 @@ class BestOfNPipeline:
         _check_batch_size("chunk_size", chunk_size)
         generations = self._generations()
         self._require_complete(generations, "generate")
-        scorer, default_name = load_gold_scorer(gold_scorer, batch_size, max_length)
-        name = name or default_name
+        name = name or gold_scorer_name(gold_scorer)
         cache = StageCache(
             self.output_dir, "gold", {"gold_scorer": name, "max_length": max_length}, ("completion_sha", "gold")
         ).open()
         self._check_stale(cache, generations)
         pending = self._pending(cache)
         logger.info(f"evaluate: {len(cache.rows)} items cached, {len(pending)} to score with {name}.")
+        if not pending:
+            return 0
+        scorer = load_gold_scorer(gold_scorer, batch_size, max_length)
         with self._progress(len(pending), "Gold scoring") as progress:
             for chunk in _chunks(pending, chunk_size):
                 prompts, completions = self._completions_for(generations, chunk)
