@@ -333,3 +333,14 @@ def test_tokenizer_without_pad_or_eos(tmp_path, tokenizer, tiny_config):
 def test_anchor_column_without_its_pair(tmp_path, tokenizer, tiny_config):
     with pytest.raises(ValueError, match="`chosen_score` but not its pair"):
         _trainer(tmp_path, tokenizer, tiny_config, _dataset(chosen_score=[0.0] * N))
+
+
+def test_head_learning_rate_gets_its_own_param_groups(tmp_path, tokenizer, tiny_config):
+    trainer = _trainer(tmp_path, tokenizer, tiny_config, _dataset(), head_learning_rate=0.05, learning_rate=1e-4)
+    optimizer = trainer.create_optimizer()
+    heads = {id(p) for m in (trainer.model.score, trainer.model.variance_head) for p in m.parameters()}
+    for group in optimizer.param_groups:
+        in_head = {id(p) in heads for p in group["params"]}
+        assert len(in_head) == 1  # no group mixes head and backbone parameters
+        assert group["lr"] == (0.05 if in_head.pop() else 1e-4)
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(trainer.model.parameters()))

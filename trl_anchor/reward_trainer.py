@@ -39,6 +39,7 @@ from .losses import (
 from .cards import write_trainer_model_card
 from .metrics import pairwise_metrics
 from .modeling import GaussianRewardModel
+from .packing import num_real_tokens, pack_preference_examples, padding_free_collator_kwargs, reward_model_inputs
 from .reward_config import AnchorGaussianRewardConfig
 
 
@@ -59,6 +60,10 @@ class DataCollatorForAnchoredPreference(DataCollatorForPreference):
     `soft_label` (B,), and when the examples carry anchors `chosen_anchor_targets`/`rejected_anchor_targets` (class
     count vectors, B × (K+1)) and `anchor_weight` (B,).
 
+    With `padding_free=True` the sequences are packed without padding instead (`input_ids`, `position_ids`,
+    `sequence_ends`, `sequence_lengths`; see `trl_anchor.packing`), in rows as wide as the longest sequence, or in one
+    row with `pack_into_one_row=True` (FlashAttention).
+
     Example:
 
     ```python
@@ -72,8 +77,16 @@ class DataCollatorForAnchoredPreference(DataCollatorForPreference):
     ```
     """
 
+    padding_free: bool = False
+    pack_into_one_row: bool = False
+
     def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-        output = super().torch_call(examples)
+        if self.padding_free:
+            output = pack_preference_examples(
+                examples, self.pad_token_id, self.pack_into_one_row, self.pad_to_multiple_of
+            )
+        else:
+            output = super().torch_call(examples)
         output[SOFT_LABEL] = torch.tensor([float(ex.get(SOFT_LABEL, 1.0)) for ex in examples], dtype=torch.float)
         if CHOSEN_COUNTS in examples[0]:
             for key in (CHOSEN_COUNTS, REJECTED_COUNTS):
@@ -186,6 +199,7 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
             self.data_collator = DataCollatorForAnchoredPreference(
                 pad_token_id=self.processing_class.pad_token_id,
                 pad_to_multiple_of=self.data_collator.pad_to_multiple_of,
+                **padding_free_collator_kwargs(args, self.model),
             )
 
     # ------------------------------------------------------------------------------------------------ model set-up
@@ -313,10 +327,17 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
                 "chosen_ids", "rejected_ids", "margin", SOFT_LABEL, CHOSEN_COUNTS, REJECTED_COUNTS, ANCHOR_WEIGHT
             ]
 
+    # -------------------------------------------------------------------------------------------------- optimizer
+    def create_optimizer(self, model=None):
+        optimizer = super().create_optimizer(model)
+        if self.args.head_learning_rate is not None:
+            _split_head_groups(optimizer, _head_parameters(self.model), self.args.head_learning_rate)
+        return optimizer
+
     # ------------------------------------------------------------------------------------------------------- loss
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
-        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False)
+        outputs = model(**reward_model_inputs(inputs), use_cache=False)
         margin = inputs.get("margin")
         soft_label = inputs[SOFT_LABEL]
         if self._gaussian:
@@ -355,7 +376,7 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
 
     def _record_metrics(self, mode, inputs, outputs, pair_loss, anchor_terms, mean_c, mean_r) -> None:
         if mode == "train":
-            num_tokens = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
+            num_tokens = self.accelerator.gather_for_metrics(num_real_tokens(inputs)).sum().item()
             # TRL ≥ 1.13 corrects for tensor-parallel ranks repeating the batch; TRL 1.12 has no `_tp_size`.
             self._total_train_tokens += num_tokens // getattr(self, "_tp_size", 1)
         self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
@@ -469,6 +490,27 @@ def _check_tokenizer(tokenizer, args) -> None:
             )
         # Encoders (BERT, MiniLM) end sequences with [SEP] and have no EOS token; TRL appends the EOS token to text.
         tokenizer.eos_token = tokenizer.sep_token
+
+
+def _head_parameters(model) -> set[int]:
+    """Ids of the parameters of the mean head (`score`/`classifier`) and the variance head."""
+    base = _unwrap(model)
+    heads = [getattr(base, name, None) for name in ("score", "classifier", "variance_head")]
+    return {id(p) for head in heads if head is not None for p in head.parameters()}
+
+
+def _split_head_groups(optimizer, head_ids: set[int], head_lr: float) -> None:
+    # Move the heads out of each param group into a twin group (same weight decay) with its own learning rate;
+    # the LR scheduler, created afterwards, then scales every group from its own base rate.
+    twins = []
+    for group in optimizer.param_groups:
+        heads = [p for p in group["params"] if id(p) in head_ids]
+        if heads:
+            group["params"] = [p for p in group["params"] if id(p) not in head_ids]
+            twins.append({**{k: v for k, v in group.items() if k != "params"}, "params": heads, "lr": head_lr})
+    optimizer.param_groups[:] = [group for group in optimizer.param_groups if group["params"]]
+    for twin in twins:
+        optimizer.add_param_group(twin)
 
 
 def _with_trainable_heads(model, peft_config):

@@ -40,7 +40,10 @@ class QuickstartArguments:
     num_train_epochs: float = field(default=2.0, metadata={"help": "Epochs per arm."})
     max_steps: int = field(default=-1, metadata={"help": "If > 0, overrides num_train_epochs (quick smoke runs)."})
     per_device_train_batch_size: int = field(default=16, metadata={"help": "Pairs per step."})
-    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate."})
+    learning_rate: float = field(default=5e-5, metadata={"help": "AdamW learning rate of the backbone."})
+    head_learning_rate: float = field(
+        default=3e-3, metadata={"help": "Learning rate of the fresh mean and variance heads."}
+    )
     anchor_lambda: float = field(default=1.0, metadata={"help": "Anchor weight λ of the anchored arm."})
     max_length: int = field(default=64, metadata={"help": "Max tokens per prompt+response."})
     seed: int = field(default=0, metadata={"help": "Seed for data, heads and batching."})
@@ -90,6 +93,7 @@ def _train_arm(name, spec, data, thresholds, backbone, args):
         max_steps=args.max_steps,
         per_device_train_batch_size=args.per_device_train_batch_size,
         learning_rate=args.learning_rate,
+        head_learning_rate=args.head_learning_rate,
         lr_scheduler_type="cosine",
         warmup_steps=0.05,
         max_length=args.max_length,
