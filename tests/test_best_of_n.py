@@ -14,6 +14,7 @@ from trl_anchor.best_of_n import (
     GoldScorerError,
     StageCache,
     best_of_n_curve,
+    load_gold_scorer,
     best_of_n_expectation,
     best_of_n_weights,
     policy_scores,
@@ -85,6 +86,14 @@ def test_policies_use_the_reward_transforms():
         policy_scores("lcb:1.0", mean, None)
     with pytest.raises(ValueError, match="gold"):
         policy_scores("oracle", mean, std)
+
+
+def test_gold_scorer_specs_resolve_or_fail_clearly():
+    assert load_gold_scorer("math:fsum") is math.fsum
+    with pytest.raises(ValueError, match="Cannot import the gold scorer 'math:no_such_function'"):
+        load_gold_scorer("math:no_such_function")
+    with pytest.raises(ValueError, match="is not callable"):
+        load_gold_scorer("math:pi")
 
 
 # ------------------------------------------------------------------------------------------------ cache

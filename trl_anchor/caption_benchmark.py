@@ -207,8 +207,8 @@ def run_caption_benchmark(
     >>> from trl_anchor.caption_benchmark import run_caption_benchmark
     >>> result = run_caption_benchmark("outputs/quickstart/gaussian_anchored", "../shared/data/caption_contest",
     ...                                output_dir="outputs/caption_bon", pool_size=32)  # doctest: +SKIP
-    >>> result.at_pool_size()["mean_vote"]  # doctest: +SKIP
-    {'mean': 1.52, 'quantile:0.1': 1.53, 'lcb:1.0': 1.53, 'random': 1.41, 'oracle': 1.98}
+    >>> sorted(result.at_pool_size()["mean_vote"])  # doctest: +SKIP
+    ['lcb:1.0', 'mean', 'oracle', 'quantile:0.1', 'random']
     ```
     """
     if isinstance(reward_model, str):
@@ -253,7 +253,8 @@ def _score_pools(model, tokenizer, captions: Dataset, rows: np.ndarray, batch_si
 def _report_per_metric(selection: dict[str, np.ndarray], gold: dict[str, np.ndarray], metadata) -> BestOfNReport:
     # The oracle of each metric is the pool's best caption by that metric.
     reports = [
-        best_of_n_report({**selection, "oracle": values}, {metric: values}, metadata) for metric, values in gold.items()
+        best_of_n_report({**selection, "oracle": values}, {metric: values}, metadata)
+        for metric, values in gold.items()
     ]
     merged = reports[0]
     for other in reports[1:]:

@@ -188,21 +188,26 @@ def run_pipeline_mode(args: BestOfNScriptArguments, generation: BestOfNGeneratio
     )
     prompts, ids = load_prompts(args)
     pipeline = BestOfNPipeline(prompts, args.output_dir, args.num_samples, prompt_ids=ids)
+    computing_stages = {
+        "generate": lambda: pipeline.generate(
+            generation.model_name_or_path, settings=settings, model_init_kwargs={"dtype": generation.dtype}
+        ),
+        "score": lambda: pipeline.score(
+            args.reward_model_path, batch_size=args.reward_batch_size, max_length=args.reward_max_length
+        ),
+        "evaluate": lambda: pipeline.evaluate(
+            args.gold_scorer, batch_size=args.reward_batch_size, max_length=args.reward_max_length
+        ),
+    }
+    total = len(pipeline.keys())
     report = None
     for stage in stages:
-        if stage == "generate":
-            pipeline.generate(
-                generation.model_name_or_path, settings=settings, model_init_kwargs={"dtype": generation.dtype}
-            )
-        elif stage == "score":
-            pipeline.score(
-                args.reward_model_path, batch_size=args.reward_batch_size, max_length=args.reward_max_length
-            )
-        elif stage == "evaluate":
-            pipeline.evaluate(args.gold_scorer, batch_size=args.reward_batch_size, max_length=args.reward_max_length)
-        else:
+        if stage == "select":
             report = pipeline.select(args.policies, seed=args.seed, plot=not args.no_plot)
             print((pipeline.output_dir / "best_of_n.md").read_text())
+        else:
+            done = computing_stages[stage]()
+            print(f"{stage}: {done} of {total} items computed now, {total - done} taken from {args.output_dir}")
     return report
 
 
