@@ -559,7 +559,9 @@ def load_gold_scorer(spec: "str | GoldScorer", batch_size: int = 16, max_length:
         try:
             scorer = getattr(importlib.import_module(module_name), attribute)
         except (ImportError, AttributeError) as error:
-            raise ValueError(f"Cannot import the gold scorer {spec!r} (expected 'package.module:function'): {error}")
+            raise ValueError(
+                f"Cannot import the gold scorer {spec!r} (expected 'package.module:function'): {error}"
+            ) from error
         if not callable(scorer):
             raise ValueError(f"Gold scorer {spec!r} is not callable.")
         return scorer
