@@ -1,0 +1,240 @@
+"""`trl-anchor evaluate`: calibration, accuracy and σ diagnostics of one or more reward models.
+
+```bash
+# one model on a preference dataset: evaluation.json, evaluation.md and three PNGs in --output_dir
+trl-anchor evaluate --model_name_or_path outputs/gaussian-minilm --dataset_name data/test.jsonl --output_dir eval
+# compare arms (BT and Gaussian) on the same data: one sub-directory per model plus comparison.md/json
+trl-anchor evaluate --model_name_or_path outputs/bt outputs/gaussian --dataset_adapter synthetic --output_dir cmp
+# RewardBench (v1) format file with prompt, chosen, rejected, subset rows
+trl-anchor evaluate --model_name_or_path outputs/gaussian-minilm --rewardbench_file reward-bench.jsonl --output_dir rb
+```
+
+`--update_model_card` adds the results to each model's `README.md` (`model-index`).
+"""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .utils import DatasetArguments
+
+
+@dataclass
+class EvaluateArguments(DatasetArguments):
+    """Which models to evaluate on which data, and where the results go."""
+
+    model_name_or_path: list[str] = field(
+        default_factory=list,
+        metadata={"help": "One or more reward models (directories or Hub ids); several are compared side by side."},
+    )
+    dataset_split: str = field(
+        default="test", metadata={"help": "Split to evaluate (a dataset with a single split uses that one)."}
+    )
+    max_samples: int | None = field(default=None, metadata={"help": "Evaluate only the first N pairs."})
+    rewardbench_file: str | None = field(
+        default=None,
+        metadata={"help": "A local RewardBench-format file (prompt, chosen, rejected, subset): per-subset accuracy "
+                  "and the leaderboard's section scores."},
+    )
+    rewardbench_format: str = field(
+        default="auto",
+        metadata={"help": "How RewardBench turns are scored: 'chat' (chat template), 'text' (prompt + response + "
+                  "EOS) or 'auto' (chat when the tokenizer has a template, as the official script).",
+                  "choices": ["auto", "chat", "text"]},
+    )
+    include_prior_sets: bool = field(
+        default=True, metadata={"help": "Include the RewardBench prior sets (0.5 weight) in the score when present."}
+    )
+    output_dir: str = field(default="evaluation", metadata={"help": "Where results and figures are written."})
+    batch_size: int = field(default=16, metadata={"help": "Scoring batch size."})
+    max_length: int | None = field(default=None, metadata={"help": "Truncate longer sequences (keeping their end)."})
+    anchor_thresholds: list[float] | None = field(
+        default=None, metadata={"help": "Anchor thresholds for anchor accuracy (default: those the model records)."}
+    )
+    disagreement_columns: list[str] | None = field(
+        default=None,
+        metadata={"help": "Two columns (chosen, rejected) of per-response reference spreads to correlate σ with."},
+    )
+    use_margin: bool = field(default=False, metadata={"help": "Subtract the `margin` column inside the probability."})
+    num_bins: int = field(default=10, metadata={"help": "Probability bins of the ECE and reliability diagram."})
+    plots: bool = field(default=True, metadata={"help": "Write the PNG figures."})
+    update_model_card: bool = field(
+        default=False, metadata={"help": "Add the results to each model's README.md (model-index)."}
+    )
+    card_dataset_id: str | None = field(
+        default=None, metadata={"help": "Dataset id recorded in the model card (default: the dataset name/adapter)."}
+    )
+    device: str | None = field(default=None, metadata={"help": "Device to score on (default: cuda if available)."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code from the Hub."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.model_name_or_path:
+            raise ValueError("Give at least one `--model_name_or_path`.")
+        if self.disagreement_columns is not None and len(self.disagreement_columns) != 2:
+            raise ValueError(f"`disagreement_columns` takes two columns (chosen, rejected), got {self.disagreement_columns}.")
+        has_data = self.dataset_name is not None or self.dataset_adapter is not None
+        if not has_data and self.rewardbench_file is None:
+            raise ValueError("Nothing to evaluate on: give `dataset_name`/`dataset_adapter` and/or `rewardbench_file`.")
+        if self.dataset_streaming:
+            raise ValueError("Evaluation needs a map-style dataset; drop `dataset_streaming`.")
+
+
+def main(args: EvaluateArguments) -> dict:
+    import torch
+
+    from trl_anchor.evaluation import load_reward_model
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dataset = _evaluation_dataset(args)
+    output_dir = Path(args.output_dir)
+    names = _model_names(args.model_name_or_path)
+    results = {"pairs": {}, "rewardbench": {}}
+    for name, path in zip(names, args.model_name_or_path):
+        model_dir = output_dir if len(names) == 1 else output_dir / name
+        model, tokenizer = load_reward_model(path, device=device, trust_remote_code=args.trust_remote_code)
+        if dataset is not None:
+            results["pairs"][name] = _evaluate_pairs(args, model, tokenizer, dataset, path, model_dir)
+        if args.rewardbench_file is not None:
+            results["rewardbench"][name] = _evaluate_rewardbench(args, model, tokenizer, path, model_dir)
+        del model
+
+    if len(names) > 1:
+        _write_comparison(results, output_dir, args.plots)
+    return results
+
+
+def _model_names(paths: list[str]) -> list[str]:
+    names = []
+    for path in paths:
+        base = Path(path.rstrip("/")).name or "model"
+        name, k = base, 2
+        while name in names:
+            name, k = f"{base}-{k}", k + 1
+        names.append(name)
+    return names
+
+
+def _evaluation_dataset(args: EvaluateArguments):
+    from transformers.utils import logging
+
+    from .utils import load_preference_data, select_split
+
+    if args.dataset_name is None and args.dataset_adapter is None:
+        return None
+    data = load_preference_data(args)
+    if args.dataset_split not in data and len(data) == 1:
+        (only,) = data
+        logging.get_logger(__name__).info(f"The dataset has the single split {only!r}; evaluating it.")
+        dataset = data[only]
+    else:
+        dataset = select_split(data, args.dataset_split, "evaluation")
+    if args.max_samples is not None:
+        dataset = dataset.select(range(min(args.max_samples, len(dataset))))
+    return dataset
+
+
+def _can_update_card(args: EvaluateArguments, path: str) -> bool:
+    if args.update_model_card and not Path(path).is_dir():
+        from transformers.utils import logging
+
+        logging.get_logger(__name__).warning(f"{path} is not a local directory; its model card is left unchanged.")
+        return False
+    return args.update_model_card
+
+
+def _card_dataset(args: EvaluateArguments) -> str:
+    if args.card_dataset_id:
+        return args.card_dataset_id
+    if args.dataset_name:  # a local file is recorded by its name, not its path on this machine
+        return Path(args.dataset_name).name if Path(args.dataset_name).exists() else args.dataset_name
+    # An adapter is named by the module that builds it, not as a (non-existent) Hub dataset.
+    module = "trl_anchor.synthetic" if args.dataset_adapter == "synthetic" else f"trl_anchor.data.{args.dataset_adapter}"
+    return module if args.dataset_path is None else f"{module}({Path(args.dataset_path).name})"
+
+
+def _evaluate_pairs(args, model, tokenizer, dataset, path, model_dir):
+    from trl_anchor.cards import update_model_card
+    from trl_anchor.evaluation import evaluate_reward_model
+
+    result = evaluate_reward_model(
+        model,
+        tokenizer,
+        dataset,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        anchor_thresholds=args.anchor_thresholds,
+        disagreement_columns=tuple(args.disagreement_columns) if args.disagreement_columns else None,
+        use_margin=args.use_margin,
+        num_bins=args.num_bins,
+        show_progress=True,
+    )
+    written = result.save(model_dir, plots=args.plots)
+    print(f"\n{path} on {len(dataset)} pairs:\n\n{result.to_markdown()}\n\nWritten: {sorted(map(str, written.values()))}")
+    if _can_update_card(args, path):
+        dataset_id = _card_dataset(args)
+        update_model_card(path, result, dataset_type=dataset_id, dataset_name=dataset_id, dataset_split=args.dataset_split)
+    return result
+
+
+def _evaluate_rewardbench(args, model, tokenizer, path, model_dir):
+    from trl_anchor.cards import update_model_card
+    from trl_anchor.evaluation import evaluate_rewardbench
+
+    conversational = {"auto": None, "chat": True, "text": False}[args.rewardbench_format]
+    result = evaluate_rewardbench(
+        model,
+        tokenizer,
+        args.rewardbench_file,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        conversational=conversational,
+        include_prior_sets=args.include_prior_sets,
+        show_progress=True,
+    )
+    result.save(model_dir)
+    print(f"\n{path} on RewardBench file {args.rewardbench_file}:\n\n{result.to_markdown()}\n")
+    if _can_update_card(args, path):
+        # Only a complete run is the RewardBench benchmark; a partial file is recorded under its own name.
+        dataset_id = "allenai/reward-bench" if result.complete else Path(args.rewardbench_file).name
+        update_model_card(path, result, dataset_type=dataset_id, dataset_split="filtered" if result.complete else None)
+    return result
+
+
+def _write_comparison(results, output_dir: Path, plots: bool) -> None:
+    from trl_anchor.evaluation import comparison_markdown, plot_reliability_diagram
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    tables, summary = [], {}
+    if results["pairs"]:
+        tables.append(comparison_markdown(results["pairs"]))
+        summary["pairs"] = {name: r.to_dict()["metrics"] for name, r in results["pairs"].items()}
+        if plots:
+            figure = plot_reliability_diagram(results["pairs"], title="Reliability diagram: model comparison")
+            figure.savefig(output_dir / "reliability_comparison.png", dpi=120)
+    if results["rewardbench"]:
+        rows = ["| model | Score | " + " | ".join(_sections(results["rewardbench"])) + " |"]
+        rows.append("|---" * (len(_sections(results["rewardbench"])) + 2) + "|")
+        for name, r in results["rewardbench"].items():
+            cells = [f"{r.sections[s]:.4f}" if s in r.sections else "—" for s in _sections(results["rewardbench"])]
+            rows.append(f"| {name} | {r.score:.4f} | " + " | ".join(cells) + " |")
+        tables.append("\n".join(rows))
+        summary["rewardbench"] = {name: r.to_dict() for name, r in results["rewardbench"].items()}
+    (output_dir / "comparison.md").write_text("\n\n".join(tables) + "\n")
+    (output_dir / "comparison.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print("\nComparison:\n\n" + "\n\n".join(tables))
+
+
+def _sections(results) -> list[str]:
+    return list(dict.fromkeys(s for r in results.values() for s in r.sections))
+
+
+def make_parser(prog: str | None = None):
+    from trl import TrlParser
+
+    return TrlParser((EvaluateArguments,), prog=prog)
+
+
+if __name__ == "__main__":
+    (parsed,) = make_parser().parse_args_and_config()
+    main(parsed)
