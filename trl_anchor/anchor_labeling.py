@@ -90,6 +90,13 @@ class ScoreCache:
         if broken:
             logger.warning(f"Score cache {self.path}: skipped {broken} unreadable line(s) (an interrupted write?).")
 
+    def _ends_mid_line(self) -> bool:
+        if not self.path.is_file() or self.path.stat().st_size == 0:
+            return False
+        with open(self.path, "rb") as handle:
+            handle.seek(-1, os.SEEK_END)
+            return handle.read(1) != b"\n"
+
     def add(self, keys: Sequence[str], scores: Sequence[float]) -> None:
         entries = dict(zip(keys, (float(s) for s in scores)))
         self.scores.update(entries)
@@ -97,6 +104,8 @@ class ScoreCache:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as handle:
+            if self._ends_mid_line():
+                handle.write("\n")  # never glue a new entry onto a line cut short by a crash
             handle.writelines(json.dumps({"key": k, "score": s}) + "\n" for k, s in entries.items())
             handle.flush()
             os.fsync(handle.fileno())

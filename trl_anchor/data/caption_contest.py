@@ -268,8 +268,9 @@ class _Columns:
     def __len__(self) -> int:
         return len(self.captions)
 
-    def value(self, name: str, i: int):
-        return self.raw[name][i] if name in self.raw else self.numbers[name][i]
+    def show(self, name: str, i: int) -> str:
+        """The field as it was written (text) or as parsed (number), for error messages."""
+        return repr(self.raw[name][i]) if name in self.raw else f"{self.numbers[name][i]:g}"
 
 
 def _parse_csv(text: str, source: str, report: FilterReport, on_bad_rows: str) -> tuple[tuple[str, ...], _Columns]:
@@ -308,14 +309,14 @@ def _repair_rows(invalid, header, layout, source, report, on_bad_rows) -> list[l
         if len(row) > width and layout[-1] == "caption":
             # Writers that did not quote captions split them at their commas: the tail fields are the caption.
             repaired.append(row[: width - 1] + [",".join(row[width - 1 :])])
-            report.adjust("rejoined_caption_commas", repr(text[:60]))
+            report.adjust("rejoined_caption_commas", f"row {text[:60]!r}")
         else:
             _bad_row(
                 report,
                 on_bad_rows,
                 "malformed_row",
                 source,
-                repr(text[:80]),
+                f"row {text[:80]!r}",
                 f"{len(row)} fields where the header has {width}",
             )
     return repaired
@@ -370,7 +371,7 @@ def _to_float(value) -> float:
 
 def _bad_row(report: FilterReport, on_bad_rows: str, reason: str, source: str, where, detail: str) -> None:
     if on_bad_rows == "raise":
-        raise CaptionContestFormatError(f"{source} {where}: {reason.replace('_', ' ')}: {detail}.")
+        raise CaptionContestFormatError(f"{source}, {where}: {reason.replace('_', ' ')}: {detail}.")
     report.drop(reason, f"{where} ({detail})")
 
 
@@ -406,18 +407,18 @@ def _clean_columns(columns: _Columns, contest, min_votes, on_bad_rows, report, s
         keep[mask] = False
 
     valid = np.isfinite(counts).all(1) & (counts >= 0).all(1) & (counts == np.round(counts)).all(1)
-    reject(~valid, "invalid_counts", lambda i: f"vote counts { ({c: columns.value(c, i) for c in CATEGORIES}) }")
+    reject(~valid, "invalid_counts", lambda i: "vote counts " + ", ".join(f"{c}={columns.show(c, i)}" for c in CATEGORIES))
     if "votes" in columns.numbers:
         reject(
             columns.numbers["votes"] != total,
             "inconsistent_total",
-            lambda i: f"stored total {columns.value('votes', i)!r} ≠ sum of the counts {total[i]:g}",
+            lambda i: f"stored total {columns.show('votes', i)} ≠ sum of the counts {total[i]:g}",
         )
     if "contest" in columns.numbers:
         reject(
             columns.numbers["contest"] != contest,
             "contest_mismatch",
-            lambda i: f"contest {columns.value('contest', i)!r} in a file of contest {contest}",
+            lambda i: f"contest {columns.show('contest', i)} in a file of contest {contest}",
         )
     reject(columns.captions == "", "empty_caption")
     reject(np.array(["\ufffd" in c for c in columns.captions], dtype=bool), "undecodable_text")
