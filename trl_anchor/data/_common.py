@@ -337,7 +337,10 @@ def pair_columns(
         reject(p_first == 0.5, "tied")
     rows = np.flatnonzero(keep)
     report.kept = len(rows)
-    pick = lambda values: [values[i] for i in rows]  # noqa: E731
+
+    def pick(values: Sequence) -> list:
+        return [values[i] for i in rows]
+
     first_fields = {"text": pick(first), **{k: pick(v) for k, v in (first_side or {}).items()}}
     second_fields = {"text": pick(second), **{k: pick(v) for k, v in (second_side or {}).items()}}
     soft, chosen, rejected = orient_pairs(p_first[rows], first_fields, second_fields)

@@ -407,7 +407,9 @@ def _clean_columns(columns: _Columns, contest, min_votes, on_bad_rows, report, s
         keep[mask] = False
 
     valid = np.isfinite(counts).all(1) & (counts >= 0).all(1) & (counts == np.round(counts)).all(1)
-    reject(~valid, "invalid_counts", lambda i: "vote counts " + ", ".join(f"{c}={columns.show(c, i)}" for c in CATEGORIES))
+    reject(
+        ~valid, "invalid_counts", lambda i: "vote counts " + ", ".join(f"{c}={columns.show(c, i)}" for c in CATEGORIES)
+    )
     if "votes" in columns.numbers:
         reject(
             columns.numbers["votes"] != total,

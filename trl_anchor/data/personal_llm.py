@@ -101,7 +101,10 @@ def load_personal_llm(
         report.adjust("missing_scores_abstain", count=abstentions)
     n = len(data)
     rows = np.repeat(np.arange(n), len(pairs))
-    pick = lambda column: [column[i] for i in rows]  # noqa: E731
+
+    def pick(column: Sequence) -> list:
+        return [column[i] for i in rows]
+
     first = np.tile([a for a, _ in pairs], n)
     second = np.tile([b for _, b in pairs], n)
     texts = [data[r] for r in responses]
