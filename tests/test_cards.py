@@ -20,8 +20,13 @@ from trl_anchor.modeling import GaussianRewardModel
 
 
 SETTINGS = {
-    "reward_type": "gaussian", "anchor_thresholds": [-0.6, 0.6], "anchor_form": "score", "anchor_lambda": 0.1,
-    "anchor_fraction": 0.5, "anchor_percentiles": [25.0, 75.0], "variance_floor": 1e-4,
+    "reward_type": "gaussian",
+    "anchor_thresholds": [-0.6, 0.6],
+    "anchor_form": "score",
+    "anchor_lambda": 0.1,
+    "anchor_fraction": 0.5,
+    "anchor_percentiles": [25.0, 75.0],
+    "variance_floor": 1e-4,
 }
 
 
@@ -38,8 +43,11 @@ def test_card_parses_back_with_metadata_and_sections(tmp_path):
         dataset_name="me/prefs",
         license="apache-2.0",
         hyperparameters={"learning_rate": 1e-5, "anchor_lambda": 0.1},
-        eval_results=eval_results_from_metrics({"accuracy": 0.81, "ece": 0.04, "sigma_spearman_vote_spread": 0.3,
-                                                "unknown_metric": 1.0}, "me/prefs", dataset_split="test"),
+        eval_results=eval_results_from_metrics(
+            {"accuracy": 0.81, "ece": 0.04, "sigma_spearman_vote_spread": 0.3, "unknown_metric": 1.0},
+            "me/prefs",
+            dataset_split="test",
+        ),
     )
     card.save(tmp_path / "README.md")
     loaded = ModelCard.load(tmp_path / "README.md")
@@ -53,11 +61,23 @@ def test_card_parses_back_with_metadata_and_sections(tmp_path):
         ("me/prefs", "test", "Spearman ρ(σ, vote spread)"): 0.3,
     }
     text = loaded.text
-    for expected in ("τ_1 = -0.6, τ_2 = 0.6", "P(class ≥ k) = Φ((μ − τ_k) / σ)", "25, 75 percentiles",
-                     "Anchor weight λ:** 0.1", "Fraction of train pairs with anchors:** 0.5", "external scores",
-                     'AutoModelForSequenceClassification.from_pretrained("me/gaussian-rm")', "RewardTransform",
-                     "quantile:0.1", "| learning_rate | 1e-05 |", "arXiv", "2605.11865", "vonwerra2020trl",
-                     "| me/prefs | test | Pairwise accuracy | 0.8100 |", "Transformers:"):
+    for expected in (
+        "τ_1 = -0.6, τ_2 = 0.6",
+        "P(class ≥ k) = Φ((μ − τ_k) / σ)",
+        "25, 75 percentiles",
+        "Anchor weight λ:** 0.1",
+        "Fraction of train pairs with anchors:** 0.5",
+        "external scores",
+        'AutoModelForSequenceClassification.from_pretrained("me/gaussian-rm")',
+        "RewardTransform",
+        "quantile:0.1",
+        "| learning_rate | 1e-05 |",
+        "arXiv",
+        "2605.11865",
+        "vonwerra2020trl",
+        "| me/prefs | test | Pairwise accuracy | 0.8100 |",
+        "Transformers:",
+    ):
         assert expected in text, expected
 
 
@@ -96,11 +116,14 @@ def test_update_model_card_creates_then_replaces(tmp_path, tokenizer):
         ("me/prefs", "test", "Pairwise accuracy"): 0.75,
         ("me/other", "test", "Pairwise accuracy"): 0.6,
     }
-    assert loaded.text.count(EVALUATION_START) == 1 and "| me/prefs | test | Pairwise accuracy | 0.7500 |" in loaded.text
+    assert (
+        loaded.text.count(EVALUATION_START) == 1 and "| me/prefs | test | Pairwise accuracy | 0.7500 |" in loaded.text
+    )
     assert "τ_1 = -0.6" in loaded.text  # the created card comes from the saved config
 
-    rewardbench = rewardbench_scores({"alpacaeval-easy": {"accuracy": 1.0, "count": 2},
-                                      "math-prm": {"accuracy": 0.5, "count": 2}})
+    rewardbench = rewardbench_scores(
+        {"alpacaeval-easy": {"accuracy": 1.0, "count": 2}, "math-prm": {"accuracy": 0.5, "count": 2}}
+    )
     update_model_card(path, rewardbench, dataset_type="allenai/reward-bench", dataset_split="filtered")
     names = {k[2] for k in _metrics(ModelCard.load(path / "README.md")) if k[0] == "allenai/reward-bench"}
     assert names == {"RewardBench Score", "RewardBench Chat", "RewardBench Reasoning"}
@@ -108,33 +131,50 @@ def test_update_model_card_creates_then_replaces(tmp_path, tokenizer):
 
 
 def test_update_foreign_card_appends_section(tmp_path, tokenizer):
-    path = _saved_gaussian(tmp_path, tokenizer, readme="---\nlicense: mit\n---\n\n# Someone's card\n\n## Citations\n\nx\n")
+    path = _saved_gaussian(
+        tmp_path, tokenizer, readme="---\nlicense: mit\n---\n\n# Someone's card\n\n## Citations\n\nx\n"
+    )
     card = update_model_card(path, {"ece": 0.1}, dataset_type="me/prefs", dataset_split="test")
     assert card.data.license == "mit" and card.data.model_name == "model"
     assert card.text.index(EVALUATION_START) < card.text.index("## Citations")
 
 
 def _train_data(n=8):
-    return Dataset.from_dict({
-        "prompt": ["the quick brown fox"] * n,
-        "chosen": ["a helpful answer step by step"] * n,
-        "rejected": ["this is rude and wrong"] * n,
-        "soft_label": [0.8] * n,
-        "chosen_anchor": [2] * n,
-        "rejected_anchor": [0] * n,
-    })
+    return Dataset.from_dict(
+        {
+            "prompt": ["the quick brown fox"] * n,
+            "chosen": ["a helpful answer step by step"] * n,
+            "rejected": ["this is rude and wrong"] * n,
+            "soft_label": [0.8] * n,
+            "chosen_anchor": [2] * n,
+            "rejected_anchor": [0] * n,
+        }
+    )
 
 
 def _trainer(tmp_path, tokenizer, **overrides):
     torch.manual_seed(0)
     model = GaussianRewardModel.from_config(tiny_gpt2_config(tokenizer))
-    config = dict(output_dir=str(tmp_path / "run"), max_steps=2, per_device_train_batch_size=4, report_to="none",
-                  save_strategy="no", anchor_thresholds=[-0.5, 0.5], learning_rate=1e-3, logging_steps=1,
-                  bf16=False, gradient_checkpointing=False)
+    config = dict(
+        output_dir=str(tmp_path / "run"),
+        max_steps=2,
+        per_device_train_batch_size=4,
+        report_to="none",
+        save_strategy="no",
+        anchor_thresholds=[-0.5, 0.5],
+        learning_rate=1e-3,
+        logging_steps=1,
+        bf16=False,
+        gradient_checkpointing=False,
+    )
     config.update(overrides)
-    return AnchorGaussianRewardTrainer(model=model, args=AnchorGaussianRewardConfig(**config),
-                                       train_dataset=_train_data(), eval_dataset=_train_data(4),
-                                       processing_class=tokenizer)
+    return AnchorGaussianRewardTrainer(
+        model=model,
+        args=AnchorGaussianRewardConfig(**config),
+        train_dataset=_train_data(),
+        eval_dataset=_train_data(4),
+        processing_class=tokenizer,
+    )
 
 
 def test_trainer_writes_card_at_checkpoints_and_with_eval_results(tmp_path, tokenizer):
@@ -150,8 +190,9 @@ def test_trainer_writes_card_at_checkpoints_and_with_eval_results(tmp_path, toke
     assert card.data.license == "mit" and card.data.datasets == ["me/prefs"] and "extra" in card.data.tags
     metrics = _metrics(card)
     assert {k[2] for k in metrics} >= {"Pairwise accuracy", "Brier score", "Anchor accuracy", "Mean σ"}
-    assert metrics[("me/prefs", "eval", "Brier score")] == pytest.approx(trainer.state.log_history[-1]["eval_brier"],
-                                                                          abs=1e-6)
+    assert metrics[("me/prefs", "eval", "Brier score")] == pytest.approx(
+        trainer.state.log_history[-1]["eval_brier"], abs=1e-6
+    )
 
 
 def test_push_to_hub_writes_card(tmp_path, tokenizer, monkeypatch):
@@ -182,10 +223,15 @@ def test_license_from_local_base_model(tmp_path, tokenizer, minilm_dir):
 
 def test_bt_arm_card(tmp_path, tokenizer):
     model = AutoModelForSequenceClassification.from_config(tiny_gpt2_config(tokenizer))
-    args = AnchorGaussianRewardConfig(output_dir=str(tmp_path / "bt"), reward_type="bt", report_to="none", max_steps=1,
-                                      bf16=False)
-    trainer = AnchorGaussianRewardTrainer(model=model, args=args, train_dataset=_train_data().remove_columns(
-        ["chosen_anchor", "rejected_anchor"]), processing_class=tokenizer)
+    args = AnchorGaussianRewardConfig(
+        output_dir=str(tmp_path / "bt"), reward_type="bt", report_to="none", max_steps=1, bf16=False
+    )
+    trainer = AnchorGaussianRewardTrainer(
+        model=model,
+        args=args,
+        train_dataset=_train_data().remove_columns(["chosen_anchor", "rejected_anchor"]),
+        processing_class=tokenizer,
+    )
     trainer.create_model_card(license="mit")
     card = ModelCard.load(tmp_path / "bt" / "README.md")
     assert "Bradley–Terry reward model" in card.text and "anchor_lambda" not in card.text

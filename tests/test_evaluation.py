@@ -30,8 +30,16 @@ from trl_anchor.modeling import GaussianRewardModel
 
 FIXTURES = Path(__file__).parent / "fixtures" / "rewardbench"
 THRESHOLDS = [-0.5, 0.5]
-_WORDS = ["the quick brown fox", "a helpful answer", "this is rude and wrong", "the cartoon cat", "numbers 1 2 3",
-          "some people disagree", "step by step", "jumps over the lazy dog"]
+_WORDS = [
+    "the quick brown fox",
+    "a helpful answer",
+    "this is rude and wrong",
+    "the cartoon cat",
+    "numbers 1 2 3",
+    "some people disagree",
+    "step by step",
+    "jumps over the lazy dog",
+]
 
 
 def _phi(x):
@@ -92,7 +100,9 @@ def test_scores_match_unbatched_forward(gaussian_model, gaussian_result, tokeniz
 
 def test_calibration_metrics_match_numpy(gaussian_result):
     pairs = gaussian_result.pairs
-    z = (pairs["chosen_mean"] - pairs["rejected_mean"]) / np.sqrt(pairs["chosen_std"] ** 2 + pairs["rejected_std"] ** 2)
+    z = (pairs["chosen_mean"] - pairs["rejected_mean"]) / np.sqrt(
+        pairs["chosen_std"] ** 2 + pairs["rejected_std"] ** 2
+    )
     probs = _phi(z)
     labels = np.asarray(_pairs()["soft_label"])
     np.testing.assert_allclose(pairs["probability"], probs, rtol=1e-9)
@@ -121,7 +131,7 @@ def _log_class_probs(mean, std):
 
 
 def _hits(probs, labels):
-    return np.array([0.5 if y == 0.5 else float((p > 0.5) == (y > 0.5)) for p, y in zip(probs, labels)])
+    return np.array([0.5 if y == 0.5 else float((p > 0.5) == (y > 0.5)) for p, y in zip(probs, labels, strict=True)])
 
 
 def test_sigma_decile_accuracy(gaussian_result):
@@ -159,7 +169,9 @@ def test_anchor_accuracy_and_disagreement(gaussian_result):
     pair_std = np.sqrt(pairs["chosen_std"] ** 2 + pairs["rejected_std"] ** 2)
     rho = spearmanr(pair_std, 1 - np.abs(2 * labels - 1)).statistic
     assert metrics["sigma_spearman_soft_label"] == pytest.approx(rho, abs=1e-12)
-    spread = [np.sqrt(np.average((np.arange(3) - np.average(np.arange(3), weights=c)) ** 2, weights=c)) for c in counts]
+    spread = [
+        np.sqrt(np.average((np.arange(3) - np.average(np.arange(3), weights=c)) ** 2, weights=c)) for c in counts
+    ]
     spread = np.round(spread, 9)  # exact ties between equal spreads of different vote totals
     assert metrics["sigma_spearman_vote_spread"] == pytest.approx(spearmanr(std, spread).statistic, abs=1e-12)
 
@@ -169,7 +181,9 @@ def test_vote_spread_and_reference_columns(gaussian_model, tokenizer):
     data = _pairs(12, counts=False)
     data = data.add_column("chosen_true_std", np.linspace(0.1, 2.0, 12).tolist())
     data = data.add_column("rejected_true_std", np.linspace(2.0, 0.1, 12).tolist())
-    result = evaluate_reward_model(gaussian_model, tokenizer, data, disagreement_columns=("chosen_true_std", "rejected_true_std"))
+    result = evaluate_reward_model(
+        gaussian_model, tokenizer, data, disagreement_columns=("chosen_true_std", "rejected_true_std")
+    )
     assert "sigma_spearman_true_std" in result.metrics and "sigma_spearman_vote_spread" not in result.metrics
     assert "anchor_accuracy" not in result.metrics
 
@@ -194,8 +208,9 @@ def test_anchor_forms_and_weights(gaussian_model, tokenizer, monkeypatch):
 def test_bad_input_is_named(gaussian_model, tokenizer):
     data = _pairs(6, counts=False)
     with pytest.raises(ValueError, match="row 2 has 1.5"):
-        evaluate_reward_model(gaussian_model, tokenizer, data.map(lambda r, i: {"soft_label": 1.5 if i == 2 else 0.5},
-                                                                  with_indices=True))
+        evaluate_reward_model(
+            gaussian_model, tokenizer, data.map(lambda r, i: {"soft_label": 1.5 if i == 2 else 0.5}, with_indices=True)
+        )
     with pytest.raises(ValueError, match="no `rejected` column"):
         evaluate_reward_model(gaussian_model, tokenizer, data.remove_columns("rejected"))
     with pytest.raises(ValueError, match="not its pair"):
@@ -228,10 +243,12 @@ def test_bt_checkpoint_and_gaussian_checkpoint(gaussian_model, tokenizer, tmp_pa
 
 
 def test_conversational_implicit_prompt(gaussian_model, tokenizer):
-    data = Dataset.from_dict({
-        "chosen": [[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "a helpful answer"}]] * 3,
-        "rejected": [[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "rude"}]] * 3,
-    })
+    data = Dataset.from_dict(
+        {
+            "chosen": [[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "a helpful answer"}]] * 3,
+            "rejected": [[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "rude"}]] * 3,
+        }
+    )
     result = evaluate_reward_model(gaussian_model, tokenizer, data)
     ids = tokenizer.apply_chat_template(data[0]["chosen"], tokenize=True, return_dict=True, return_tensors="pt")
     with torch.no_grad():
@@ -255,8 +272,11 @@ def test_figures_render_with_labels(gaussian_result, tmp_path):
     assert saved["metrics"]["brier"] == pytest.approx(gaussian_result.metrics["brier"])
     assert "| brier |" in written["markdown"].read_text()
 
-    figures = [plot_reliability_diagram(gaussian_result), plot_sigma_vs_disagreement(gaussian_result),
-               plot_accuracy_by_sigma(gaussian_result)]
+    figures = [
+        plot_reliability_diagram(gaussian_result),
+        plot_sigma_vs_disagreement(gaussian_result),
+        plot_accuracy_by_sigma(gaussian_result),
+    ]
     for figure in figures:
         labelled = [ax for ax in figure.axes if ax.get_xlabel() and ax.get_ylabel()]
         assert labelled, "every figure needs labelled axes"
@@ -268,14 +288,17 @@ def test_figures_render_with_labels(gaussian_result, tmp_path):
 
 def test_rewardbench_weighting_matches_official_formula():
     rng = np.random.default_rng(0)
-    subsets = {n: {"accuracy": float(rng.uniform()), "count": 3} for names in REWARDBENCH_SECTIONS.values() for n in names}
+    subsets = {
+        n: {"accuracy": float(rng.uniform()), "count": 3} for names in REWARDBENCH_SECTIONS.values() for n in names
+    }
     prior = {"anthropic_helpful": 0.6, "anthropic_hhh": 0.7, "shp": 0.5, "summarize": 0.8, "mtbench_human": 0.1}
     subsets.update({n: {"accuracy": a, "count": 3} for n, a in prior.items()})
     result = rewardbench_scores(subsets)
 
     def weighted(names):
         return sum(subsets[n]["accuracy"] * REWARDBENCH_EXAMPLE_COUNTS[n] for n in names) / sum(
-            REWARDBENCH_EXAMPLE_COUNTS[n] for n in names)
+            REWARDBENCH_EXAMPLE_COUNTS[n] for n in names
+        )
 
     # Reasoning: math-prm (984) weighs as much as the six code subsets (6 × 164) together.
     code = np.mean([subsets[f"hep-{lang}"]["accuracy"] for lang in ("cpp", "go", "java", "js", "python", "rust")])

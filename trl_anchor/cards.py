@@ -9,6 +9,7 @@ framework versions and the citations. Its metadata carries `license`, `base_mode
 `write_trainer_model_card`); `update_model_card` adds the results of `trl-anchor evaluate` to a saved model's card.
 """
 
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -48,13 +49,27 @@ PAPER_CITATION = """@misc{fang2026varianceaware,
   primaryClass  = {stat.ML},
   url           = {https://arxiv.org/abs/2605.11865}
 }"""
-TRL_CITATION = """@software{vonwerra2020trl,
-  title   = {{TRL: Transformers Reinforcement Learning}},
-  author  = {von Werra, Leandro and Belkada, Younes and Tunstall, Lewis and Beeching, Edward and Thrush, Tristan and Lambert, Nathan and Huang, Shengyi and Rasul, Kashif and Gallouédec, Quentin},
-  license = {Apache-2.0},
-  url     = {https://github.com/huggingface/trl},
-  year    = {2020}
-}"""
+# TRL's own BibTeX entry (as in TRL's model-card templates).
+_TRL_AUTHORS = " and ".join(
+    [
+        "von Werra, Leandro",
+        "Belkada, Younes",
+        "Tunstall, Lewis",
+        "Beeching, Edward",
+        "Thrush, Tristan",
+        "Lambert, Nathan",
+        "Huang, Shengyi",
+        "Rasul, Kashif",
+        "Gallouédec, Quentin",
+    ]
+)
+TRL_CITATION = f"""@software{{vonwerra2020trl,
+  title   = {{{{TRL: Transformers Reinforcement Learning}}}},
+  author  = {{{_TRL_AUTHORS}}},
+  license = {{Apache-2.0}},
+  url     = {{https://github.com/huggingface/trl}},
+  year    = {{2020}}
+}}"""
 
 # metric key → (model-index metric type, display name). Keys are those of `EvaluationResult.metrics` and of the
 # trainer's eval logs (without the `eval_` prefix).
@@ -72,10 +87,28 @@ METRIC_NAMES = {
 }
 # Training arguments shown in the card, in this order (those the run did not set are left out).
 HYPERPARAMETERS = (
-    "reward_type", "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs",
-    "max_steps", "lr_scheduler_type", "warmup_steps", "optim", "weight_decay", "max_length",
-    "anchor_lambda", "anchor_fraction", "anchor_thresholds", "anchor_percentiles", "normalize_anchor_counts",
-    "variance_floor", "center_rewards_coefficient", "bf16", "fp16", "gradient_checkpointing", "seed",
+    "reward_type",
+    "learning_rate",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "num_train_epochs",
+    "max_steps",
+    "lr_scheduler_type",
+    "warmup_steps",
+    "optim",
+    "weight_decay",
+    "max_length",
+    "anchor_lambda",
+    "anchor_fraction",
+    "anchor_thresholds",
+    "anchor_percentiles",
+    "normalize_anchor_counts",
+    "variance_floor",
+    "center_rewards_coefficient",
+    "bf16",
+    "fp16",
+    "gradient_checkpointing",
+    "seed",
 )
 _GAUSSIAN_ONLY = ("normalize_anchor_counts", "variance_floor")
 
@@ -96,8 +129,9 @@ def units_text(settings: Mapping[str, Any]) -> str:
         )
     classes = len(thresholds) + 1
     return (
-        f"**Units.** μ and σ live on the latent reward scale fixed by the anchor thresholds {_format_thresholds(thresholds)}: "
-        f"a response's anchor class (0 … {classes - 1}) is the number of thresholds its latent reward exceeds, so "
+        "**Units.** μ and σ live on the latent reward scale fixed by the anchor thresholds "
+        f"{_format_thresholds(thresholds)}: a response's anchor class (0 … {classes - 1}) is the number of thresholds "
+        "its latent reward exceeds, so "
         "`P(class ≥ k) = Φ((μ − τ_k) / σ)`. A response with μ = τ_k is as likely to be rated above τ_k as below, and "
         "σ is the spread of people's rewards in the same units as the gaps between thresholds."
     )
@@ -113,7 +147,7 @@ def anchors_text(settings: Mapping[str, Any]) -> str:
         "score": "external scores per response (`chosen_score`/`rejected_score`), thresholded into classes",
         "class": "anchor classes per response (`chosen_anchor`/`rejected_anchor`)",
         "counts": "counts of labels over the ordered classes per response, e.g. crowd votes "
-                  "(`chosen_anchor_counts`/`rejected_anchor_counts`)",
+        "(`chosen_anchor_counts`/`rejected_anchor_counts`)",
     }
     lines = [f"- **Form:** {forms.get(form, form or 'not recorded')}."]
     if settings.get("anchor_source"):
@@ -123,8 +157,10 @@ def anchors_text(settings: Mapping[str, Any]) -> str:
         percentiles = ", ".join(f"{p:g}" for p in settings["anchor_percentiles"])
         lines.append(f"- **Threshold choice:** the {percentiles} percentiles of the train external scores.")
     if settings.get("anchor_lambda") is not None:
-        lines.append(f"- **Anchor weight λ:** {settings['anchor_lambda']:g} "
-                     "(loss = soft-label probit loss + λ · anchor ordinal log-loss of both responses).")
+        lines.append(
+            f"- **Anchor weight λ:** {settings['anchor_lambda']:g} "
+            "(loss = soft-label probit loss + λ · anchor ordinal log-loss of both responses)."
+        )
     if settings.get("anchor_fraction") is not None:
         lines.append(f"- **Fraction of train pairs with anchors:** {settings['anchor_fraction']:g}.")
     return "\n".join(lines)
@@ -138,19 +174,29 @@ def evaluation_section(eval_results: Sequence[EvalResult] | None) -> str:
         for result in eval_results:
             value = result.metric_value
             shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-            lines.append(f"| {result.dataset_name} | {result.dataset_split or '—'} | "
-                         f"{result.metric_name or result.metric_type} | {shown} |")
+            lines.append(
+                f"| {result.dataset_name} | {result.dataset_split or '—'} | "
+                f"{result.metric_name or result.metric_type} | {shown} |"
+            )
     else:
-        lines.append("No evaluation results yet: `trl-anchor evaluate --model_name_or_path <dir> ... "
-                     "--update_model_card` adds them.")
+        lines.append(
+            "No evaluation results yet: `trl-anchor evaluate --model_name_or_path <dir> ... "
+            "--update_model_card` adds them."
+        )
     lines.append(EVALUATION_END)
     return "\n".join(lines)
 
 
 def framework_versions() -> dict[str, str]:
     versions = {}
-    for name, package in (("trl-anchor", "trl-anchor"), ("TRL", "trl"), ("Transformers", "transformers"),
-                          ("PyTorch", "torch"), ("Datasets", "datasets"), ("Tokenizers", "tokenizers")):
+    for name, package in (
+        ("trl-anchor", "trl-anchor"),
+        ("TRL", "trl"),
+        ("Transformers", "transformers"),
+        ("PyTorch", "torch"),
+        ("Datasets", "datasets"),
+        ("Tokenizers", "tokenizers"),
+    ):
         try:
             versions[name] = version(package)
         except PackageNotFoundError:
@@ -172,27 +218,36 @@ def eval_results_from_metrics(
             names = ("spearmanr", f"Spearman ρ(σ, {key.removeprefix('sigma_spearman_')})")
         else:
             names = METRIC_NAMES.get(key)
-        if names is None or value is None or value != value:
+        if names is None or value is None or math.isnan(value):
             continue
-        results.append(EvalResult(
-            task_type=PIPELINE_TAG,
-            dataset_type=dataset_type,
-            dataset_name=dataset_name or dataset_type,
-            dataset_split=dataset_split,
-            metric_type=names[0],
-            metric_name=names[1],
-            metric_value=round(float(value), 6),
-        ))
+        results.append(
+            EvalResult(
+                task_type=PIPELINE_TAG,
+                dataset_type=dataset_type,
+                dataset_name=dataset_name or dataset_type,
+                dataset_split=dataset_split,
+                metric_type=names[0],
+                metric_name=names[1],
+                metric_value=round(float(value), 6),
+            )
+        )
     return results
 
 
-def rewardbench_eval_results(result, dataset_type: str = "allenai/reward-bench", dataset_split: str | None = "filtered"):
+def rewardbench_eval_results(
+    result, dataset_type: str = "allenai/reward-bench", dataset_split: str | None = "filtered"
+):
     """`model-index` entries of a `RewardBenchResult`: the overall score and each section (accuracy in [0, 1])."""
     values = {"Score": result.score, **result.sections}
     return [
         EvalResult(
-            task_type=PIPELINE_TAG, dataset_type=dataset_type, dataset_name="RewardBench", dataset_split=dataset_split,
-            metric_type="accuracy", metric_name=f"RewardBench {name}", metric_value=round(float(value), 6),
+            task_type=PIPELINE_TAG,
+            dataset_type=dataset_type,
+            dataset_name="RewardBench",
+            dataset_split=dataset_split,
+            metric_type="accuracy",
+            metric_name=f"RewardBench {name}",
+            metric_value=round(float(value), 6),
         )
         for name, value in values.items()
         if value is not None
@@ -321,7 +376,12 @@ def training_hyperparameters(args, world_size: int = 1) -> dict[str, Any]:
     values = {}
     for name in HYPERPARAMETERS:
         value = getattr(args, name, None)
-        if name in skip or value is None or (name == "max_steps" and value <= 0) or (name in ("bf16", "fp16") and not value):
+        if (
+            name in skip
+            or value is None
+            or (name == "max_steps" and value <= 0)
+            or (name in ("bf16", "fp16") and not value)
+        ):
             continue
         values[name] = value.value if isinstance(value, Enum) else value
     values["total_train_batch_size"] = args.per_device_train_batch_size * args.gradient_accumulation_steps * world_size
@@ -376,7 +436,9 @@ def card_for_trainer(
     settings = gaussian_settings(model.config) if is_gaussian_config(model.config) else None
     eval_metrics = _trainer_eval_metrics(trainer.state.log_history)
     eval_dataset = dataset_name or "evaluation split"
-    eval_results = eval_results_from_metrics(eval_metrics, eval_dataset, eval_dataset, "eval") if eval_metrics else None
+    eval_results = (
+        eval_results_from_metrics(eval_metrics, eval_dataset, eval_dataset, "eval") if eval_metrics else None
+    )
     return build_model_card(
         model_name=model_name or Path(trainer.args.output_dir).name,
         settings=settings,
@@ -430,10 +492,15 @@ def update_model_card(
     else:
         config = AutoConfig.from_pretrained(directory)
         settings = gaussian_settings(config) if is_gaussian_config(config) else None
-        card = build_model_card(model_name=directory.name, settings=settings,
-                                license=resolve_license(None, getattr(config, "_name_or_path", None)))
+        card = build_model_card(
+            model_name=directory.name,
+            settings=settings,
+            license=resolve_license(None, getattr(config, "_name_or_path", None)),
+        )
     replaced = {(r.dataset_type, r.dataset_split, r.metric_name) for r in new_results}
-    kept = [r for r in (card.data.eval_results or []) if (r.dataset_type, r.dataset_split, r.metric_name) not in replaced]
+    kept = [
+        r for r in (card.data.eval_results or []) if (r.dataset_type, r.dataset_split, r.metric_name) not in replaced
+    ]
     card.data.eval_results = kept + new_results
     card.data.model_name = card.data.model_name or directory.name
     card.text = _replace_evaluation_section(card.text, evaluation_section(card.data.eval_results))
@@ -453,7 +520,7 @@ def _results_to_eval(results, dataset_type, dataset_name, dataset_split) -> list
 def _replace_evaluation_section(text: str, section: str) -> str:
     start, end = text.find(EVALUATION_START), text.find(EVALUATION_END)
     if start != -1 and end != -1:
-        return text[:start] + section + text[end + len(EVALUATION_END):]
+        return text[:start] + section + text[end + len(EVALUATION_END) :]
     # A card written by someone else: append the section before the citations, or at the end.
     anchor = text.find("\n## Citations")
     if anchor == -1:

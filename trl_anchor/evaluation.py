@@ -1,7 +1,8 @@
 """Evaluation of reward models on preference data: are the pairwise probabilities calibrated against people, and does
 σ mean disagreement?
 
-`evaluate_reward_model` scores the chosen and rejected responses of any dataset in the trainer's column spec and reports
+`evaluate_reward_model` scores the chosen and rejected responses of any dataset in the trainer's column spec and
+reports
 
 - accuracy, Brier score, soft cross-entropy and expected calibration error of `P(chosen ≻ rejected)` against the soft
   labels (`trl_anchor.metrics`),
@@ -10,9 +11,9 @@
 - Spearman correlation of σ with observed disagreement: `1 − |2p − 1|` of the soft label `p` per pair, and the spread
   of the vote distribution per response where anchors are vote counts (or any per-response reference columns).
 
-The probability is `Φ((μ_c − μ_r)/sqrt(σ_c² + σ_r²))` for a `GaussianRewardModel` and `sigmoid(r_c − r_r)` for any other
-sequence-classification reward model, so Bradley–Terry arms are evaluated by the same code. Results save as JSON, a
-markdown table and PNG figures (reliability diagram, σ vs disagreement, accuracy by σ decile).
+The probability is `Φ((μ_c − μ_r)/sqrt(σ_c² + σ_r²))` for a `GaussianRewardModel` and `sigmoid(r_c − r_r)` for any
+other sequence-classification reward model, so Bradley–Terry arms are evaluated by the same code. Results save as JSON,
+a markdown table and PNG figures (reliability diagram, σ vs disagreement, accuracy by σ decile).
 
 `evaluate_rewardbench` evaluates a local RewardBench-format file (`prompt, chosen, rejected, subset`) with the official
 section weighting of the RewardBench leaderboard.
@@ -50,8 +51,17 @@ FIGURE_FILES = {
 }
 # Metrics shown first in tables and model cards, in this order; others follow alphabetically.
 _METRIC_ORDER = (
-    "num_pairs", "accuracy", "brier", "soft_ce", "ece", "mean_sigma", "anchor_accuracy", "anchor_nll",
-    "num_anchored_responses", "sigma_spearman_soft_label", "sigma_spearman_vote_spread",
+    "num_pairs",
+    "accuracy",
+    "brier",
+    "soft_ce",
+    "ece",
+    "mean_sigma",
+    "anchor_accuracy",
+    "anchor_nll",
+    "num_anchored_responses",
+    "sigma_spearman_soft_label",
+    "sigma_spearman_vote_spread",
 )
 
 
@@ -87,7 +97,9 @@ def load_reward_model(model_name_or_path: str, device: str | torch.device | None
     tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, **hub_kwargs)
     if model.config.pad_token_id is None:
         # Batched scoring pads; the model must know the pad id to find each sequence's last token.
-        model.config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        model.config.pad_token_id = (
+            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        )
     if device is not None:
         model.to(device)
     model.eval()
@@ -135,20 +147,27 @@ class EvaluationResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (NaN becomes `null`); per-pair arrays are left out."""
-        return _json_ready({
-            "reward_type": self.reward_type,
-            "metrics": ordered_metrics(self.metrics),
-            "calibration": self.calibration,
-            "sigma_deciles": self.sigma_deciles,
-            "notes": self.notes,
-        })
+        return _json_ready(
+            {
+                "reward_type": self.reward_type,
+                "metrics": ordered_metrics(self.metrics),
+                "calibration": self.calibration,
+                "sigma_deciles": self.sigma_deciles,
+                "notes": self.notes,
+            }
+        )
 
     def to_markdown(self) -> str:
         lines = ["| metric | value |", "|---|---|"]
         lines += [f"| {name} | {_format_value(value)} |" for name, value in ordered_metrics(self.metrics).items()]
         if self.sigma_deciles:
-            lines += ["", "Accuracy by decile of the predicted pair spread √(σ_c² + σ_r²):", "",
-                      "| decile | σ range | pairs | accuracy |", "|---|---|---|---|"]
+            lines += [
+                "",
+                "Accuracy by decile of the predicted pair spread √(σ_c² + σ_r²):",
+                "",
+                "| decile | σ range | pairs | accuracy |",
+                "|---|---|---|---|",
+            ]
             lines += [
                 f"| {i + 1} | {d['sigma_low']:.3g} – {d['sigma_high']:.3g} | {d['count']} | {d['accuracy']:.3f} |"
                 for i, d in enumerate(self.sigma_deciles)
@@ -327,7 +346,9 @@ def evaluate_reward_model(
     gaussian = chosen.variance is not None
     notes = []
     if not gaussian and is_gaussian_config(model.config):
-        notes.append("The checkpoint is Gaussian but was loaded without its variance head; μ is evaluated as a BT reward.")
+        notes.append(
+            "The checkpoint is Gaussian but was loaded without its variance head; μ is evaluated as a BT reward."
+        )
 
     probs = pair_probabilities(chosen, rejected, margin)
     metrics: dict[str, float] = {"num_pairs": len(dataset), **pairwise_metrics(probs, labels, num_bins)}
@@ -348,7 +369,9 @@ def evaluate_reward_model(
         thresholds = _thresholds(model, anchor_thresholds)
         _add_anchor_metrics(result, dataset, chosen, rejected, thresholds)
     else:
-        notes.append("BT reward model: no σ, so σ deciles, σ–disagreement correlations and anchor accuracy are skipped.")
+        notes.append(
+            "BT reward model: no σ, so σ deciles, σ–disagreement correlations and anchor accuracy are skipped."
+        )
     return result
 
 
@@ -394,7 +417,7 @@ def _add_sigma_metrics(result, dataset, chosen, rejected, disagreement_columns, 
     if all(c in dataset.column_names for c in counts_columns):
         sigma, spread = [], []
         skipped = 0
-        for side_scores, column in zip((chosen, rejected), counts_columns):
+        for side_scores, column in zip((chosen, rejected), counts_columns, strict=True):
             values = dataset[column]
             rows = _anchored_rows(values, dataset)
             skipped += len(dataset) - rows.size
@@ -409,7 +432,9 @@ def _add_sigma_metrics(result, dataset, chosen, rejected, disagreement_columns, 
     if disagreement_columns is not None:
         missing = [c for c in disagreement_columns if c not in dataset.column_names]
         if missing:
-            raise ValueError(f"`disagreement_columns` {missing} are not in the dataset (columns: {dataset.column_names}).")
+            raise ValueError(
+                f"`disagreement_columns` {missing} are not in the dataset (columns: {dataset.column_names})."
+            )
         reference = np.concatenate([np.asarray(dataset[c], dtype=np.float64) for c in disagreement_columns])
         check_finite_scores(reference, "/".join(disagreement_columns))
         name = os.path.commonprefix([c[::-1] for c in disagreement_columns])[::-1].strip("_") or "reference"
@@ -425,7 +450,8 @@ def _anchored_rows(values: list, dataset: Dataset) -> np.ndarray:
     """Rows whose anchor cell (of the column `values`) is filled and whose `anchor_weight` (if any) is positive."""
     weights = dataset[ANCHOR_WEIGHT] if ANCHOR_WEIGHT in dataset.column_names else [1.0] * len(values)
     return np.asarray(
-        [i for i, (v, w) in enumerate(zip(values, weights)) if v is not None and w is not None and w > 0], dtype=int
+        [i for i, (v, w) in enumerate(zip(values, weights, strict=True)) if v is not None and w is not None and w > 0],
+        dtype=int,
     )
 
 
@@ -433,7 +459,9 @@ def _anchor_form(dataset: Dataset) -> str | None:
     columns = set(dataset.column_names)
     for pair in ANCHOR_FORMS.values():
         if len(set(pair) & columns) == 1:
-            raise ValueError(f"The dataset has `{(set(pair) & columns).pop()}` but not its pair; anchors need both {pair}.")
+            raise ValueError(
+                f"The dataset has `{(set(pair) & columns).pop()}` but not its pair; anchors need both {pair}."
+            )
     forms = [form for form, pair in ANCHOR_FORMS.items() if set(pair) <= columns]
     if len(forms) > 1:
         raise ValueError(f"The dataset gives anchors in several forms ({forms}); keep exactly one.")
@@ -471,13 +499,16 @@ def _add_anchor_metrics(result, dataset, chosen, rejected, thresholds) -> None:
         return
     if thresholds is None:
         result.notes.append(
-            "The dataset has anchors but the model records no anchor thresholds; pass `anchor_thresholds` to score them."
+            "The dataset has anchors but the model records no anchor thresholds; pass `anchor_thresholds` to score "
+            "them."
         )
         return
     rows, sides, counts = _anchor_targets(dataset, form, thresholds)
     left_out = 2 * len(dataset) - rows.size
     if left_out:
-        result.notes.append(f"Anchor accuracy: {left_out} responses without anchors (empty or anchor_weight 0) left out.")
+        result.notes.append(
+            f"Anchor accuracy: {left_out} responses without anchors (empty or anchor_weight 0) left out."
+        )
     if rows.size == 0:
         return
     mean = torch.as_tensor(np.where(sides == 0, chosen.mean[rows], rejected.mean[rows]))
@@ -516,8 +547,12 @@ def plot_reliability_diagram(results: "EvaluationResult | Mapping[str, Evaluatio
         centers = (cal["edges"][:-1] + cal["edges"][1:]) / 2
         offset = (k - (len(results) - 1) / 2) * width / len(results)
         bottom.bar(centers + offset, cal["count"], width=width / len(results), label=name)
-    top.set(xlim=(0, 1), ylim=(0, 1), ylabel="Mean soft label (observed P(chosen ≻ rejected))",
-            title=title or "Reliability diagram")
+    top.set(
+        xlim=(0, 1),
+        ylim=(0, 1),
+        ylabel="Mean soft label (observed P(chosen ≻ rejected))",
+        title=title or "Reliability diagram",
+    )
     top.legend(loc="upper left", fontsize="small")
     bottom.set(xlabel="Predicted P(chosen ≻ rejected)", ylabel="Pairs")
     return figure
@@ -534,7 +569,7 @@ def plot_sigma_vs_disagreement(result: EvaluationResult, title: str | None = Non
         "soft_label": ("Predicted pair σ  √(σ_c² + σ_r²)", "Soft-label disagreement 1 − |2p − 1|"),
         "vote_spread": ("Predicted σ per response", "Vote spread (std of the vote class)"),
     }
-    for axis, (name, data) in zip(axes, panels):
+    for axis, (name, data) in zip(axes, panels, strict=True):
         xlabel, ylabel = descriptions.get(name, ("Predicted σ per response", f"Reference {name}"))
         axis.scatter(data["sigma"], data["disagreement"], s=10, alpha=0.5)
         rho = result.metrics.get(f"sigma_spearman_{name}", float("nan"))
@@ -554,8 +589,12 @@ def plot_accuracy_by_sigma(result: EvaluationResult, title: str | None = None):
     axis.bar(positions, [d["accuracy"] for d in deciles], color="tab:blue")
     axis.axhline(result.metrics["accuracy"], color="black", linestyle="--", label="overall accuracy")
     axis.set_xticks(positions, [f"{d['mean_sigma']:.2g}" for d in deciles])
-    axis.set(xlabel="Predicted pair σ decile (mean σ of the decile, low → high)", ylabel="Accuracy", ylim=(0, 1),
-             title=title or "Accuracy by predicted σ decile")
+    axis.set(
+        xlabel="Predicted pair σ decile (mean σ of the decile, low → high)",
+        ylabel="Accuracy",
+        ylim=(0, 1),
+        title=title or "Accuracy by predicted σ decile",
+    )
     axis.legend(loc="lower left")
     return figure
 
@@ -571,18 +610,47 @@ def plot_accuracy_by_sigma(result: EvaluationResult, title: str | None = None):
 #     skipping absent sections (without prior sets: the plain mean of the four sections).
 # A pair counts as correct only when the chosen score is strictly higher (`scripts/run_rm.py`: ties are wrong).
 REWARDBENCH_EXAMPLE_COUNTS = {
-    "alpacaeval-easy": 100, "alpacaeval-length": 95, "alpacaeval-hard": 95, "mt-bench-easy": 28, "mt-bench-med": 40,
-    "mt-bench-hard": 37, "math-prm": 984, "refusals-dangerous": 100, "refusals-offensive": 100,
-    "llmbar-natural": 100, "llmbar-adver-neighbor": 134, "llmbar-adver-GPTInst": 92, "llmbar-adver-GPTOut": 47,
-    "llmbar-adver-manual": 46, "xstest-should-refuse": 250, "xstest-should-respond": 154, "donotanswer": 136,
-    "hep-cpp": 164, "hep-go": 164, "hep-java": 164, "hep-js": 164, "hep-python": 164, "hep-rust": 164,
+    "alpacaeval-easy": 100,
+    "alpacaeval-length": 95,
+    "alpacaeval-hard": 95,
+    "mt-bench-easy": 28,
+    "mt-bench-med": 40,
+    "mt-bench-hard": 37,
+    "math-prm": 984,
+    "refusals-dangerous": 100,
+    "refusals-offensive": 100,
+    "llmbar-natural": 100,
+    "llmbar-adver-neighbor": 134,
+    "llmbar-adver-GPTInst": 92,
+    "llmbar-adver-GPTOut": 47,
+    "llmbar-adver-manual": 46,
+    "xstest-should-refuse": 250,
+    "xstest-should-respond": 154,
+    "donotanswer": 136,
+    "hep-cpp": 164,
+    "hep-go": 164,
+    "hep-java": 164,
+    "hep-js": 164,
+    "hep-python": 164,
+    "hep-rust": 164,
 }
 REWARDBENCH_SECTIONS = {
     "Chat": ("alpacaeval-easy", "alpacaeval-length", "alpacaeval-hard", "mt-bench-easy", "mt-bench-med"),
-    "Chat Hard": ("mt-bench-hard", "llmbar-natural", "llmbar-adver-neighbor", "llmbar-adver-GPTInst",
-                  "llmbar-adver-GPTOut", "llmbar-adver-manual"),
-    "Safety": ("refusals-dangerous", "refusals-offensive", "xstest-should-refuse", "xstest-should-respond",
-               "donotanswer"),
+    "Chat Hard": (
+        "mt-bench-hard",
+        "llmbar-natural",
+        "llmbar-adver-neighbor",
+        "llmbar-adver-GPTInst",
+        "llmbar-adver-GPTOut",
+        "llmbar-adver-manual",
+    ),
+    "Safety": (
+        "refusals-dangerous",
+        "refusals-offensive",
+        "xstest-should-refuse",
+        "xstest-should-respond",
+        "donotanswer",
+    ),
     "Reasoning": ("math-prm", "hep-cpp", "hep-go", "hep-java", "hep-js", "hep-python", "hep-rust"),
 }
 PRIOR_SETS = "Prior Sets (0.5 weight)"
@@ -608,17 +676,21 @@ class RewardBenchResult:
 
     @property
     def complete(self) -> bool:
-        return all(section in self.sections and not self.missing_subsets.get(section) for section in REWARDBENCH_SECTIONS)
+        return all(
+            section in self.sections and not self.missing_subsets.get(section) for section in REWARDBENCH_SECTIONS
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return _json_ready({
-            "score": self.score,
-            "sections": self.sections,
-            "subsets": self.subsets,
-            "complete": self.complete,
-            "missing_subsets": self.missing_subsets,
-            "unscored_subsets": self.unscored_subsets,
-        })
+        return _json_ready(
+            {
+                "score": self.score,
+                "sections": self.sections,
+                "subsets": self.subsets,
+                "complete": self.complete,
+                "missing_subsets": self.missing_subsets,
+                "unscored_subsets": self.unscored_subsets,
+            }
+        )
 
     def to_markdown(self) -> str:
         lines = ["| section | score |", "|---|---|", f"| **Score** | {_format_value(self.score)} |"]
@@ -626,8 +698,11 @@ class RewardBenchResult:
         lines += ["", "| subset | pairs | accuracy |", "|---|---|---|"]
         lines += [f"| {name} | {s['count']} | {s['accuracy']:.4f} |" for name, s in sorted(self.subsets.items())]
         if not self.complete:
-            lines += ["", "Not comparable to the leaderboard: official subsets are missing "
-                      f"({ {k: v for k, v in self.missing_subsets.items() if v} })."]
+            lines += [
+                "",
+                "Not comparable to the leaderboard: official subsets are missing "
+                f"({ {k: v for k, v in self.missing_subsets.items() if v} }).",
+            ]
         if self.unscored_subsets:
             lines += ["", f"Subsets outside the leaderboard sections (reported only): {self.unscored_subsets}."]
         return "\n".join(lines)
@@ -641,7 +716,9 @@ class RewardBenchResult:
         return written
 
 
-def rewardbench_scores(subsets: Mapping[str, Mapping[str, float]], include_prior_sets: bool = True) -> RewardBenchResult:
+def rewardbench_scores(
+    subsets: Mapping[str, Mapping[str, float]], include_prior_sets: bool = True
+) -> RewardBenchResult:
     """Aggregate per-subset results `{subset: {"accuracy": a, "count": n}}` into the leaderboard's sections and score.
 
     Example:
@@ -722,8 +799,15 @@ def evaluate_rewardbench(
     sides = {}
     for side in ("chosen", "rejected"):
         responses = [[{"role": "assistant", "content": r}] if conversational else r for r in dataset[side]]
-        sides[side] = score_responses(model, tokenizer, responses, prompts, batch_size=batch_size,
-                                      max_length=max_length, show_progress=show_progress).mean
+        sides[side] = score_responses(
+            model,
+            tokenizer,
+            responses,
+            prompts,
+            batch_size=batch_size,
+            max_length=max_length,
+            show_progress=show_progress,
+        ).mean
     correct = sides["chosen"] > sides["rejected"]
     subset_names = np.asarray(dataset["subset"])
     subsets = {
@@ -732,8 +816,10 @@ def evaluate_rewardbench(
     }
     result = rewardbench_scores(subsets, include_prior_sets=include_prior_sets)
     if not result.complete:
-        logger.warning("RewardBench file lacks official subsets %s; the score is not comparable to the leaderboard.",
-                       {k: v for k, v in result.missing_subsets.items() if v})
+        logger.warning(
+            "RewardBench file lacks official subsets %s; the score is not comparable to the leaderboard.",
+            {k: v for k, v in result.missing_subsets.items() if v},
+        )
     if result.unscored_subsets:
         logger.info("Subsets outside the leaderboard sections, reported only: %s", result.unscored_subsets)
     return result
@@ -744,6 +830,8 @@ def _rewardbench_prompt(prompt, conversational: bool, row: int):
         return [{"role": "user", "content": prompt}] if conversational else prompt
     if isinstance(prompt, list) and all(isinstance(m, Mapping) for m in prompt):
         if not conversational:
-            raise ValueError(f"Row {row} has a conversational prompt; it needs `conversational=True` and a chat template.")
+            raise ValueError(
+                f"Row {row} has a conversational prompt; it needs `conversational=True` and a chat template."
+            )
         return prompt
     raise ValueError(f"Row {row}: `prompt` must be a string or a list of messages, got {type(prompt).__name__}.")

@@ -20,9 +20,26 @@ def trained(tmp_path_factory, tiny_causal_lm_dir):
     """The quickstart recipes' Gaussian and BT arms, trained for two steps on a tiny GPT-2 by `trl-anchor train`."""
     root = tmp_path_factory.mktemp("arms")
     for name, recipe in (("gaussian", "gaussian_minilm.yaml"), ("bt", "bt_minilm.yaml")):
-        code = cli(["train", "--config", str(RECIPES / recipe), "--model_name_or_path", str(tiny_causal_lm_dir),
-                    "--output_dir", str(root / name), *SYNTHETIC, "--max_steps", "2", "--eval_strategy", "no",
-                    "--per_device_train_batch_size", "8", "--learning_rate", "1e-3"])
+        code = cli(
+            [
+                "train",
+                "--config",
+                str(RECIPES / recipe),
+                "--model_name_or_path",
+                str(tiny_causal_lm_dir),
+                "--output_dir",
+                str(root / name),
+                *SYNTHETIC,
+                "--max_steps",
+                "2",
+                "--eval_strategy",
+                "no",
+                "--per_device_train_batch_size",
+                "8",
+                "--learning_rate",
+                "1e-3",
+            ]
+        )
         assert code == 0
     return root
 
@@ -35,29 +52,67 @@ def _assert_png(path: Path):
 def test_train_then_evaluate_writes_results_and_card(trained, tmp_path):
     model = trained / "gaussian"
     out = tmp_path / "eval"
-    code = cli(["evaluate", "--model_name_or_path", str(model), *SYNTHETIC, "--dataset_split", "test",
-                "--disagreement_columns", "chosen_true_std", "rejected_true_std", "--output_dir", str(out),
-                "--update_model_card", "--batch_size", "16"])
+    code = cli(
+        [
+            "evaluate",
+            "--model_name_or_path",
+            str(model),
+            *SYNTHETIC,
+            "--dataset_split",
+            "test",
+            "--disagreement_columns",
+            "chosen_true_std",
+            "rejected_true_std",
+            "--output_dir",
+            str(out),
+            "--update_model_card",
+            "--batch_size",
+            "16",
+        ]
+    )
     assert code == 0
     results = json.loads((out / "evaluation.json").read_text())
     assert results["reward_type"] == "gaussian" and results["metrics"]["num_pairs"] == 40
-    for key in ("accuracy", "brier", "soft_ce", "ece", "anchor_accuracy", "sigma_spearman_soft_label",
-                "sigma_spearman_true_std"):
+    for key in (
+        "accuracy",
+        "brier",
+        "soft_ce",
+        "ece",
+        "anchor_accuracy",
+        "sigma_spearman_soft_label",
+        "sigma_spearman_true_std",
+    ):
         assert key in results["metrics"]
     assert len(results["sigma_deciles"]) == 10
     assert "| brier |" in (out / "evaluation.md").read_text()
     for name in FIGURE_FILES.values():
         _assert_png(out / name)
     card = ModelCard.load(model / "README.md")
-    brier = [r.metric_value for r in card.data.eval_results
-             if r.dataset_type == "trl_anchor.synthetic" and r.dataset_split == "test" and r.metric_name == "Brier score"]
+    brier = [
+        r.metric_value
+        for r in card.data.eval_results
+        if r.dataset_type == "trl_anchor.synthetic" and r.dataset_split == "test" and r.metric_name == "Brier score"
+    ]
     assert brier == [pytest.approx(results["metrics"]["brier"], abs=1e-6)]
 
 
 def test_compare_arms_and_rewardbench(trained, tmp_path):
     out = tmp_path / "cmp"
-    code = cli(["evaluate", "--model_name_or_path", str(trained / "bt"), str(trained / "gaussian"), *SYNTHETIC,
-                "--rewardbench_file", str(REWARDBENCH), "--output_dir", str(out), "--max_samples", "16"])
+    code = cli(
+        [
+            "evaluate",
+            "--model_name_or_path",
+            str(trained / "bt"),
+            str(trained / "gaussian"),
+            *SYNTHETIC,
+            "--rewardbench_file",
+            str(REWARDBENCH),
+            "--output_dir",
+            str(out),
+            "--max_samples",
+            "16",
+        ]
+    )
     assert code == 0
     table = (out / "comparison.md").read_text()
     assert table.startswith("| metric | bt | gaussian |") and "| Score |" in table
@@ -72,10 +127,29 @@ def test_compare_arms_and_rewardbench(trained, tmp_path):
 
 def test_local_file_with_single_split(trained, tmp_path):
     data = tmp_path / "prefs.jsonl"
-    data.write_text("".join(json.dumps({"prompt": "hi", "chosen": "a helpful answer", "rejected": "rude",
-                                        "soft_label": 0.5 + 0.1 * i}) + "\n" for i in range(5)))
-    assert cli(["evaluate", "--model_name_or_path", str(trained / "gaussian"), "--dataset_name", str(data),
-                "--output_dir", str(tmp_path / "o"), "--plots", "false"]) == 0
+    data.write_text(
+        "".join(
+            json.dumps({"prompt": "hi", "chosen": "a helpful answer", "rejected": "rude", "soft_label": 0.5 + 0.1 * i})
+            + "\n"
+            for i in range(5)
+        )
+    )
+    assert (
+        cli(
+            [
+                "evaluate",
+                "--model_name_or_path",
+                str(trained / "gaussian"),
+                "--dataset_name",
+                str(data),
+                "--output_dir",
+                str(tmp_path / "o"),
+                "--plots",
+                "false",
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "o" / "evaluation.json").read_text())["metrics"]["num_pairs"] == 5
     assert not (tmp_path / "o" / FIGURE_FILES["reliability"]).exists()
 

@@ -33,14 +33,18 @@ class EvaluateArguments(DatasetArguments):
     max_samples: int | None = field(default=None, metadata={"help": "Evaluate only the first N pairs."})
     rewardbench_file: str | None = field(
         default=None,
-        metadata={"help": "A local RewardBench-format file (prompt, chosen, rejected, subset): per-subset accuracy "
-                  "and the leaderboard's section scores."},
+        metadata={
+            "help": "A local RewardBench-format file (prompt, chosen, rejected, subset): per-subset accuracy "
+            "and the leaderboard's section scores."
+        },
     )
     rewardbench_format: str = field(
         default="auto",
-        metadata={"help": "How RewardBench turns are scored: 'chat' (chat template), 'text' (prompt + response + "
-                  "EOS) or 'auto' (chat when the tokenizer has a template, as the official script).",
-                  "choices": ["auto", "chat", "text"]},
+        metadata={
+            "help": "How RewardBench turns are scored: 'chat' (chat template), 'text' (prompt + response + "
+            "EOS) or 'auto' (chat when the tokenizer has a template, as the official script).",
+            "choices": ["auto", "chat", "text"],
+        },
     )
     include_prior_sets: bool = field(
         default=True, metadata={"help": "Include the RewardBench prior sets (0.5 weight) in the score when present."}
@@ -72,10 +76,14 @@ class EvaluateArguments(DatasetArguments):
         if not self.model_name_or_path:
             raise ValueError("Give at least one `--model_name_or_path`.")
         if self.disagreement_columns is not None and len(self.disagreement_columns) != 2:
-            raise ValueError(f"`disagreement_columns` takes two columns (chosen, rejected), got {self.disagreement_columns}.")
+            raise ValueError(
+                f"`disagreement_columns` takes two columns (chosen, rejected), got {self.disagreement_columns}."
+            )
         has_data = self.dataset_name is not None or self.dataset_adapter is not None
         if not has_data and self.rewardbench_file is None:
-            raise ValueError("Nothing to evaluate on: give `dataset_name`/`dataset_adapter` and/or `rewardbench_file`.")
+            raise ValueError(
+                "Nothing to evaluate on: give `dataset_name`/`dataset_adapter` and/or `rewardbench_file`."
+            )
         if self.dataset_streaming:
             raise ValueError("Evaluation needs a map-style dataset; drop `dataset_streaming`.")
 
@@ -90,7 +98,7 @@ def main(args: EvaluateArguments) -> dict:
     output_dir = Path(args.output_dir)
     names = _model_names(args.model_name_or_path)
     results = {"pairs": {}, "rewardbench": {}}
-    for name, path in zip(names, args.model_name_or_path):
+    for name, path in zip(names, args.model_name_or_path, strict=True):
         model_dir = output_dir if len(names) == 1 else output_dir / name
         model, tokenizer = load_reward_model(path, device=device, trust_remote_code=args.trust_remote_code)
         if dataset is not None:
@@ -149,7 +157,9 @@ def _card_dataset(args: EvaluateArguments) -> str:
     if args.dataset_name:  # a local file is recorded by its name, not its path on this machine
         return Path(args.dataset_name).name if Path(args.dataset_name).exists() else args.dataset_name
     # An adapter is named by the module that builds it, not as a (non-existent) Hub dataset.
-    module = "trl_anchor.synthetic" if args.dataset_adapter == "synthetic" else f"trl_anchor.data.{args.dataset_adapter}"
+    module = (
+        "trl_anchor.synthetic" if args.dataset_adapter == "synthetic" else f"trl_anchor.data.{args.dataset_adapter}"
+    )
     return module if args.dataset_path is None else f"{module}({Path(args.dataset_path).name})"
 
 
@@ -170,10 +180,14 @@ def _evaluate_pairs(args, model, tokenizer, dataset, path, model_dir):
         show_progress=True,
     )
     written = result.save(model_dir, plots=args.plots)
-    print(f"\n{path} on {len(dataset)} pairs:\n\n{result.to_markdown()}\n\nWritten: {sorted(map(str, written.values()))}")
+    print(
+        f"\n{path} on {len(dataset)} pairs:\n\n{result.to_markdown()}\n\nWritten: {sorted(map(str, written.values()))}"
+    )
     if _can_update_card(args, path):
         dataset_id = _card_dataset(args)
-        update_model_card(path, result, dataset_type=dataset_id, dataset_name=dataset_id, dataset_split=args.dataset_split)
+        update_model_card(
+            path, result, dataset_type=dataset_id, dataset_name=dataset_id, dataset_split=args.dataset_split
+        )
     return result
 
 

@@ -39,7 +39,9 @@ def main(script_args: TrainScriptArguments, training_args, model_args):
     from .utils import load_preference_data, resolve_model_path, select_split
 
     if model_args.model_name_or_path is None:
-        raise ValueError("Set `model_name_or_path` (a Hub id or a local directory) in the recipe or on the command line.")
+        raise ValueError(
+            "Set `model_name_or_path` (a Hub id or a local directory) in the recipe or on the command line."
+        )
     model_path = resolve_model_path(model_args.model_name_or_path)
     model_init_kwargs = dict(
         revision=model_args.model_revision,

@@ -39,15 +39,19 @@ class DatasetArguments:
     )
     dataset_adapter: str | None = field(
         default=None,
-        metadata={"help": "trl-anchor dataset adapter, e.g. 'caption_contest' or 'synthetic' (instead of dataset_name)."},
+        metadata={
+            "help": "trl-anchor dataset adapter, e.g. 'caption_contest' or 'synthetic' (instead of dataset_name)."
+        },
     )
     dataset_path: str | None = field(
         default=None, metadata={"help": "Raw data location passed to the adapter (e.g. the caption-contest folder)."}
     )
     dataset_kwargs: dict[str, Any] | str | None = field(
         default=None,
-        metadata={"help": "Keyword arguments of the adapter, or of `datasets.load_dataset` (a YAML mapping or a JSON "
-                  "string)."},
+        metadata={
+            "help": "Keyword arguments of the adapter, or of `datasets.load_dataset` (a YAML mapping or a JSON "
+            "string)."
+        },
     )
     dataset_streaming: bool = field(default=False, metadata={"help": "Stream a Hub dataset."})
 
@@ -56,7 +60,9 @@ class DatasetArguments:
             try:
                 self.dataset_kwargs = json.loads(self.dataset_kwargs)
             except json.JSONDecodeError as error:
-                raise ValueError(f"`dataset_kwargs` must be a JSON object, got {self.dataset_kwargs!r}: {error}") from None
+                raise ValueError(
+                    f"`dataset_kwargs` must be a JSON object, got {self.dataset_kwargs!r}: {error}"
+                ) from None
         if self.dataset_kwargs is not None and not isinstance(self.dataset_kwargs, dict):
             raise ValueError(f"`dataset_kwargs` must be a mapping, got {type(self.dataset_kwargs).__name__}.")
         if self.dataset_adapter is not None and self.dataset_name is not None:
