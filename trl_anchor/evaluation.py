@@ -385,7 +385,7 @@ def _soft_labels(dataset: Dataset) -> np.ndarray:
     return labels
 
 
-def _margins(dataset: Dataset) -> np.ndarray | None:
+def _margins(dataset: Dataset) -> np.ndarray:
     if "margin" not in dataset.column_names:
         raise ValueError("`use_margin=True` but the dataset has no `margin` column.")
     margin = np.asarray(dataset["margin"], dtype=np.float64)
