@@ -12,8 +12,6 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 
 ARMS = {
     "bt": {"reward_type": "bt", "anchors": False},
@@ -35,7 +33,7 @@ class QuickstartArguments:
         default=None, metadata={"help": "Backbone; default the packaged all-MiniLM-L6-v2."}
     )
     arms: list[str] = field(default_factory=lambda: list(ARMS), metadata={"help": f"Arms to train, of {list(ARMS)}."})
-    num_train_pairs: int = field(default=1200, metadata={"help": "Synthetic train pairs."})
+    num_train_pairs: int = field(default=1000, metadata={"help": "Synthetic train pairs."})
     num_eval_pairs: int = field(default=400, metadata={"help": "Synthetic held-out pairs."})
     num_train_epochs: float = field(default=2.0, metadata={"help": "Epochs per arm."})
     max_steps: int = field(default=-1, metadata={"help": "If > 0, overrides num_train_epochs (quick smoke runs)."})
@@ -63,25 +61,29 @@ def _backbone(args: QuickstartArguments) -> str:
 
 
 def _load_data(args: QuickstartArguments):
-    """Train/test splits, the anchor thresholds of the anchored arm, and the per-response truth to compare σ with."""
+    """Train and test sets, the anchor thresholds of the anchored arm, and per-response columns to compare σ with."""
     if args.data_dir is None:
         from trl_anchor.synthetic import SyntheticPreferenceConfig, make_synthetic_preferences
 
         synthetic = SyntheticPreferenceConfig(
             num_train_pairs=args.num_train_pairs, num_eval_pairs=args.num_eval_pairs, seed=args.seed
         )
-        return make_synthetic_preferences(synthetic), list(synthetic.thresholds), "true_soft_label", "true_std"
+        data = make_synthetic_preferences(synthetic)
+        # Held-out pairs are scored against the exact (infinite-annotator) preference probability.
+        test = data["test"].remove_columns("soft_label").rename_column("true_soft_label", "soft_label")
+        return data["train"], test, list(synthetic.thresholds), ("chosen_true_std", "rejected_true_std")
     from trl_anchor.data.caption_contest import quickstart_splits
 
-    return quickstart_splits(args.data_dir, seed=args.seed), None, "soft_label", "vote_std"
+    data = quickstart_splits(args.data_dir, seed=args.seed)
+    # The vote counts are the anchors; evaluation correlates σ with each caption's vote spread computed from them.
+    return data["train"], data["test"], None, None
 
 
-def _train_arm(name, spec, data, thresholds, backbone, args):
+def _train_arm(name, spec, train, thresholds, backbone, args):
     from transformers import AutoTokenizer
 
     from trl_anchor import AnchorGaussianRewardConfig, AnchorGaussianRewardTrainer
 
-    train = data["train"]
     if not spec["anchors"]:
         train = train.remove_columns([c for c in ANCHOR_COLUMNS if c in train.column_names])
     config = AnchorGaussianRewardConfig(
@@ -110,62 +112,33 @@ def _train_arm(name, spec, data, thresholds, backbone, args):
     return trainer.model, tokenizer
 
 
-def _evaluate_arm(model, tokenizer, test, label_column, truth_column) -> dict[str, float]:
-    import torch
-
-    from trl_anchor.losses import bt_preference_log_probs, gaussian_preference_log_probs
-    from trl_anchor.metrics import pairwise_metrics, spearman
-    from trl_anchor.scoring import score_responses
-
-    prompts = test["prompt"]
-    chosen = score_responses(model, tokenizer, test["chosen"], prompts, batch_size=64)
-    rejected = score_responses(model, tokenizer, test["rejected"], prompts, batch_size=64)
-    mc, mr = torch.tensor(chosen.mean), torch.tensor(rejected.mean)
-    if chosen.variance is None:
-        log_p, _ = bt_preference_log_probs(mc, mr)
-    else:
-        log_p, _ = gaussian_preference_log_probs(mc, torch.tensor(chosen.variance), mr, torch.tensor(rejected.variance))
-    result = pairwise_metrics(log_p.exp().numpy(), np.asarray(test[label_column]))
-    if chosen.variance is not None:
-        predicted_std = np.concatenate([chosen.std, rejected.std])
-        truth = np.concatenate([test[f"chosen_{truth_column}"], test[f"rejected_{truth_column}"]])
-        result["sigma_spearman"] = spearman(predicted_std, truth)
-        result["mean_sigma"] = float(predicted_std.mean())
-    return result
-
-
-def _table(results: dict[str, dict[str, float]]) -> str:
-    columns = ["accuracy", "brier", "soft_ce", "ece", "sigma_spearman", "mean_sigma"]
-    lines = ["| arm | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for arm, metrics in results.items():
-        cells = [f"{metrics[c]:.3f}" if c in metrics else "—" for c in columns]
-        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def main(args: QuickstartArguments) -> dict[str, dict[str, float]]:
+    from trl_anchor.evaluation import comparison_markdown, evaluate_reward_model
+
     unknown = [arm for arm in args.arms if arm not in ARMS]
     if unknown:
         raise ValueError(f"Unknown arms {unknown}; choose from {list(ARMS)}.")
     backbone = _backbone(args)
-    data, thresholds, label_column, truth_column = _load_data(args)
+    train, test, thresholds, truth_columns = _load_data(args)
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     results = {}
     for name in args.arms:
-        model, tokenizer = _train_arm(name, ARMS[name], data, thresholds, backbone, args)
-        results[name] = _evaluate_arm(model, tokenizer, data["test"], label_column, truth_column)
+        model, tokenizer = _train_arm(name, ARMS[name], train, thresholds, backbone, args)
+        results[name] = evaluate_reward_model(model, tokenizer, test, batch_size=64, disagreement_columns=truth_columns)
+        results[name].save(output_dir / name.replace("+", "_") / "evaluation")
         if name == "gaussian+anchors":
             model.save_pretrained(output_dir / "gaussian_anchored")
             tokenizer.save_pretrained(output_dir / "gaussian_anchored")
-    table = _table(results)
-    print(f"\nHeld-out comparison ({len(data['test'])} pairs; σ Spearman against the true per-response spread):\n")
+    table = comparison_markdown(results)
+    print(f"\nHeld-out comparison on {len(test)} pairs (figures per arm under {output_dir}/<arm>/evaluation):\n")
     print(table)
     (output_dir / "results.md").write_text(table + "\n")
-    (output_dir / "results.json").write_text(json.dumps({"args": asdict(args), "results": results}, indent=2))
+    summary = {"args": asdict(args), "results": {name: result.to_dict() for name, result in results.items()}}
+    (output_dir / "results.json").write_text(json.dumps(summary, indent=2))
     if "gaussian+anchors" in args.arms:
         print(f"\nAnchored Gaussian reward model saved to {output_dir / 'gaussian_anchored'}")
-    return results
+    return {name: result.metrics for name, result in results.items()}
 
 
 def make_parser(prog: str | None = None):

@@ -1,0 +1,35 @@
+import json
+
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from trl_anchor import GaussianRewardModel
+from trl_anchor.cli import main as cli_main
+
+
+def test_quickstart_end_to_end_offline(tmp_path):
+    out = tmp_path / "quickstart"
+    code = cli_main([
+        "quickstart", "--output_dir", str(out), "--max_steps", "2", "--num_train_pairs", "32",
+        "--num_eval_pairs", "16", "--per_device_train_batch_size", "8",
+    ])
+    assert code == 0
+    summary = json.loads((out / "results.json").read_text())
+    assert set(summary["results"]) == {"bt", "gaussian", "gaussian+anchors"}
+    anchored = summary["results"]["gaussian+anchors"]["metrics"]
+    for key in ("accuracy", "brier", "soft_ce", "ece", "sigma_spearman_true_std", "anchor_accuracy"):
+        assert key in anchored
+    assert "sigma_spearman_true_std" not in summary["results"]["bt"]["metrics"]
+    table = (out / "results.md").read_text()
+    assert "| sigma_spearman_true_std |" in table and "gaussian+anchors" in table
+    assert (out / "gaussian_anchors" / "evaluation" / "reliability_diagram.png").stat().st_size > 0
+
+    # The saved anchored model: μ through plain transformers equals GaussianRewardModel's μ.
+    saved = out / "gaussian_anchored"
+    tokenizer = AutoTokenizer.from_pretrained(saved)
+    batch = tokenizer(["Here is a brilliant and clear answer about jazz."], return_tensors="pt")
+    gaussian = GaussianRewardModel.from_pretrained(saved).eval()
+    plain = AutoModelForSequenceClassification.from_pretrained(saved).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(plain(**batch).logits, gaussian(**batch).logits, atol=1e-5, rtol=0)
+    assert gaussian.config.gaussian_reward["anchor_thresholds"] == [-0.6, 0.6]
