@@ -1,6 +1,13 @@
 """PPORewardModel. PPO itself needs TRL 1.12.0 (run with `.venv-trl112/bin/python -m pytest tests/test_ppo.py`); on
 TRL ≥ 1.13 those tests are skipped at collection and the clear-error path is asserted instead."""
 
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import trl
@@ -14,6 +21,8 @@ from trl_anchor.ppo import PPORewardModel
 from trl_anchor.rewards import RewardTransform, record_reward_statistics
 
 
+REPO = Path(__file__).resolve().parents[1]
+LAUNCH_SCRIPT = Path(__file__).with_name("ppo_launch_script.py")
 HAS_PPO = Version(trl.__version__) < Version("1.13.0.dev0")
 PROMPTS = ["the quick brown fox", "a helpful answer", "the cartoon shows a cat", "i think", "what is two plus two"]
 
@@ -131,3 +140,55 @@ def test_ppo_trains_and_receives_the_transformed_reward(tokenizer, tiny_causal_l
             torch.testing.assert_close(score, transform(out.mean, out.std)[0], rtol=1e-4, atol=1e-4)
     trained = dict(trainer.model.policy.named_parameters())
     assert any(not torch.equal(trained[name].detach(), value) for name, value in initial.items())
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@needs_ppo
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_example_trains_under_deepspeed_zero3_with_the_transformed_reward(tokenizer, tiny_causal_lm_dir, tmp_path):
+    """`examples/ppo_gaussian_reward.py` with 2 CPU processes and ZeRO-3: PPOTrainer shards the reward model through
+    its `prepare_deepspeed` path, and every reward it receives equals the transform of a direct call."""
+    reward_dir, data_dir, output_dir = tmp_path / "rm", tmp_path / "data", tmp_path / "policy"
+    gaussian_rm(tokenizer).save_pretrained(reward_dir)
+    tokenizer.save_pretrained(reward_dir)
+    data_dir.mkdir()
+    rows = [{"prompt": [{"role": "user", "content": p}]} for p in PROMPTS * 2]
+    (data_dir / "train.jsonl").write_text("\n".join(json.dumps(row) for row in rows))
+    launch = [
+        sys.executable, "-m", "accelerate.commands.launch",
+        "--config_file", str(REPO / "recipes" / "accelerate_configs" / "zero3.yaml"),
+        "--num_processes", "2", "--mixed_precision", "no", "--main_process_port", str(_free_port()),
+        str(LAUNCH_SCRIPT), str(tmp_path / "rewards"),
+        "--model_name_or_path", str(tiny_causal_lm_dir), "--reward_model_path", str(reward_dir),
+        "--dataset_name", str(data_dir), "--reward_transform", "quantile:0.1", "--output_dir", str(output_dir),
+        "--per_device_train_batch_size", "2", "--total_episodes", "8", "--num_ppo_epochs", "1",
+        "--num_mini_batches", "1", "--response_length", "8", "--stop_token", "eos",
+        "--local_rollout_forward_batch_size", "2", "--num_sample_generations", "0", "--learning_rate", "1e-2",
+        "--report_to", "none", "--bf16", "false", "--save_strategy", "no",
+        "--use_cpu", "true",  # with DS_ACCELERATOR=cpu: gloo collectives across both CPU processes
+    ]
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "TRL_EXPERIMENTAL_SILENCE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    result = subprocess.run(launch, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"launch failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+
+    records = [json.loads((tmp_path / f"rewards.rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert all(len(rank_records) == 2 for rank_records in records)  # 2 PPO updates, one rollout batch per rank
+    assert {record["engine"] for rank_records in records for record in rank_records} == {"DeepSpeedEngine"}
+    reward_model = GaussianRewardModel.from_pretrained(reward_dir).eval()
+    transform = RewardTransform.parse("quantile:0.1")
+    for record in (record for rank_records in records for record in rank_records):
+        for row, score in zip(torch.tensor(record["query_responses"]), record["scores"], strict=True):
+            ids = _scored_token_ids(row, record["context_length"], tokenizer.pad_token_id)
+            with torch.no_grad():
+                out = reward_model(input_ids=ids[None])
+            assert score == pytest.approx(transform(out.mean, out.std).item(), abs=1e-4)
+
+    initial = AutoModelForCausalLM.from_pretrained(tiny_causal_lm_dir).state_dict()
+    trained = AutoModelForCausalLM.from_pretrained(output_dir).state_dict()
+    assert any(not torch.equal(trained[name], value) for name, value in initial.items())

@@ -13,7 +13,6 @@ PPOTrainer was removed in TRL 1.13; on newer TRL use `trl_anchor.GaussianRewardF
 import importlib.util
 
 import torch
-import torch.nn.functional as F
 import trl
 from packaging.version import Version
 from torch import nn
@@ -100,10 +99,9 @@ class PPORewardModel(nn.Module):
 
     def std_from_hidden(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """σ at every position, from the same hidden state the reward head reads."""
-        # Same parameterisation as GaussianRewardModel.forward (softplus + floor, float32); calling the model's own
-        # variance head module keeps DeepSpeed ZeRO-3 parameter gathering working.
-        raw = self.variance_head(hidden_states).squeeze(-1).float()
-        return (F.softplus(raw) + self.variance_head.variance_floor).sqrt()
+        # The model's own variance head (softplus + floor, float64 math) applied per position; calling the module keeps
+        # DeepSpeed ZeRO-3's parameter gathering working.
+        return self.variance_head(hidden_states).sqrt()
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
         """Transformed reward of each sequence, read at its last non-pad token like the reward model does."""

@@ -37,6 +37,8 @@ class GaussianRewardFunction:
             from the transform, e.g. `gaussian_reward_quantile_0.1`.
         device (`str` or `torch.device`, *optional*): where to score; defaults to the trainer's device
             (`accelerate.PartialState().device`), resolved at the first call.
+        model_init_kwargs (`dict`, *optional*): keyword arguments of `GaussianRewardModel.from_pretrained` when
+            `model` is a path (e.g. `{"dtype": "bfloat16"}`).
 
     Example:
 
@@ -59,10 +61,13 @@ class GaussianRewardFunction:
         max_length: int | None = None,
         name: str | None = None,
         device: str | torch.device | None = None,
+        model_init_kwargs: dict | None = None,
     ):
         if isinstance(model, str):
             tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(model)
-            model = GaussianRewardModel.from_pretrained(model)
+            model = GaussianRewardModel.from_pretrained(model, **(model_init_kwargs or {}))
+        elif model_init_kwargs:
+            raise ValueError("`model_init_kwargs` only apply when `model` is a path or Hub id to load.")
         if tokenizer is None:
             raise ValueError("Pass the reward model's own `tokenizer`; completions are re-tokenized with it.")
         self.transform = RewardTransform.parse(transform)
