@@ -1,7 +1,7 @@
 # Copyright 2025 The trl-anchor developers. Licensed under the Apache License, Version 2.0.
 """GRPO with a variance-aware Gaussian reward model, on the newest TRL.
 
-    accelerate launch --config_file recipes/accelerate/deepspeed_zero2.yaml \\
+    accelerate launch --config_file recipes/accelerate_configs/zero2.yaml \\
         examples/grpo_gaussian_reward.py --config recipes/grpo/config.yaml
 
 The reward model scores each (prompt, completion) with its own tokenizer and chat template, so it may come from a
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datasets import load_dataset
 from trl import GRPOConfig, GRPOTrainer, ModelConfig, ScriptArguments, TrlParser, get_peft_config
 
-from trl_anchor.reward_functions import GaussianRewardFunction
+from trl_anchor import GaussianRewardFunction, RewardTransform
 
 
 @dataclass
@@ -35,6 +35,9 @@ class GaussianRewardArguments:
     reward_max_length: int | None = field(
         default=None, metadata={"help": "Keep the last tokens of longer (prompt, completion) sequences."}
     )
+
+    def __post_init__(self):
+        RewardTransform.parse(self.reward_transform)  # a bad spec fails at parse time, before any model loads
 
 
 def main(script_args: ScriptArguments, training_args: GRPOConfig, model_args: ModelConfig, reward_args):
@@ -68,6 +71,9 @@ def main(script_args: ScriptArguments, training_args: GRPOConfig, model_args: Mo
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
 
 
+def make_parser() -> TrlParser:
+    return TrlParser((ScriptArguments, GRPOConfig, ModelConfig, GaussianRewardArguments))
+
+
 if __name__ == "__main__":
-    parser = TrlParser((ScriptArguments, GRPOConfig, ModelConfig, GaussianRewardArguments))
-    main(*parser.parse_args_and_config())
+    main(*make_parser().parse_args_and_config())

@@ -1,8 +1,8 @@
 # Copyright 2025 The trl-anchor developers. Licensed under the Apache License, Version 2.0.
 """PPO with a variance-aware Gaussian reward model. Needs TRL 1.12.0 (the last release with PPOTrainer).
 
-    pip install "trl==1.12.0" trl-anchor
-    accelerate launch --config_file recipes/accelerate/deepspeed_zero3.yaml \\
+    pip install "trl==1.12.0" "trl-anchor[deepspeed]"
+    accelerate launch --config_file recipes/accelerate_configs/zero3.yaml \\
         examples/ppo_gaussian_reward.py --config recipes/ppo/config.yaml
 
 The policy, reference policy and value model start from `model_name_or_path` (an SFT model) and the value head from the
@@ -17,8 +17,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config
 from trl.experimental.ppo import PPOConfig, PPOTrainer
 
-from trl_anchor.modeling import GaussianRewardModel
-from trl_anchor.ppo import PPORewardModel
+from trl_anchor import GaussianRewardModel, PPORewardModel, RewardTransform
 
 
 @dataclass
@@ -31,6 +30,9 @@ class GaussianRewardArguments:
         },
     )
     prompt_column: str = field(default="prompt", metadata={"help": "Dataset column holding the prompts."})
+
+    def __post_init__(self):
+        RewardTransform.parse(self.reward_transform)  # a bad spec fails at parse time, before any model loads
 
 
 def tokenize_prompts(dataset, tokenizer, column: str):
@@ -104,6 +106,9 @@ def main(script_args: ScriptArguments, training_args: PPOConfig, model_args: Mod
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
 
 
+def make_parser() -> TrlParser:
+    return TrlParser((ScriptArguments, PPOConfig, ModelConfig, GaussianRewardArguments))
+
+
 if __name__ == "__main__":
-    parser = TrlParser((ScriptArguments, PPOConfig, ModelConfig, GaussianRewardArguments))
-    main(*parser.parse_args_and_config())
+    main(*make_parser().parse_args_and_config())

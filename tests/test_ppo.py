@@ -142,6 +142,20 @@ def test_ppo_trains_and_receives_the_transformed_reward(tokenizer, tiny_causal_l
     assert any(not torch.equal(trained[name].detach(), value) for name, value in initial.items())
 
 
+@needs_ppo
+def test_ppo_recipe_parses_with_the_example_parser():
+    import runpy
+
+    example = runpy.run_path(str(REPO / "examples" / "ppo_gaussian_reward.py"), run_name="ppo_example")
+    # bf16 is the recipe's GPU setting; this CPU check only reads the file.
+    script_args, training_args, model_args, reward_args = example["make_parser"]().parse_args_and_config(
+        args=["--config", str(REPO / "recipes" / "ppo" / "config.yaml"), "--bf16", "false"]
+    )
+    assert str(RewardTransform.parse(reward_args.reward_transform)) == "quantile:0.1"
+    assert script_args.dataset_name and model_args.model_name_or_path and training_args.reward_model_path
+    assert training_args.stop_token == "eos"
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

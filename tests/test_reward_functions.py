@@ -1,6 +1,13 @@
 """GaussianRewardFunction on the newest TRL: unit behaviour, then GRPO and RLOO end to end with a tiny policy and a
 tiny Gaussian reward model whose tokenizer (WordPiece, MiniLM's) and chat template differ from the policy's."""
 
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +19,8 @@ from trl_anchor.reward_functions import GaussianRewardFunction
 from trl_anchor.rewards import RewardTransform
 
 
+REPO = Path(__file__).resolve().parents[1]
+LAUNCH_SCRIPT = Path(__file__).with_name("grpo_launch_script.py")
 RM_CHAT_TEMPLATE = "{% for message in messages %}{{ message['role'] }} says: {{ message['content'] }} | {% endfor %}"
 PROMPTS = ["the quick brown fox", "a helpful answer explains", "the cartoon shows a cat", "i think the caption"]
 
@@ -178,3 +187,79 @@ def test_rloo_trains_on_standard_prompts_with_random_quantile_rewards(
     assert levels.min() >= 0.05 and levels.max() <= 0.5 and np.unique(levels).size == levels.size
     _assert_trainer_received_direct_rewards(trainer, func, reward_model, rm_tokenizer)
     _assert_policy_changed(trainer, tiny_causal_lm_dir)
+
+
+def test_grpo_recipe_parses_with_the_example_parser():
+    import runpy
+
+    example = runpy.run_path(str(REPO / "examples" / "grpo_gaussian_reward.py"), run_name="grpo_example")
+    # bf16 is the recipe's GPU setting; this CPU check only reads the file.
+    script_args, training_args, _, reward_args = example["make_parser"]().parse_args_and_config(
+        args=["--config", str(REPO / "recipes" / "grpo" / "config.yaml"), "--bf16", "false"]
+    )
+    assert RewardTransform.parse(reward_args.reward_transform).is_random
+    assert script_args.dataset_name and reward_args.reward_model_name_or_path
+    assert training_args.generation_batch_size % training_args.num_generations == 0
+    with pytest.raises(ValueError, match="Invalid reward transform 'quantile:2'"):
+        example["make_parser"]().parse_args_and_config(
+            args=["--config", str(REPO / "recipes" / "grpo" / "config.yaml"), "--bf16", "false",
+                  "--reward_transform", "quantile:2"]
+        )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_grpo_example_under_deepspeed_zero2_on_two_processes(
+    tiny_causal_lm_dir, reward_model, rm_tokenizer, tmp_path
+):
+    """`examples/grpo_gaussian_reward.py` with 2 CPU processes: each rank scores its own completions with the reward
+    model's tokenizer, draws its own quantile levels (seeded per rank) and returns the transform of direct calls."""
+    reward_dir, data_dir, output_dir = tmp_path / "rm", tmp_path / "data", tmp_path / "policy"
+    reward_model.save_pretrained(reward_dir)
+    rm_tokenizer.save_pretrained(reward_dir)
+    data_dir.mkdir()
+    rows = [{"prompt": [{"role": "user", "content": p}]} for p in PROMPTS * 4]
+    (data_dir / "train.jsonl").write_text("\n".join(json.dumps(row) for row in rows))
+    spec = "random_quantile:0.05:0.5,seed:0"
+    launch = [
+        sys.executable, "-m", "accelerate.commands.launch",
+        "--config_file", str(REPO / "recipes" / "accelerate_configs" / "zero2.yaml"),
+        "--num_processes", "2", "--mixed_precision", "no", "--main_process_port", str(_free_port()),
+        str(LAUNCH_SCRIPT), str(tmp_path / "rewards"),
+        "--model_name_or_path", str(tiny_causal_lm_dir), "--reward_model_name_or_path", str(reward_dir),
+        "--reward_transform", spec, "--dataset_name", str(data_dir), "--output_dir", str(output_dir),
+        "--per_device_train_batch_size", "4", "--num_generations", "4", "--max_completion_length", "8",
+        "--max_steps", "1", "--learning_rate", "1e-2", "--bf16", "false", "--report_to", "none",
+        "--save_strategy", "no", "--logging_steps", "1", "--seed", "0",
+        "--use_cpu", "true",  # with DS_ACCELERATOR=cpu: gloo collectives across both CPU processes
+    ]
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(launch, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"launch failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+
+    records = [json.loads((tmp_path / f"rewards.rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert all(len(rank_records) == 1 for rank_records in records)  # one generation batch per step and rank
+    # Ranks draw independent quantile levels although both were given seed 0.
+    assert records[0][0]["quantile_levels"] != records[1][0]["quantile_levels"]
+    transform = RewardTransform.parse(spec)
+    for record in (record for rank_records in records for record in rank_records):
+        expected = [
+            direct_reward(reward_model, rm_tokenizer, transform, prompt, completion, level)[0]
+            for prompt, completion, level in zip(
+                record["prompts"], record["completions"], record["quantile_levels"], strict=True
+            )
+        ]
+        np.testing.assert_allclose(record["rewards"], expected, rtol=1e-4, atol=1e-4)
+    _assert_policy_changed_on_disk(output_dir, tiny_causal_lm_dir)
+
+
+def _assert_policy_changed_on_disk(trained_dir, initial_dir):
+    initial = AutoModelForCausalLM.from_pretrained(initial_dir).state_dict()
+    trained = AutoModelForCausalLM.from_pretrained(trained_dir).state_dict()
+    assert any(not torch.equal(trained[name], value) for name, value in initial.items())
