@@ -28,7 +28,8 @@ class GaussianRewardArguments:
         default="mean",
         metadata={
             "help": "Reward computed from (μ, σ): `mean`, `quantile:<q>`, `random_quantile:<low>:<high>`, "
-            "`lcb:<kappa>` or `variance_penalty:<beta>`, optionally followed by `,normalize`, `,clip:<c>`, `,seed:<n>`."
+            "`lcb:<kappa>` or `variance_penalty:<beta>`, optionally followed by `,normalize`, `,clip:<c>`, "
+            "`,seed:<n>`."
         },
     )
     reward_batch_size: int = field(default=16, metadata={"help": "Reward-model batch size."})

@@ -26,7 +26,8 @@ class GaussianRewardArguments:
         default="mean",
         metadata={
             "help": "Reward computed from (μ, σ): `mean`, `quantile:<q>`, `random_quantile:<low>:<high>`, "
-            "`lcb:<kappa>` or `variance_penalty:<beta>`, optionally followed by `,normalize`, `,clip:<c>`, `,seed:<n>`."
+            "`lcb:<kappa>` or `variance_penalty:<beta>`, optionally followed by `,normalize`, `,clip:<c>`, "
+            "`,seed:<n>`."
         },
     )
     prompt_column: str = field(default="prompt", metadata={"help": "Dataset column holding the prompts."})

@@ -1,4 +1,4 @@
-"""Launched by `tests/test_reward_functions.py` with `accelerate launch` (DeepSpeed ZeRO-2, 2 CPU processes): runs
+"""Launched by `tests/test_reward_functions.py` with `accelerate launch` (DeepSpeed ZeRO-3, 2 CPU processes): runs
 `examples/grpo_gaussian_reward.py` unchanged and records, on every rank, each call of the Gaussian reward function
 (prompts, completions, returned rewards, μ, σ and quantile levels).
 
@@ -31,6 +31,7 @@ def main() -> None:
                 "completions": completions,
                 "rewards": rewards,
                 "quantile_levels": None if levels is None else levels.tolist(),
+                "deepspeed_engine": type(self._deepspeed_engine).__name__,
             }
         )
         return rewards

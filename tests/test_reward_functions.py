@@ -55,7 +55,8 @@ def direct_reward(model, tokenizer, transform, prompt, completion, quantile_leve
     with torch.no_grad():
         out = model(input_ids=torch.tensor([list(ids)]))
     levels = None if quantile_level is None else torch.tensor([quantile_level], dtype=torch.float64)
-    return transform(out.mean.double(), out.std.double(), quantile_levels=levels).item(), out.mean.item(), out.std.item()
+    reward = transform(out.mean.double(), out.std.double(), quantile_levels=levels).item()
+    return reward, out.mean.item(), out.std.item()
 
 
 def test_scores_standard_and_conversational_with_the_reward_models_own_template(reward_model, rm_tokenizer):
@@ -68,7 +69,10 @@ def test_scores_standard_and_conversational_with_the_reward_models_own_template(
         log_metric=logged_metrics.__setitem__, log_extra=logged_columns.__setitem__, extra_column=[0, 1, 2, 3],
     )
     assert isinstance(rewards, list) and all(isinstance(r, float) for r in rewards)
-    expected = [direct_reward(reward_model, rm_tokenizer, func.transform, p, c) for p, c in zip(PROMPTS, completions)]
+    expected = [
+        direct_reward(reward_model, rm_tokenizer, func.transform, p, c)
+        for p, c in zip(PROMPTS, completions, strict=True)
+    ]
     np.testing.assert_allclose(rewards, [e[0] for e in expected], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(func.last_mean, [e[1] for e in expected], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(func.last_std, [e[2] for e in expected], rtol=1e-5, atol=1e-5)
@@ -82,7 +86,7 @@ def test_scores_standard_and_conversational_with_the_reward_models_own_template(
     rewards = func(prompts=conversational_prompts, completions=conversational)
     expected = [
         direct_reward(reward_model, rm_tokenizer, func.transform, p, c)[0]
-        for p, c in zip(conversational_prompts, conversational)
+        for p, c in zip(conversational_prompts, conversational, strict=True)
     ]
     np.testing.assert_allclose(rewards, expected, rtol=1e-5, atol=1e-5)
 
@@ -215,11 +219,12 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 @pytest.mark.distributed
-def test_grpo_example_under_deepspeed_zero2_on_two_processes(
+def test_grpo_example_under_deepspeed_zero3_on_two_processes(
     tiny_causal_lm_dir, reward_model, rm_tokenizer, tmp_path
 ):
-    """`examples/grpo_gaussian_reward.py` with 2 CPU processes: each rank scores its own completions with the reward
-    model's tokenizer, draws its own quantile levels (seeded per rank) and returns the transform of direct calls."""
+    """`examples/grpo_gaussian_reward.py` with 2 CPU processes and ZeRO-3 (the reward model is loaded partitioned and
+    wrapped in a DeepSpeed engine): each rank scores its own completions with the reward model's tokenizer, draws its
+    own quantile levels (seeded per rank) and returns the transform of direct calls."""
     reward_dir, data_dir, output_dir = tmp_path / "rm", tmp_path / "data", tmp_path / "policy"
     reward_model.save_pretrained(reward_dir)
     rm_tokenizer.save_pretrained(reward_dir)
@@ -229,7 +234,7 @@ def test_grpo_example_under_deepspeed_zero2_on_two_processes(
     spec = "random_quantile:0.05:0.5,seed:0"
     launch = [
         sys.executable, "-m", "accelerate.commands.launch",
-        "--config_file", str(REPO / "recipes" / "accelerate_configs" / "zero2.yaml"),
+        "--config_file", str(REPO / "recipes" / "accelerate_configs" / "zero3.yaml"),
         "--num_processes", "2", "--mixed_precision", "no", "--main_process_port", str(_free_port()),
         str(LAUNCH_SCRIPT), str(tmp_path / "rewards"),
         "--model_name_or_path", str(tiny_causal_lm_dir), "--reward_model_name_or_path", str(reward_dir),
@@ -245,6 +250,7 @@ def test_grpo_example_under_deepspeed_zero2_on_two_processes(
 
     records = [json.loads((tmp_path / f"rewards.rank{rank}.json").read_text()) for rank in (0, 1)]
     assert all(len(rank_records) == 1 for rank_records in records)  # one generation batch per step and rank
+    assert {record["deepspeed_engine"] for rank_records in records for record in rank_records} == {"DeepSpeedEngine"}
     # Ranks draw independent quantile levels although both were given seed 0.
     assert records[0][0]["quantile_levels"] != records[1][0]["quantile_levels"]
     transform = RewardTransform.parse(spec)

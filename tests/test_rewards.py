@@ -90,7 +90,8 @@ def test_process_offset_gives_independent_streams():
     assert transform.for_process(0) is transform
     rank1 = transform.for_process(1)
     assert rank1.seed != transform.seed
-    assert not torch.equal(rank1.quantile_levels(8), RewardTransform.parse("random_quantile:0.1:0.9,seed:7").quantile_levels(8))
+    rank0_levels = RewardTransform.parse("random_quantile:0.1:0.9,seed:7").quantile_levels(8)
+    assert not torch.equal(rank1.quantile_levels(8), rank0_levels)
     assert RewardTransform.parse("quantile:0.2").for_process(3).seed is None
 
 

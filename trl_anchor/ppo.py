@@ -132,7 +132,9 @@ def check_same_vocabulary(
     """Raise a `ValueError` unless token ids from `policy_tokenizer` mean the same to the reward model."""
     policy_vocab, reward_vocab = policy_tokenizer.get_vocab(), reward_tokenizer.get_vocab()
     differing = sorted(
-        token for token in policy_vocab.keys() | reward_vocab.keys() if policy_vocab.get(token) != reward_vocab.get(token)
+        token
+        for token in policy_vocab.keys() | reward_vocab.keys()
+        if policy_vocab.get(token) != reward_vocab.get(token)
     )
     if differing:
         examples = ", ".join(f"{t!r}: {policy_vocab.get(t)} vs {reward_vocab.get(t)}" for t in differing[:5])
@@ -153,4 +155,3 @@ def check_same_vocabulary(
             f"The policy ends responses with {policy_tokenizer.eos_token!r} but the reward model was trained on "
             f"responses ending with {reward_tokenizer.eos_token!r}; PPO reads the reward at the policy's last token."
         )
-

@@ -6,6 +6,8 @@ decoded completions, and moves nothing to a device for it. `GaussianRewardFuncti
 scores in batches on the trainer's device with `trl_anchor.scoring`, and returns `RewardTransform` rewards.
 """
 
+from types import SimpleNamespace
+
 import numpy as np
 import torch
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
@@ -36,7 +38,9 @@ class GaussianRewardFunction:
         name (`str`, *optional*): the name TRL logs the reward under (`rewards/<name>/mean`); defaults to one built
             from the transform, e.g. `gaussian_reward_quantile_0.1`.
         device (`str` or `torch.device`, *optional*): where to score; defaults to the trainer's device
-            (`accelerate.PartialState().device`), resolved at the first call.
+            (`accelerate.PartialState().device`), resolved at the first call. A model loaded partitioned under
+            DeepSpeed ZeRO-3 is instead wrapped in a DeepSpeed inference engine at the first call, as TRL does for
+            reward models it loads itself.
         model_init_kwargs (`dict`, *optional*): keyword arguments of `GaussianRewardModel.from_pretrained` when
             `model` is a path (e.g. `{"dtype": "bfloat16"}`).
 
@@ -84,6 +88,8 @@ class GaussianRewardFunction:
         self.batch_size = batch_size
         self.max_length = max_length
         self.device = device
+        self._prepared = False
+        self._deepspeed_engine = None
         self.__name__ = name or "gaussian_reward_" + str(self.transform).replace(":", "_").replace(",", "_")
         self.last_mean: np.ndarray | None = None
         self.last_std: np.ndarray | None = None
@@ -93,7 +99,9 @@ class GaussianRewardFunction:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.__name__!r}, transform={str(self.transform)!r})"
 
-    def __call__(self, prompts: list[Text] | None = None, completions: list[Text] | None = None, **kwargs) -> list[float]:
+    def __call__(
+        self, prompts: list[Text] | None = None, completions: list[Text] | None = None, **kwargs
+    ) -> list[float]:
         if completions is None:
             raise ValueError("GaussianRewardFunction needs `completions` (and usually `prompts`) to score.")
         self._place_model()
@@ -109,12 +117,17 @@ class GaussianRewardFunction:
 
     def _place_model(self) -> None:
         # TRL prepares only `PreTrainedModel` reward funcs; a callable's model is ours to put on the trainer's device.
-        if self.device is None:
-            from accelerate import PartialState
+        if self._prepared:
+            return
+        if _is_zero3_partitioned(self.model):
+            self._deepspeed_engine = _prepare_zero3(self.model)
+        else:
+            if self.device is None:
+                from accelerate import PartialState
 
-            self.device = PartialState().device
-        if next(self.model.parameters()).device != torch.device(self.device):
+                self.device = PartialState().device
             self.model.to(self.device)
+        self._prepared = True
 
     def _log(self, log_metric, log_extra) -> None:
         prefix = f"rewards/{self.__name__}"
@@ -128,3 +141,20 @@ class GaussianRewardFunction:
                 log_extra(f"{self.__name__}_sigma", self.last_std.tolist())
             if self.last_quantile_levels is not None:
                 log_extra(f"{self.__name__}_q", self.last_quantile_levels.tolist())
+
+
+def _is_zero3_partitioned(model: PreTrainedModel) -> bool:
+    # Loaded after a ZeRO-3 `TrainingArguments`, `from_pretrained` partitions the weights across ranks (zero.Init);
+    # such a model only runs inside a DeepSpeed engine.
+    return any(hasattr(parameter, "ds_id") for parameter in model.parameters())
+
+
+def _prepare_zero3(model: PreTrainedModel):
+    """Wrap a ZeRO-3-partitioned reward model in a DeepSpeed inference engine, as TRL does for reward models it
+    loads. The engine registers the hooks that gather each module's weights, so the model is still called directly."""
+    from accelerate.state import AcceleratorState
+    from trl.models.utils import prepare_deepspeed
+
+    # `prepare_deepspeed` reads only `accelerator.state.deepspeed_plugin`; building a second `Accelerator` here would
+    # reset the trainer's shared gradient-accumulation state.
+    return prepare_deepspeed(model, SimpleNamespace(state=AcceleratorState()))

@@ -301,7 +301,7 @@ def _parse_spec(spec: str) -> dict[str, Any]:
         wanted = ", ".join(names) or "none"
         raise ValueError(f"kind {kind!r} takes {len(names)} parameter(s) ({wanted}), got {len(args)}.")
     kwargs: dict[str, Any] = {"kind": kind}
-    kwargs.update({name: _parse_number(arg, f"`{name}`") for name, arg in zip(names, args)})
+    kwargs.update({name: _parse_number(arg, f"`{name}`") for name, arg in zip(names, args, strict=True)})
     for option in options:
         key, *values = option.split(":")
         if key == "normalize" and not values:
@@ -333,6 +333,7 @@ def reward_statistics(mean_scores: Array) -> dict[str, float]:
     Example:
 
     ```python
+    >>> from trl_anchor.rewards import reward_statistics
     >>> reward_statistics([0.0, 1.0, 2.0])
     {'mean': 1.0, 'std': 0.816496580927726, 'num_samples': 3}
     ```
@@ -353,12 +354,19 @@ def record_reward_statistics(model: Any, mean_scores: Array) -> dict[str, float]
     `"reward_normalization"`, where `RewardTransform(normalize=True).bind(model)` finds them after
     `save_pretrained`/`from_pretrained`. Returns the statistics.
 
-    Example:
+    In practice `mean_scores` is `score_responses(model, tokenizer, responses, prompts).mean` over a reference set
+    (e.g. the evaluation split). Example:
 
     ```python
-    >>> scores = score_responses(model, tokenizer, reference_responses, reference_prompts)
-    >>> record_reward_statistics(model, scores.mean)
-    {'mean': 0.12, 'std': 1.7, 'num_samples': 500}
+    >>> import torch
+    >>> from transformers import GPT2Config
+    >>> from trl_anchor import GaussianRewardModel, RewardTransform, record_reward_statistics
+
+    >>> model = GaussianRewardModel.from_config(GPT2Config(n_layer=1, n_head=2, n_embd=8, vocab_size=50, num_labels=1))
+    >>> record_reward_statistics(model, [0.0, 1.0, 2.0, 3.0])
+    {'mean': 1.5, 'std': 1.118033988749895, 'num_samples': 4}
+    >>> RewardTransform.parse("lcb:1.0,normalize").bind(model)(torch.tensor([1.5]), torch.tensor([1.118034]))
+    tensor([-1.])
     ```
     """
     config = getattr(model, "config", None)
@@ -370,5 +378,3 @@ def record_reward_statistics(model: Any, mean_scores: Array) -> dict[str, float]
     stats = reward_statistics(mean_scores)
     setattr(config, GAUSSIAN_CONFIG_KEY, {**gaussian_settings(config), NORMALIZATION_KEY: stats})
     return stats
-
-
