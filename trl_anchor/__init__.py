@@ -38,6 +38,7 @@ from .reward_functions import GaussianRewardFunction
 from .reward_trainer import AnchorGaussianRewardTrainer, DataCollatorForAnchoredPreference
 from .rewards import RewardTransform, record_reward_statistics
 from .scoring import RewardScores, score_responses
+from .simulation import MLPRewardModel, SimulationConfig, SimulationWorld, run_simulation
 from .synthetic import SyntheticPreferenceConfig, make_synthetic_preferences
 
 
@@ -54,10 +55,13 @@ __all__ = [
     "GaussianRewardFunction",
     "GaussianRewardModel",
     "GaussianRewardModelOutput",
+    "MLPRewardModel",
     "PPORewardModel",
     "RewardBenchResult",
     "RewardScores",
     "RewardTransform",
+    "SimulationConfig",
+    "SimulationWorld",
     "SyntheticPreferenceConfig",
     "best_of_n_curve",
     "best_of_n_expectation",
@@ -80,6 +84,7 @@ __all__ = [
     "pairwise_metrics",
     "record_reward_statistics",
     "run_caption_benchmark",
+    "run_simulation",
     "score_responses",
     "soft_bt_loss",
     "soft_cross_entropy",
