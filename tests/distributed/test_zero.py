@@ -3,7 +3,8 @@
 
 A tiny GPT-2 Gaussian reward model is built from a saved base causal LM (both heads are initialised inside the
 trainer, under ZeRO-3's partitioned init), trained 4 steps with the same global batch of 4 pairs, checkpointed, saved
-(ZeRO-3: the gathered 16-bit state dict) and evaluated; see `zero_train_script.py`.
+(ZeRO-3: the gathered 16-bit state dict) and evaluated; see `zero_train_script.py`. The ZeRO-2 run trains on
+padding-free (packed) batches, so it also checks packing under DeepSpeed against the padded reference.
 
 Tolerances: runs see the same examples in the same order and differ only in the order of float reductions, which
 AdamW amplifies for near-zero gradient entries; eval losses must agree to 1e-4 relative (measured ≲ 1e-6).
@@ -83,8 +84,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _run(command: list[str], workspace: Path, output: Path, scenarios: str) -> dict[str, dict]:
+def _run(command: list[str], workspace: Path, output: Path, scenarios: str, extra=()) -> dict[str, dict]:
     full = command + [str(SCRIPT), "--workspace", str(workspace), "--output", str(output), "--scenarios", scenarios]
+    full += list(extra)
     result = subprocess.run(full, env=_env(), cwd=REPO, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S)
     if result.returncode != 0:
         pytest.fail(f"{' '.join(full)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
@@ -99,7 +101,9 @@ def single_process(workspace, tmp_path_factory) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def zero_runs(workspace, tmp_path_factory) -> dict[int, dict[str, dict]]:
     runs = {}
-    for stage, scenarios in ((2, "full,resume"), (3, "full,resume,lora")):
+    # ZeRO-2 trains on padding-free batches: its match with the padded single-process run also covers packing under
+    # DeepSpeed.
+    for stage, scenarios, extra in ((2, "full,resume", ["--padding_free"]), (3, "full,resume,lora", [])):
         launch = [
             sys.executable, "-m", "accelerate.commands.launch",
             "--config_file", str(ACCELERATE_CONFIGS / f"zero{stage}.yaml"),
@@ -107,7 +111,7 @@ def zero_runs(workspace, tmp_path_factory) -> dict[int, dict[str, dict]]:
             "--mixed_precision", "no",  # CPU run in float32, so the comparison with one process is exact enough
             "--main_process_port", str(_free_port()),
         ]
-        runs[stage] = _run(launch, workspace, tmp_path_factory.mktemp(f"zero{stage}"), scenarios)
+        runs[stage] = _run(launch, workspace, tmp_path_factory.mktemp(f"zero{stage}"), scenarios, extra)
     return runs
 
 
@@ -117,6 +121,7 @@ def test_zero_runs_two_processes_and_matches_single_process_eval_loss(zero_runs,
     full = zero_runs[stage]["full"]
     assert full["world_size"] == 2
     assert full["zero_stage"] == stage
+    assert full["padding_free"] is (stage == 2)
     assert len(full["train_losses"]) == 4
     reference = single_process["full"]
     assert reference["world_size"] == 1 and reference["zero_stage"] is None

@@ -11,6 +11,8 @@ Scenarios, run in order in one process so the interpreter and DeepSpeed start on
 - `lora`: LoRA (both heads in `modules_to_save`) with gradient checkpointing; TRL forces reentrant checkpointing under
   PEFT + ZeRO-3, which the report records.
 
+`--padding_free` trains every scenario on packed batches (`trl_anchor.packing`); the probe batch is always padded.
+
 Rank 0 writes `<output>/<scenario>.json`; the test compares them across runs and with the saved checkpoints.
 """
 
@@ -26,6 +28,7 @@ from transformers import AutoTokenizer
 from transformers.integrations import is_deepspeed_zero3_enabled
 
 from trl_anchor import AnchorGaussianRewardConfig, AnchorGaussianRewardTrainer
+from trl_anchor.reward_trainer import DataCollatorForAnchoredPreference
 
 
 GLOBAL_BATCH = 4
@@ -39,9 +42,10 @@ def main():
     parser.add_argument("--workspace", type=Path, required=True, help="tokenizer/, base/, train.jsonl, eval.jsonl")
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--scenarios", default="full,resume,lora")
+    parser.add_argument("--padding_free", action="store_true", help="train on packed batches (trl_anchor.packing)")
     cli = parser.parse_args()
     for scenario in cli.scenarios.split(","):
-        report = SCENARIOS[scenario](cli.workspace, cli.output / scenario)
+        report = SCENARIOS[scenario](cli.workspace, cli.output / scenario, padding_free=cli.padding_free)
         if int(os.environ.get("RANK", 0)) == 0:
             (cli.output / f"{scenario}.json").write_text(json.dumps(report, indent=1))
 
@@ -82,7 +86,7 @@ def probe_outputs(trainer, model=None) -> dict[str, list[float]]:
     """μ and σ² of the first eval pairs (chosen then rejected). `model` defaults to the module the trainer trains;
     pass the DeepSpeed engine to read the in-training model as DeepSpeed runs it."""
     examples = [trainer.eval_dataset[i] for i in range(PROBE_PAIRS)]
-    batch = trainer.data_collator(examples)
+    batch = DataCollatorForAnchoredPreference(pad_token_id=trainer.processing_class.pad_token_id)(examples)
     model = model if model is not None else trainer.model
     # Before `train()` the ZeRO-3 partitions are not wrapped in an engine yet: gather them for the forward pass.
     gather = nullcontext()
@@ -99,8 +103,8 @@ def probe_outputs(trainer, model=None) -> dict[str, list[float]]:
     return {"input_ids": ids, "mean": out.mean.tolist(), "variance": out.variance.tolist()}
 
 
-def run_full(workspace: Path, output_dir: Path) -> dict:
-    trainer = build_trainer(workspace, output_dir)
+def run_full(workspace: Path, output_dir: Path, padding_free: bool) -> dict:
+    trainer = build_trainer(workspace, output_dir, padding_free=padding_free)
     before = probe_outputs(trainer)
     trainer.train()
     after = probe_outputs(trainer, trainer.model_wrapped)
@@ -110,6 +114,7 @@ def run_full(workspace: Path, output_dir: Path) -> dict:
         "world_size": trainer.accelerator.num_processes,
         "distributed_type": str(trainer.accelerator.distributed_type),
         "zero_stage": trainer.accelerator.state.deepspeed_plugin.zero_stage if trainer.is_deepspeed_enabled else None,
+        "padding_free": trainer.data_collator.padding_free,
         "before": before,
         "after": after,
         "eval_loss": metrics["eval_loss"],
@@ -118,9 +123,9 @@ def run_full(workspace: Path, output_dir: Path) -> dict:
     }
 
 
-def run_resume(workspace: Path, output_dir: Path) -> dict:
+def run_resume(workspace: Path, output_dir: Path, padding_free: bool) -> dict:
     checkpoint = output_dir.parent / "full" / f"checkpoint-{RESUME_FROM_STEP}"
-    trainer = build_trainer(workspace, output_dir)
+    trainer = build_trainer(workspace, output_dir, padding_free=padding_free)
     trainer.train(resume_from_checkpoint=str(checkpoint))
     return {
         "resumed_from": str(checkpoint),
@@ -130,12 +135,13 @@ def run_resume(workspace: Path, output_dir: Path) -> dict:
     }
 
 
-def run_lora(workspace: Path, output_dir: Path) -> dict:
+def run_lora(workspace: Path, output_dir: Path, padding_free: bool) -> dict:
     from peft import LoraConfig
 
     peft_config = LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn"], task_type="SEQ_CLS")
     trainer = build_trainer(
-        workspace, output_dir, peft_config=peft_config, gradient_checkpointing=True, learning_rate=1e-3
+        workspace, output_dir, peft_config=peft_config, gradient_checkpointing=True, learning_rate=1e-3,
+        padding_free=padding_free,
     )
     trainer.train()
     after = probe_outputs(trainer, trainer.model_wrapped)
