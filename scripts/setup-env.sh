@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 flavour="${1:-latest}"
 case "$flavour" in
   latest) venv=.venv; pins=constraints/tested-latest.txt; extras="dev,deepspeed,peft,quickstart,eval" ;;
-  trl112) venv=.venv-trl112; pins=constraints/tested-trl112.txt; extras="dev,peft,quickstart,eval" ;;
+  trl112) venv=.venv-trl112; pins=constraints/tested-trl112.txt; extras="dev,deepspeed,peft,quickstart,eval" ;;
   *) echo "usage: $0 [latest|trl112]" >&2; exit 2 ;;
 esac
 python="${PYTHON:-python3}"
