@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import torch
 from transformers import TrainerCallback
+from transformers.trainer_callback import PrinterCallback
 
 
 def add_common_arguments(parser) -> None:
@@ -27,6 +28,12 @@ def add_common_arguments(parser) -> None:
 def apply_common_arguments(args) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+
+
+def quiet(trainer):
+    """Keep the Trainer's per-run log dictionaries (printed when tqdm is off) out of the benchmark's table output."""
+    trainer.remove_callback(PrinterCallback)
+    return trainer
 
 
 def machine_info() -> dict[str, str]:
@@ -91,7 +98,7 @@ def median(values: list[float]) -> float:
 
 def medians(pairs: list[tuple[float, ...]]) -> tuple[float, ...]:
     """Column-wise medians of (wall, cpu, ...) tuples."""
-    return tuple(statistics.median(column) for column in zip(*pairs))
+    return tuple(statistics.median(column) for column in zip(*pairs, strict=True))
 
 
 class StepTimer(TrainerCallback):

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from _common import (
     StepTimer, add_common_arguments, apply_common_arguments, interleave, medians, print_header, print_table,
+    quiet,
 )
 from datasets import Dataset
 from trainer_overhead import caption_pairs
@@ -51,15 +52,16 @@ def build_trainer(padding_free: bool, dataset, tokenizer, args, timer) -> Anchor
     torch.manual_seed(0)
     model = GaussianRewardModel.from_config(config)
     model.set_attn_implementation("sdpa")
-    return AnchorGaussianRewardTrainer(
+    return quiet(AnchorGaussianRewardTrainer(
         model=model,
         args=AnchorGaussianRewardConfig(
-            output_dir=f"/tmp/bench_c_{padding_free}", max_steps=args.steps, per_device_train_batch_size=args.batch_size,
+            output_dir=f"/tmp/bench_c_{padding_free}", max_steps=args.steps,
+            per_device_train_batch_size=args.batch_size,
             learning_rate=1e-5, max_length=1024, logging_steps=10, save_strategy="no", report_to="none", bf16=False,
             use_cpu=True, seed=0, disable_tqdm=True, eos_token="[SEP]", padding_free=padding_free,
         ),
         train_dataset=dataset, processing_class=tokenizer, callbacks=[timer],
-    )
+    ))
 
 
 def batch_sizes(trainer) -> tuple[float, float]:

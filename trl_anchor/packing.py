@@ -13,12 +13,12 @@ Two layouts:
 - rows (default): sequences are placed first-fit-decreasing into rows as wide as the longest sequence of the batch.
   Eager/SDPA attention computes a dense score matrix per row, so narrow rows keep the attention cost at or below the
   padded batch's while the tokens processed drop to about the real tokens.
-- one row (`pack_into_one_row=True`): every sequence in a single row, the layout FlashAttention needs (transformers only
-  infers varlen boundaries from `position_ids` for a batch of one row).
+- one row (`pack_into_one_row=True`): every sequence in a single row, the layout FlashAttention needs (transformers
+  only infers varlen boundaries from `position_ids` for a batch of one row).
 
-Supported backbones: decoders whose reward head reads every position (GPT-2, Llama, Qwen, Mistral, Gemma, ...) and whose
-attention mask is built by transformers' `create_causal_mask`. Encoders such as BERT/MiniLM pool before their head and
-are rejected with an error.
+Supported backbones: decoders whose reward head reads every position (GPT-2, Llama, Qwen, Mistral, Gemma, ...) and
+whose attention mask is built by transformers' `create_causal_mask`. Encoders such as BERT/MiniLM pool before their
+head and are rejected with an error.
 """
 
 from typing import Any

@@ -89,7 +89,8 @@ def _run(command: list[str], workspace: Path, output: Path, scenarios: str, extr
     full += list(extra)
     result = subprocess.run(full, env=_env(), cwd=REPO, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S)
     if result.returncode != 0:
-        pytest.fail(f"{' '.join(full)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
+        output = f"{result.stdout[-4000:]}\n{result.stderr[-8000:]}"
+        pytest.fail(f"{' '.join(full)} failed ({result.returncode}):\n{output}")
     return {name: json.loads((output / f"{name}.json").read_text()) for name in scenarios.split(",")}
 
 
