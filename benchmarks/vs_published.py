@@ -10,6 +10,7 @@ backbone; padding to 512 is the most this backbone allows, so the gap measured h
 
 import argparse
 import logging
+import tempfile
 import time
 import warnings
 
@@ -93,7 +94,8 @@ def main():
     trainer = quiet(AnchorGaussianRewardTrainer(
         model=GaussianRewardModel.from_pretrained(path),
         args=AnchorGaussianRewardConfig(
-            output_dir="/tmp/bench_b", max_steps=args.steps, per_device_train_batch_size=args.batch_size,
+            output_dir=tempfile.mkdtemp(prefix="bench_b_"), max_steps=args.steps,
+            per_device_train_batch_size=args.batch_size,
             learning_rate=1e-5, max_length=max_length, logging_steps=10, save_strategy="no", report_to="none",
             bf16=False, use_cpu=True, seed=0, disable_tqdm=True, eos_token="[SEP]",
         ),
