@@ -552,6 +552,7 @@ def contest_metrics(pool: CaptionPool, scores: RewardScores, thresholds: Sequenc
         probs = pair_probabilities(_take(scores, chosen), _take(scores, rejected))
         labels = pairwise_soft_labels(pool.counts[chosen], pool.counts[rejected])
         metrics.update(pairwise_metrics(probs, labels))
+        metrics["mean_abs_margin"] = float(np.mean(np.abs(probs - 0.5)))  # how far from ½ the model dares to go
     sample = pool.sample
     metrics["kendall_tau"] = kendall_tau_b(scores.mean[sample], pool.mean[sample])
     if len(pool.top) and len(pool.far):
@@ -595,6 +596,7 @@ def data_properties(pool: CaptionPool) -> dict[str, float]:
         # Floors and coin-flip references of the calibration metrics on these pairs.
         "soft_label_entropy": float(np.mean(-(labels * np.log(labels) + (1 - labels) * np.log1p(-labels)))),
         "brier_of_half": float(np.mean((labels - 0.5) ** 2)),
+        "label_abs_margin": float(np.mean(np.abs(labels - 0.5))),
         "spread_mean_spearman": spearman(spread, crowd),
         "spread_r2_cubic": float(1.0 - residual.var() / ranks.var()) if ranks.var() > 0 else float("nan"),
         "sample_captions": len(pool.sample),
@@ -688,6 +690,7 @@ def _run_study(config: CaptionStudyConfig, show_progress: bool) -> tuple[dict[st
         execute(anchored_run(selection["anchor_lambda"], fraction))
 
     headline = {"bt": "bt", "gaussian": "gaussian", "gaussian+anchors": anchored_run(selection["anchor_lambda"]).name}
+    constant = constant_vote_distribution(data, splits["train"], config.min_eval_votes)
     train_counts = np.asarray(
         list(train_dataset["chosen_anchor_counts"]) + list(train_dataset["rejected_anchor_counts"])
     )
@@ -702,6 +705,7 @@ def _run_study(config: CaptionStudyConfig, show_progress: bool) -> tuple[dict[st
             "train_pairs": len(train_dataset),
             "train_soft_label_mean": float(np.mean(list(train_dataset["soft_label"]))),
             "train_vote_shares": (train_counts.sum(0) / train_counts.sum()).tolist(),
+            "constant_vote_distribution": constant.tolist(),
             "pools": {
                 split: {p.contest: {**data_properties(p), "report": p.report.summary()} for p in ps}
                 for split, ps in pools.items()
@@ -718,7 +722,7 @@ def _run_study(config: CaptionStudyConfig, show_progress: bool) -> tuple[dict[st
     results["data"]["test_properties"] = aggregate(
         {c: {k: v for k, v in d.items() if k != "report"} for c, d in results["data"]["pools"]["test"].items()}
     )
-    results["data"]["constant_vote_nll"] = _constant_vote_nll(pools["test"], results["data"]["train_vote_shares"])
+    results["data"]["constant_vote_nll"] = _constant_vote_nll(pools["test"], constant)
     return _json_ready(results), arrays
 
 
@@ -731,7 +735,7 @@ def _usable_pools(data, contests, config, size, extremes) -> tuple[list[CaptionP
         pool.report.log()
         if len(pool.sample) < size:
             excluded[contest] = (
-                f"only {len(pool.sample) + len(pool.top) + len(pool.far)} captions with "
+                f"only {len(pool.sample) + len(pool.top) + len(pool.far)} caption(s) with "
                 f"≥ {config.min_eval_votes} votes"
             )
             logger.warning(f"caption study: contest {contest} left out of evaluation: {excluded[contest]}.")
@@ -793,8 +797,18 @@ def _differences(runs, headline) -> dict[str, dict[str, Any]]:
     return out
 
 
+def constant_vote_distribution(data: CaptionContestData, contests: Sequence[int], min_votes: int) -> np.ndarray:
+    """The caption-independent prediction that minimises the mean per-vote cross-entropy on the train contests: the
+    average vote distribution of their captions with at least `min_votes` votes (the population evaluated)."""
+    shares = [
+        table.counts[table.votes >= min_votes] / table.votes[table.votes >= min_votes, None]
+        for table in (data.tables[c] for c in contests)
+    ]
+    return np.concatenate(shares).mean(0)
+
+
 def _constant_vote_nll(pools: Sequence[CaptionPool], shares: Sequence[float]) -> float:
-    """Reference for `vote_nll`: every caption predicted to get the train contests' overall vote shares."""
+    """Reference for `vote_nll`: every test caption predicted to get the vote distribution `shares`."""
     log_q = np.log(np.asarray(shares))
     per_contest = []
     for pool in pools:
@@ -874,6 +888,7 @@ def regenerating_command(config: CaptionStudyConfig) -> str:
 # ======================================================================================================== report
 _ARM_COLORS = {"bt": "tab:gray", "gaussian": "tab:orange", "gaussian+anchors": "tab:blue"}
 _ARM_LABELS = {"bt": "BT", "gaussian": "Gaussian", "gaussian+anchors": "Gaussian + anchors"}
+_PLOT_TITLES = {"sigma_partial_spread": "partial ρ(σ, vote spread) given mean"}
 
 
 def write_report(results: dict[str, Any], arrays: dict[str, Any], report_dir: str | Path) -> Path:
@@ -912,15 +927,24 @@ def plot_arms(results: dict[str, Any], path: Path) -> None:
     plt, fig, axes = _figure(2, 3, (10, 5.6))
     for ax, metric in zip(axes.flat, shown):
         arms = [a for a in ARMS if results["summary"][a].get(metric, {}).get("mean") is not None]
-        for x, arm in enumerate(arms):
+        for arm in arms:
             stats = results["summary"][arm][metric]
             ax.errorbar(
-                x, stats["mean"], yerr=stats["se"] or 0.0, fmt="o", color=_ARM_COLORS[arm], capsize=5, markersize=7
+                ARMS.index(arm),
+                stats["mean"],
+                yerr=stats["se"] or 0.0,
+                fmt="o",
+                color=_ARM_COLORS[arm],
+                capsize=5,
+                markersize=7,
             )
-        ax.set_xticks(range(len(arms)), [_ARM_LABELS[a] for a in arms], fontsize=8)
+        ax.set_xticks(range(len(ARMS)), [_ARM_LABELS[a].replace(" + ", "\n+ ") for a in ARMS], fontsize=8)
         ax.set_xlim(-0.5, len(ARMS) - 0.5)
+        if metric == "soft_ce":
+            ax.axhline(np.log(2), color="black", linestyle=":", linewidth=1, label="always ½ (ln 2)")
+            ax.legend(fontsize=7)
         label, better = METRICS[metric]
-        ax.set_title(f"{label}\n({better} is better)", fontsize=9)
+        ax.set_title(f"{_PLOT_TITLES.get(metric, label)}\n({better} is better)", fontsize=9)
         ax.ticklabel_format(axis="y", useOffset=False)
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(
@@ -974,7 +998,7 @@ def plot_ablations(results: dict[str, Any], path: Path) -> None:
                 else f"anchor fraction (λ = {results['selection']['anchor_lambda']:g})",
                 fontsize=8,
             )
-            ax.set_title(METRICS[metric][0], fontsize=9)
+            ax.set_title(_PLOT_TITLES.get(metric, METRICS[metric][0]), fontsize=9)
             ax.set_xticks(xs, [f"{x:g}" for x in xs])
             if r == 0 and c == 0:
                 ax.legend(fontsize=7)
@@ -1071,6 +1095,142 @@ def _verdicts(results: dict[str, Any]) -> list[str]:
     return ["| vs | metric | anchored − reference (mean ± SE over contests) | at 2 SE |", "|---|---|---|---|"] + lines
 
 
+def _verdict(results: dict[str, Any], reference: str, metric: str) -> str | None:
+    """`better` / `worse` / `no clear difference` of the anchored arm against `reference` at two standard errors."""
+    diff = results["differences"][f"gaussian+anchors - {reference}"].get(metric)
+    if diff is None:
+        return None
+    if abs(diff["mean"]) <= 2 * diff["se"]:
+        return "no clear difference"
+    return "better" if (diff["mean"] > 0) == (METRICS[metric][1] == "higher") else "worse"
+
+
+def _diff_text(results: dict[str, Any], reference: str, metric: str) -> str:
+    """`vs reference +x ± se (verdict)` for the findings."""
+    diff = results["differences"][f"gaussian+anchors - {reference}"].get(metric)
+    if diff is None:
+        return f"vs {_ARM_LABELS[reference]}: n/a"
+    verdict = _verdict(results, reference, metric)
+    verdict = verdict if verdict == "no clear difference" else f"anchored {verdict}"
+    digits = DIGITS.get(metric, 3)
+    return f"vs {_ARM_LABELS[reference]} {diff['mean']:+.{digits}f} ± {diff['se']:.{digits}f} ({verdict})"
+
+
+def _mean(stats: dict | None) -> float:
+    return float("nan") if not stats or stats.get("mean") is None else stats["mean"]
+
+
+def _findings(results: dict[str, Any]) -> list[str]:
+    """Plain-language findings, each derived from the numbers (differences judged at two standard errors)."""
+    summary, data, runs = results["summary"], results["data"], results["runs"]
+    props = data["test_properties"]
+    anchored = summary["gaussian+anchors"]
+
+    def by_arm(metric: str, digits: int = 3, arms: Sequence[str] = ARMS) -> str:
+        return ", ".join(f"{_ARM_LABELS[a]} {_mean(summary[a].get(metric)):.{digits}f}" for a in arms)
+
+    best_tau = max(_mean(summary[a]["kendall_tau"]) for a in ARMS)
+    strength = "barely above chance" if best_tau < 0.1 else "weakly" if best_tau < 0.3 else "clearly"
+    lines = [
+        (
+            f"- **Ranking held-out captions.** At this budget every arm ranks captions {strength}: Kendall τ-b of μ "
+            "with "
+            f"the crowd mean {by_arm('kendall_tau')}; accuracy on clearly separated pairs {by_arm('accuracy_clear')}; "
+            f"top-10 vs rank ~1000 AUC {by_arm('top_vs_far_auc')}. Anchored − reference, paired over contests: "
+            f"τ {_diff_text(results, 'bt', 'kendall_tau')}, {_diff_text(results, 'gaussian', 'kendall_tau')}; "
+            f"clear-pair accuracy {_diff_text(results, 'bt', 'accuracy_clear')}; "
+            f"top-vs-1000 AUC {_diff_text(results, 'bt', 'top_vs_far_auc')}."
+        ),
+    ]
+    coin = float(np.log(2))
+    above = [_ARM_LABELS[a] for a in ARMS if _mean(summary[a]["soft_ce"]) > coin]
+    lines.append(
+        f"- **Calibration on random pairs.** Their soft labels sit close to ½ (mean |p − ½| = "
+        f"{_mean(props.get('label_abs_margin')):.3f}), so the coin flip's ln 2 = {coin:.4f} is hard to beat; the "
+        "floor "
+        f"(the labels' entropy) is {_mean(props.get('soft_label_entropy')):.4f}. Soft CE: {by_arm('soft_ce', 4)}"
+        + (
+            f"; {', '.join(above)} {'is' if len(above) == 1 else 'are'} worse than always predicting ½"
+            if above
+            else ""
+        )
+        + f". Mean |P − ½| of the predictions: {by_arm('mean_abs_margin')}. The anchored arm's soft CE "
+        f"{_diff_text(results, 'bt', 'soft_ce')} and Brier {_diff_text(results, 'bt', 'brier')} reflect how close to "
+        "½ "
+        "each arm's probabilities stay more than a better ranking (the pairwise arms trained on clearly separated "
+        "pairs, whose soft labels are farther from ½)."
+    )
+    lines.append(
+        f"- **Vote likelihood (what the anchors add).** The anchored model predicts each held-out caption's vote "
+        f"distribution with {_mean(anchored.get('vote_nll')):.4f} nats per vote, against "
+        f"{data['constant_vote_nll']:.4f} for the best single distribution of the train captions "
+        f"({'better' if _mean(anchored.get('vote_nll')) < data['constant_vote_nll'] else 'not better'}); without "
+        f"anchors μ and σ have no unit, and the no-anchor arm's {_mean(summary['gaussian'].get('vote_nll')):.4f} "
+        "shows it."
+        + (
+            ""
+            if _mean(anchored.get("vote_nll")) < data["constant_vote_nll"]
+            else " At this budget the anchored μ and σ mostly learned the overall vote distribution, not which "
+            "captions are funnier (its pair probabilities stay within "
+            f"{_mean(anchored.get('mean_abs_margin')):.3f} of ½ on average)."
+        )
+    )
+    partial = anchored.get("sigma_partial_spread") or {}
+    p_mean, p_se = _mean(partial), partial.get("se") or 0.0
+    if abs(p_mean) <= 2 * p_se:
+        sigma_verdict = "indistinguishable from zero"
+    else:
+        sigma_verdict = "positive" if p_mean > 0 else "negative"
+    lines.append(
+        f"- **Does σ carry disagreement beyond μ?** Not detectably here. The vote spread is almost a function of the "
+        f"crowd mean (Spearman {_mean(props.get('spread_mean_spearman')):.3f}), so the raw σ–spread correlations "
+        f"({by_arm('sigma_spearman_spread', arms=ARMS[1:])}) mostly reflect how each arm's σ moves with its μ. "
+        f"Controlling for the crowd mean, the anchored arm's partial rank correlation is {p_mean:+.3f} ± {p_se:.3f}, "
+        f"{sigma_verdict} at two standard errors (cubic control: "
+        f"{_mean(anchored.get('sigma_partial_spread_cubic')):+.3f}); the no-anchor arm's is "
+        f"{_mean(summary['gaussian'].get('sigma_partial_spread')):+.3f}."
+        if sigma_verdict == "indistinguishable from zero"
+        else f"- **Does σ carry disagreement beyond μ?** Controlling for the crowd mean, the anchored arm's partial "
+        f"rank correlation of σ with the vote spread is {p_mean:+.3f} ± {p_se:.3f}, {sigma_verdict} at two standard "
+        f"errors (cubic control: {_mean(anchored.get('sigma_partial_spread_cubic')):+.3f}; no-anchor arm: "
+        f"{_mean(summary['gaussian'].get('sigma_partial_spread')):+.3f}). The spread is almost a function of the mean "
+        f"(Spearman {_mean(props.get('spread_mean_spearman')):.3f}), so only this partial correlation speaks to it."
+    )
+    ablation = [runs[name]["test"]["summary"] for name in dict.fromkeys(n for n, _, _ in _ablation_rows(results))]
+
+    def span(metric: str, digits: int = 3) -> str:
+        values = [_mean(a.get(metric)) for a in ablation]
+        ses = [(a.get(metric) or {}).get("se") or 0.0 for a in ablation]
+        return f"{min(values):.{digits}f}–{max(values):.{digits}f} (SE ≈ {np.mean(ses):.{digits}f})"
+
+    lines.append(
+        f"- **Ablations.** Over λ ∈ {{{', '.join(f'{x:g}' for x in results['config']['anchor_lambdas'])}}} and anchor "
+        f"fractions {{{', '.join(f'{x:g}' for x in results['config']['anchor_fractions'])}, 1}}: Kendall τ "
+        f"{span('kendall_tau')}, clear-pair accuracy {span('accuracy_clear')}, top-vs-1000 AUC "
+        f"{span('top_vs_far_auc')}, partial σ correlation {span('sigma_partial_spread')}, vote NLL "
+        f"{span('vote_nll', 4)}. Ranges within about two standard errors are not evidence of an effect."
+    )
+    ranking = ("kendall_tau", "accuracy_clear", "top_vs_far_auc")
+    verdicts = [_verdict(results, ref, m) for ref in ("bt", "gaussian") for m in ranking]
+    if "better" in verdicts and "worse" not in verdicts:
+        bottom = "the anchored arm ranks held-out captions better than at least one baseline on some metric"
+    elif "better" in verdicts:
+        bottom = "the ranking comparison is mixed: the anchored arm is better on some metrics and worse on others"
+    else:
+        bottom = (
+            "this run does **not** show anchors improving reward modeling of held-out contests (no ranking metric "
+            "is clearly better"
+            + ("; the top-10 vs rank-~1000 AUC is clearly worse" if "worse" in verdicts else "")
+            + ")"
+        )
+    lines.append(
+        f"- **Bottom line.** With {data['train_pairs']} train pairs and one epoch per run (the CPU budget), {bottom}. "
+        "Every arm is weak at this budget, so this is a small-budget result, not evidence about well-trained models; "
+        "`--train_pairs_per_contest` and `--num_train_epochs` scale the study up with the same command."
+    )
+    return lines
+
+
 def render_report(results: dict[str, Any]) -> str:
     """The markdown report (every number comes from `results`)."""
     config, splits, data = results["config"], results["splits"], results["data"]
@@ -1098,7 +1258,8 @@ def render_report(results: dict[str, Any]) -> str:
         "```",
         "",
         (
-            "(`--resume false` retrains every run; the default reuses cached scores in `--output_dir` when the settings "
+            "(`--resume false` retrains every run; the default reuses cached scores in `--output_dir` when the "
+            "settings "
             "are identical.) "
             f"Compute: {_compute_minutes(runs):.1f} min of training and scoring over the {len(runs)} runs, with "
             f"{config['num_threads']} torch thread(s) on a 2-core CPU shared with other jobs; this invocation took "
@@ -1106,19 +1267,26 @@ def render_report(results: dict[str, Any]) -> str:
             "only numbers that change between reruns."
         ),
         "",
+        "## Findings",
+        "",
+        *_findings(results),
+        "",
         "## Question",
         "",
         (
             "Fine-tune the same backbone three ways on crowd votes of New Yorker caption contests and compare them on "
-            "contests none of them saw: Bradley–Terry on soft labels (**BT**), a Gaussian reward model (μ, σ) on the same "
-            "soft labels (**Gaussian**), and the Gaussian model with each caption's vote counts (unfunny, somewhat funny, "
+            "contests none of them saw: Bradley–Terry on soft labels (**BT**), a Gaussian reward model (μ, σ) on the "
+            "same "
+            "soft labels (**Gaussian**), and the Gaussian model with each caption's vote counts (unfunny, somewhat "
+            "funny, "
             "funny) as two-anchor ordinal labels (**Gaussian + anchors**). Does the anchored model rank and calibrate "
             "better, and does its σ carry the crowd's disagreement beyond what the mean already says?"
         ),
         "",
         "## Data and split",
         "",
-        f"- Source: `{config['data_dir']}` (NEXT / nextml caption-contest crowd votes, CC-BY 4.0; credit the NEXT team "
+        f"- Source: `{config['data_dir']}` (NEXT / nextml caption-contest crowd votes, CC-BY 4.0; credit the NEXT "
+        "team "
         "and The New Yorker). Loading: " + _load_summary(data["load_report"]) + ".",
         (
             f"- Split by contest with seed {config['seed']} (test {config['test_size']:g}, validation "
@@ -1141,14 +1309,18 @@ def render_report(results: dict[str, Any]) -> str:
         )
         + ".",
         f"- Training pairs (subsampled for the CPU budget): {config['train_pairs_per_contest']} "
-        f"`{config['train_strategy']}` pairs per train contest, {data['train_pairs']} pairs in all; text = cartoon "
+        f"`{config['train_strategy']}` pairs per train contest, {data['train_pairs']} pairs in all (the trainer "
+        "drops those over max_length, counted in the training-runs table); text = cartoon "
         "description + newline + caption; soft label `P(vote_chosen > vote_rejected) + ½ P(tie)` from the two vote "
         f"distributions (mean {data['train_soft_label_mean']:.3f}); vote shares of the train pairs' captions "
         "(unfunny / somewhat / funny): " + " / ".join(f"{s:.3f}" for s in data["train_vote_shares"]) + ".",
         (
-            f"- Evaluation pools (subsampled): per test contest {config['eval_captions_per_contest']} random captions with "
-            f"≥ {config['min_eval_votes']} votes, plus the top {config['num_top']} and the {config['num_far']} captions "
-            f"around rank {config['far_rank']} (ranks among captions with ≥ {config['min_eval_votes']} votes, by crowd "
+            f"- Evaluation pools (subsampled): per test contest {config['eval_captions_per_contest']} random "
+            "captions with "
+            f"≥ {config['min_eval_votes']} votes, plus the top {config['num_top']} and the {config['num_far']} "
+            "captions "
+            f"around rank {config['far_rank']} (ranks among captions with ≥ {config['min_eval_votes']} votes, by "
+            "crowd "
             f"mean). From each sample, {config['eval_pairs_per_contest']} random pairs (soft CE, Brier) and up to "
             f"{config['eval_pairs_per_contest']} clearly separated pairs (|Δmean| > {config['separation']:g}·SE) are "
             f"drawn; validation contests get {config['validation_captions_per_contest']} random captions each. All "
@@ -1175,27 +1347,35 @@ def render_report(results: dict[str, Any]) -> str:
         ),
         (
             f"- Anchors: thresholds τ = {config['anchor_thresholds']} on the latent funniness scale (unfunny < τ_1 < "
-            "somewhat funny < τ_2 < funny; any other increasing pair only changes the unit of μ and σ), the vote counts' "
+            "somewhat funny < τ_2 < funny; any other increasing pair only changes the unit of μ and σ), the vote "
+            "counts' "
             "multinomial likelihood divided by the caption's number of votes (`normalize_anchor_counts=True`)."
         ),
         f"- λ of the headline anchored arm chosen on the validation contests ({selection['criterion']}): "
         + ", ".join(f"λ={k}: {v:.4f}" for k, v in selection["validation_soft_ce"].items())
         + f" → **λ = {chosen:g}**. The test contests were not used for any choice.",
         (
-            f"- Seeds: `--seed {config['seed']}` drives the contest split (`numpy.random.default_rng({config['seed']})`), "
+            f"- Seeds: `--seed {config['seed']}` drives the contest split "
+            f"(`numpy.random.default_rng({config['seed']})`), "
             f"the train pairs of each contest (`default_rng([{config['seed']}, contest])`), the evaluation pools and "
-            f"their pairs (`default_rng([{config['seed']}, contest, 1])`), and every trainer (`TrainingArguments.seed` = "
+            f"their pairs (`default_rng([{config['seed']}, contest, 1])`), and every trainer "
+            "(`TrainingArguments.seed` = "
             f"{config['seed']}: head initialisation, batch order, the anchored subset of `anchor_fraction`)."
         ),
         (
             "- Determinism: a rerun with the same flags on the same machine and thread count reproduces every number "
-            "(torch CPU kernels are deterministic at a fixed thread count); other CPUs or thread counts can change "
-            "the last digits (float summation order)."
+            "(torch CPU kernels are deterministic at a fixed thread count): retraining the headline anchored run from "
+            "scratch with 1 thread gave bit-identical scores, and `tests/test_caption_study.py` checks a whole "
+            "reduced study the same way. With 2 threads the scores moved by up to 1e-6 (float32 summation order), "
+            "which can change the last digit of a metric; other CPUs can do the same."
         ),
         "",
         "## Results on the held-out contests",
         "",
-        f"Mean ± standard error over the {len(pools)} evaluated test contests (each metric computed per contest first).",
+        (
+            f"Mean ± standard error over the {len(pools)} evaluated test contests (each metric computed per contest "
+            "first)."
+        ),
         "",
     ]
     out += _metrics_table(headline_rows, main_metrics)
@@ -1204,8 +1384,10 @@ def render_report(results: dict[str, Any]) -> str:
         (
             f"References on the same random pairs: always predicting ½ gives soft CE ln 2 = {np.log(2):.4f} and Brier "
             f"{_cell(spread['brier_of_half'], 4)}; the soft labels' own entropy, the lowest reachable soft CE, is "
-            f"{_cell(spread['soft_label_entropy'], 4)}. Random captions of one contest are mostly voted unfunny alike, so "
-            "their soft labels sit close to ½ and every model's calibration metrics are close to these references; the "
+            f"{_cell(spread['soft_label_entropy'], 4)}. Random captions of one contest are mostly voted unfunny "
+            "alike, so "
+            "their soft labels sit close to ½ and every model's calibration metrics are close to these references; "
+            "the "
             "clearly separated pairs and the rankings carry most of the signal."
         ),
         "",
@@ -1216,9 +1398,13 @@ def render_report(results: dict[str, Any]) -> str:
     out += [
         "",
         (
-            f"Reference for the vote NLL: predicting every caption to receive the train captions' overall vote shares "
-            f"gives {data['constant_vote_nll']:.4f} nats per vote. The no-anchor Gaussian's vote NLL is not meaningful: "
-            "without anchors the unit and origin of its μ and σ are arbitrary, so its ordinal probabilities at τ are too."
+            f"Reference for the vote NLL: predicting every caption the same vote distribution, the average one of the "
+            f"train contests' captions with ≥ {config['min_eval_votes']} votes ("
+            + " / ".join(f"{v:.3f}" for v in data["constant_vote_distribution"])
+            + f"), gives {data['constant_vote_nll']:.4f} nats per vote. The no-anchor Gaussian's vote NLL is not "
+            "meaningful: "
+            "without anchors the unit and origin of its μ and σ are arbitrary, so its ordinal probabilities at τ are "
+            "too."
         ),
         "",
         f"![arms]({ARM_FIGURE})",
@@ -1232,12 +1418,17 @@ def render_report(results: dict[str, Any]) -> str:
         "## Does σ carry disagreement beyond μ?",
         "",
         (
-            f"The vote spread (standard deviation of a caption's 1–3 votes) is almost a function of the crowd mean: over "
-            f"the test samples, Spearman(spread, mean) = {_cell(spread.get('spread_mean_spearman'))} and a cubic in the "
-            f"mean's rank explains {_cell(spread.get('spread_r2_cubic'))} of the spread's rank variance (most captions "
-            "are mostly voted unfunny, where a higher mean means more dissent). A raw correlation of σ with the spread "
+            "The vote spread (standard deviation of a caption's 1–3 votes) is almost a function of the crowd mean: "
+            "over "
+            f"the test samples, Spearman(spread, mean) = {_cell(spread.get('spread_mean_spearman'))} and a cubic in "
+            "the "
+            f"mean's rank explains {_cell(spread.get('spread_r2_cubic'))} of the spread's rank variance (most "
+            "captions "
+            "are mostly voted unfunny, where a higher mean means more dissent). A raw correlation of σ with the "
+            "spread "
             "therefore mostly re-states how funny the model thinks a caption is. The partial rank correlation removes "
-            "the crowd mean from both σ and the spread (linearly in ranks; `_cubic` with a cubic in the mean's rank) and "
+            "the crowd mean from both σ and the spread (linearly in ranks; `_cubic` with a cubic in the mean's rank) "
+            "and "
             "asks whether σ still tracks the remaining disagreement (how polarised the votes are at a given mean)."
         ),
         "",
@@ -1269,19 +1460,23 @@ def render_report(results: dict[str, Any]) -> str:
         "",
         (
             f"- Small budget: {data['train_pairs']} train pairs and one epoch per run so that all "
-            f"{len(runs)} trainings and their evaluation fit the study's CPU budget; absolute numbers are far from what a "
+            f"{len(runs)} trainings and their evaluation fit the study's CPU budget; absolute numbers are far from "
+            "what a "
             "longer run reaches, and the comparison is between arms trained identically."
         ),
         (
-            f"- {len(pools)} evaluated test contests: standard errors are over contests; a difference within about two "
+            f"- {len(pools)} evaluated test contests: standard errors are over contests; a difference within about "
+            "two "
             "standard errors is not evidence either way. One training seed per run (training noise is not in the SEs)."
         ),
         (
-            "- Captions with few votes are left out of evaluation (their crowd mean is noise); the top-10 / rank-~1000 "
+            "- Captions with few votes are left out of evaluation (their crowd mean is noise); the top-10 / "
+            "rank-~1000 "
             "sets are ranks among the remaining captions, not the contest's official ranking."
         ),
         (
-            "- Soft labels treat two captions' votes as independent draws from their vote distributions; the crowd never "
+            "- Soft labels treat two captions' votes as independent draws from their vote distributions; the crowd "
+            "never "
             "compared captions side by side."
         ),
         "",
