@@ -20,6 +20,8 @@ _EXPORTS = {
     "best_of_n_curve": "best_of_n",
     "best_of_n_expectation": "best_of_n",
     "run_caption_benchmark": "caption_benchmark",
+    "CaptionStudyConfig": "caption_study",
+    "run_caption_study": "caption_study",
     "build_model_card": "cards",
     "update_model_card": "cards",
     "CaptionContestData": "data",
@@ -82,6 +84,7 @@ if TYPE_CHECKING:
     from .anchors import AnchorIdentifiabilityWarning, thresholds_from_scores
     from .best_of_n import BestOfNPipeline, BestOfNReport, best_of_n_curve, best_of_n_expectation
     from .caption_benchmark import run_caption_benchmark
+    from .caption_study import CaptionStudyConfig, run_caption_study
     from .cards import build_model_card, update_model_card
     from .data import (
         CaptionContestData,
