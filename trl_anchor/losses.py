@@ -20,7 +20,6 @@ import math
 import torch
 import torch.nn.functional as F
 
-
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 # Below this argument the Mills-ratio series is used for the gradient of log Φ (see `_LogNdtr.backward`).
 _ASYMPTOTIC_BELOW = -10.0

@@ -28,7 +28,6 @@ from transformers.utils import ModelOutput, logging
 
 from .losses import math_dtype
 
-
 logger = logging.get_logger(__name__)
 
 GAUSSIAN_CONFIG_KEY = "gaussian_reward"

@@ -27,6 +27,7 @@ from .anchors import (
     validate_thresholds,
     warn_if_unidentified,
 )
+from .cards import write_trainer_model_card
 from .losses import (
     bt_preference_log_probs,
     class_counts,
@@ -36,12 +37,10 @@ from .losses import (
     soft_bt_loss,
     soft_probit_loss,
 )
-from .cards import write_trainer_model_card
 from .metrics import pairwise_metrics
 from .modeling import GaussianRewardModel
 from .packing import num_real_tokens, pack_preference_examples, padding_free_collator_kwargs, reward_model_inputs
 from .reward_config import AnchorGaussianRewardConfig
-
 
 logger = get_logger(__name__)
 

@@ -15,7 +15,6 @@ from datasets import Dataset, DatasetDict
 
 from .losses import gaussian_preference_log_probs
 
-
 QUALITY_WORDS = {
     "brilliant": 1.6,
     "insightful": 1.1,
@@ -82,7 +81,8 @@ def _pairs(rng: np.random.Generator, num_pairs: int, config: SyntheticPreference
         p_a = float(votes_a.mean())
         # Chosen is the majority side; exact ties keep the draw order.
         a_first = p_a >= 0.5
-        first, second = ((text_a, mu_a, sd_a), (text_b, mu_b, sd_b)) if a_first else ((text_b, mu_b, sd_b), (text_a, mu_a, sd_a))
+        response_a, response_b = (text_a, mu_a, sd_a), (text_b, mu_b, sd_b)
+        first, second = (response_a, response_b) if a_first else (response_b, response_a)
         rows["prompt"].append(str(rng.choice(PROMPTS)))
         rows["chosen"].append(" " + first[0])
         rows["rejected"].append(" " + second[0])

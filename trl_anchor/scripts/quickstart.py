@@ -12,7 +12,6 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-
 ARMS = {
     "bt": {"reward_type": "bt", "anchors": False},
     "gaussian": {"reward_type": "gaussian", "anchors": False},
