@@ -33,3 +33,18 @@ def test_quickstart_end_to_end_offline(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(plain(**batch).logits, gaussian(**batch).logits, atol=1e-5, rtol=0)
     assert gaussian.config.gaussian_reward["anchor_thresholds"] == [-0.6, 0.6]
+
+
+def test_quickstart_on_real_caption_votes(tmp_path, caption_data_dir):
+    out = tmp_path / "captions"
+    code = cli_main([
+        "quickstart", "--data_dir", str(caption_data_dir), "--output_dir", str(out), "--arms", "gaussian+anchors",
+        "--max_steps", "2", "--per_device_train_batch_size", "8",
+    ])
+    assert code == 0
+    metrics = json.loads((out / "results.json").read_text())["results"]["gaussian+anchors"]["metrics"]
+    # vote counts are the anchors (default thresholds [-1, 1]); σ is compared with each caption's vote spread
+    assert metrics["num_anchored_responses"] == 2 * metrics["num_pairs"]
+    assert -1.0 <= metrics["sigma_spearman_vote_spread"] <= 1.0
+    settings = GaussianRewardModel.from_pretrained(out / "gaussian_anchored").config.gaussian_reward
+    assert settings["anchor_form"] == "counts" and settings["anchor_thresholds"] == [-1.0, 1.0]
