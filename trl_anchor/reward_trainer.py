@@ -34,8 +34,7 @@ from .losses import (
     gaussian_preference_log_probs,
     ordinal_anchor_nll,
     ordinal_log_probs,
-    soft_bt_loss,
-    soft_probit_loss,
+    soft_label_nll,
 )
 from .metrics import pairwise_metrics
 from .modeling import GaussianRewardModel
@@ -339,13 +338,15 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
         outputs = model(**reward_model_inputs(inputs), use_cache=False)
         margin = inputs.get("margin")
         soft_label = inputs[SOFT_LABEL]
+        # log P(chosen ≻ rejected) and its complement, computed once for the loss and the eval calibration metrics.
         if self._gaussian:
             mean_c, mean_r = torch.chunk(outputs.mean, 2)
             var_c, var_r = torch.chunk(outputs.variance, 2)
-            pair_loss = soft_probit_loss(mean_c, var_c, mean_r, var_r, soft_label, margin)
+            log_p, log_q = gaussian_preference_log_probs(mean_c, var_c, mean_r, var_r, margin)
         else:
             mean_c, mean_r = torch.chunk(outputs.logits.squeeze(-1), 2)
-            pair_loss = soft_bt_loss(mean_c, mean_r, soft_label, margin)
+            log_p, log_q = bt_preference_log_probs(mean_c, mean_r, margin)
+        pair_loss = soft_label_nll(log_p, log_q, soft_label)
         loss = pair_loss.mean()
 
         anchor_terms = None
@@ -355,7 +356,7 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
         if self.args.center_rewards_coefficient is not None:
             loss = loss + self.args.center_rewards_coefficient * torch.mean((mean_c + mean_r) ** 2)
 
-        self._record_metrics(mode, inputs, outputs, pair_loss, anchor_terms, mean_c, mean_r)
+        self._record_metrics(mode, inputs, outputs, pair_loss, log_p, anchor_terms, mean_c, mean_r)
         loss = loss.to(torch.float32)
         return (loss, outputs) if return_outputs else loss
 
@@ -373,7 +374,7 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
             correct = (predicted == counts.argmax(-1)) & anchored
         return {"loss": loss, "correct": correct.sum(), "anchored": anchored.sum()}
 
-    def _record_metrics(self, mode, inputs, outputs, pair_loss, anchor_terms, mean_c, mean_r) -> None:
+    def _record_metrics(self, mode, inputs, outputs, pair_loss, log_p, anchor_terms, mean_c, mean_r) -> None:
         if mode == "train":
             num_tokens = self.accelerator.gather_for_metrics(num_real_tokens(inputs)).sum().item()
             # TRL ≥ 1.13 corrects for tensor-parallel ranks repeating the batch; TRL 1.12 has no `_tp_size`.
@@ -397,8 +398,7 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
                 if anchored:
                     self._metrics[mode]["anchor_accuracy"].append(correct / anchored)
             if mode == "eval":
-                probs = _pair_prob(outputs, mean_c, mean_r, inputs.get("margin"), self._gaussian)
-                self._pairs["probs"].append(gather(probs))
+                self._pairs["probs"].append(gather(log_p.detach().exp().float()))
                 self._pairs["labels"].append(gather(inputs[SOFT_LABEL].float()))
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -445,15 +445,6 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
 
 
 # ------------------------------------------------------------------------------------------------------ helpers
-def _pair_prob(outputs, mean_c, mean_r, margin, gaussian: bool) -> torch.Tensor:
-    if gaussian:
-        var_c, var_r = torch.chunk(outputs.variance, 2)
-        log_p, _ = gaussian_preference_log_probs(mean_c, var_c, mean_r, var_r, margin)
-    else:
-        log_p, _ = bt_preference_log_probs(mean_c, mean_r, margin)
-    return log_p.exp().detach().float()
-
-
 def _unwrap(model):
     return model.get_base_model() if is_peft_model(model) else model
 
