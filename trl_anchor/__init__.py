@@ -1,29 +1,29 @@
 """trl-anchor: anchor-guided variance-aware (Gaussian) reward modeling for Hugging Face TRL.
 
 The public API is importable from here; submodules load on first use (as TRL does), so `import trl_anchor` stays
-fast in every process `accelerate launch` starts.
+fast in every process `accelerate launch` starts. The package is laid out by layer:
+
+- `losses`, `anchors`, `metrics`: the pure math every other layer reuses;
+- `models`: `GaussianRewardModel` and padding-free packing;
+- `trainer`: each trainer with its config;
+- `rewards`: reward transforms, batched scoring and the RL reward wrappers (GRPO/RLOO, PPO);
+- `pipelines`: anchor labelling, evaluation, best-of-N, model cards;
+- `data`: dataset adapters and the synthetic generator;
+- `scripts`: the `trl-anchor` CLI commands;
+- `studies`: research studies (simulation, caption study); runnable from the CLI, not part of this namespace.
 """
 
 import importlib
+import warnings
 from typing import TYPE_CHECKING
 
+from ._deprecated import DEPRECATED_NAMES, install_module_aliases
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "AnchorLabelingResult": "anchor_labeling",
-    "label_anchors": "anchor_labeling",
     "AnchorIdentifiabilityWarning": "anchors",
     "thresholds_from_scores": "anchors",
-    "BestOfNPipeline": "best_of_n",
-    "BestOfNReport": "best_of_n",
-    "best_of_n_curve": "best_of_n",
-    "best_of_n_expectation": "best_of_n",
-    "run_caption_benchmark": "caption_benchmark",
-    "CaptionStudyConfig": "caption_study",
-    "run_caption_study": "caption_study",
-    "build_model_card": "cards",
-    "update_model_card": "cards",
     "CaptionContestData": "data",
     "load_caption_contest": "data",
     "load_helpsteer2": "data",
@@ -31,11 +31,8 @@ _EXPORTS = {
     "load_multipref": "data",
     "load_personal_llm": "data",
     "split_by_group": "data",
-    "EvaluationResult": "evaluation",
-    "RewardBenchResult": "evaluation",
-    "evaluate_reward_model": "evaluation",
-    "evaluate_rewardbench": "evaluation",
-    "load_reward_model": "evaluation",
+    "SyntheticPreferenceConfig": "data.synthetic",
+    "make_synthetic_preferences": "data.synthetic",
     "gaussian_preference_log_probs": "losses",
     "ordinal_anchor_nll": "losses",
     "ordinal_log_probs": "losses",
@@ -46,31 +43,50 @@ _EXPORTS = {
     "pairwise_metrics": "metrics",
     "soft_cross_entropy": "metrics",
     "spearman": "metrics",
-    "GaussianRewardModel": "modeling",
-    "GaussianRewardModelOutput": "modeling",
-    "PPORewardModel": "ppo",
-    "AnchorGaussianRewardConfig": "reward_config",
-    "GaussianRewardFunction": "reward_functions",
-    "AnchorGaussianRewardTrainer": "reward_trainer",
-    "DataCollatorForAnchoredPreference": "reward_trainer",
+    "GaussianRewardModel": "models",
+    "GaussianRewardModelOutput": "models",
+    "AnchorLabelingResult": "pipelines.anchor_labeling",
+    "label_anchors": "pipelines.anchor_labeling",
+    "BestOfNPipeline": "pipelines.best_of_n",
+    "BestOfNReport": "pipelines.best_of_n",
+    "best_of_n_curve": "pipelines.best_of_n",
+    "best_of_n_expectation": "pipelines.best_of_n",
+    "build_model_card": "pipelines.cards",
+    "update_model_card": "pipelines.cards",
+    "EvaluationResult": "pipelines.evaluation",
+    "RewardBenchResult": "pipelines.evaluation",
+    "evaluate_reward_model": "pipelines.evaluation",
+    "evaluate_rewardbench": "pipelines.evaluation",
+    "load_reward_model": "pipelines.evaluation",
+    "GaussianRewardFunction": "rewards",
+    "PPORewardModel": "rewards",
+    "RewardScores": "rewards",
     "RewardTransform": "rewards",
     "record_reward_statistics": "rewards",
-    "RewardScores": "scoring",
-    "score_responses": "scoring",
-    "MLPRewardModel": "simulation",
-    "SimulationConfig": "simulation",
-    "SimulationWorld": "simulation",
-    "run_simulation": "simulation",
-    "SyntheticPreferenceConfig": "synthetic",
-    "make_synthetic_preferences": "synthetic",
+    "score_responses": "rewards",
+    "AnchorGaussianRewardConfig": "trainer",
+    "AnchorGaussianRewardTrainer": "trainer",
+    "DataCollatorForAnchoredPreference": "trainer",
 }
 __all__ = sorted(_EXPORTS)
 
+install_module_aliases(__name__)
+
 
 def __getattr__(name: str):
-    if name not in _EXPORTS:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    elif name in DEPRECATED_NAMES:
+        module = DEPRECATED_NAMES[name]
+        warnings.warn(
+            f"`trl_anchor.{name}` is a research study, no longer exported from `trl_anchor`; import it from "
+            f"`trl_anchor.{module}`. The old name will be removed in trl-anchor 0.3.",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(f".{module}", __name__), name)
+    else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
     globals()[name] = value
     return value
 
@@ -80,12 +96,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from .anchor_labeling import AnchorLabelingResult, label_anchors
     from .anchors import AnchorIdentifiabilityWarning, thresholds_from_scores
-    from .best_of_n import BestOfNPipeline, BestOfNReport, best_of_n_curve, best_of_n_expectation
-    from .caption_benchmark import run_caption_benchmark
-    from .caption_study import CaptionStudyConfig, run_caption_study
-    from .cards import build_model_card, update_model_card
     from .data import (
         CaptionContestData,
         load_caption_contest,
@@ -95,13 +106,7 @@ if TYPE_CHECKING:
         load_personal_llm,
         split_by_group,
     )
-    from .evaluation import (
-        EvaluationResult,
-        RewardBenchResult,
-        evaluate_reward_model,
-        evaluate_rewardbench,
-        load_reward_model,
-    )
+    from .data.synthetic import SyntheticPreferenceConfig, make_synthetic_preferences
     from .losses import (
         gaussian_preference_log_probs,
         ordinal_anchor_nll,
@@ -110,12 +115,23 @@ if TYPE_CHECKING:
         soft_probit_loss,
     )
     from .metrics import brier_score, expected_calibration_error, pairwise_metrics, soft_cross_entropy, spearman
-    from .modeling import GaussianRewardModel, GaussianRewardModelOutput
-    from .ppo import PPORewardModel
-    from .reward_config import AnchorGaussianRewardConfig
-    from .reward_functions import GaussianRewardFunction
-    from .reward_trainer import AnchorGaussianRewardTrainer, DataCollatorForAnchoredPreference
-    from .rewards import RewardTransform, record_reward_statistics
-    from .scoring import RewardScores, score_responses
-    from .simulation import MLPRewardModel, SimulationConfig, SimulationWorld, run_simulation
-    from .synthetic import SyntheticPreferenceConfig, make_synthetic_preferences
+    from .models import GaussianRewardModel, GaussianRewardModelOutput
+    from .pipelines.anchor_labeling import AnchorLabelingResult, label_anchors
+    from .pipelines.best_of_n import BestOfNPipeline, BestOfNReport, best_of_n_curve, best_of_n_expectation
+    from .pipelines.cards import build_model_card, update_model_card
+    from .pipelines.evaluation import (
+        EvaluationResult,
+        RewardBenchResult,
+        evaluate_reward_model,
+        evaluate_rewardbench,
+        load_reward_model,
+    )
+    from .rewards import (
+        GaussianRewardFunction,
+        PPORewardModel,
+        RewardScores,
+        RewardTransform,
+        record_reward_statistics,
+        score_responses,
+    )
+    from .trainer import AnchorGaussianRewardConfig, AnchorGaussianRewardTrainer, DataCollatorForAnchoredPreference

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-
 ANCHOR_FORMS = {
     "score": ("chosen_score", "rejected_score"),
     "class": ("chosen_anchor", "rejected_anchor"),

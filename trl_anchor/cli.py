@@ -9,7 +9,6 @@ receives the parsed dataclasses. Scripts are imported lazily so `trl-anchor --he
 import importlib
 import sys
 
-
 COMMANDS = {
     "quickstart": ("trl_anchor.scripts.quickstart", "train BT / Gaussian / Gaussian+anchors on an offline default"),
     "train": ("trl_anchor.scripts.train", "train a (Gaussian or BT) reward model from a YAML recipe"),

@@ -1,8 +1,7 @@
 """Calibration metrics of pairwise preference probabilities against soft labels (numpy, shared by the trainer's
-evaluation loop and `trl_anchor.evaluation`)."""
+evaluation loop and `trl_anchor.pipelines.evaluation`)."""
 
 import numpy as np
-
 
 _EPS = 1e-12
 

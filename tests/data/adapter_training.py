@@ -9,7 +9,6 @@ import numpy as np
 import torch
 from conftest import tiny_gpt2_config
 
-
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 

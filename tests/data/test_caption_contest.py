@@ -24,7 +24,6 @@ from trl_anchor.data.caption_contest import (
     vote_statistics,
 )
 
-
 SMALL = [538, 636, 656]  # small contest files keep the sampling tests fast
 
 

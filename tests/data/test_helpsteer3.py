@@ -8,7 +8,6 @@ from datasets import Dataset
 
 from trl_anchor.data import load_helpsteer3
 
-
 SOURCE = FIXTURES / "helpsteer3" / "train.jsonl"
 
 

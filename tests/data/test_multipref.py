@@ -7,7 +7,6 @@ from adapter_training import FIXTURES, train_one_epoch
 
 from trl_anchor.data import load_multipref, split_by_group
 
-
 SOURCE = FIXTURES / "multipref" / "train.jsonl"
 
 

@@ -6,7 +6,6 @@ from adapter_training import FIXTURES, train_one_epoch
 from trl_anchor.data import load_personal_llm
 from trl_anchor.data.personal_llm import REWARD_MODELS
 
-
 SOURCE = FIXTURES / "personal_llm" / "train.jsonl"
 
 

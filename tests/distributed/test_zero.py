@@ -26,8 +26,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, GPT2LMHeadModel
 
 from trl_anchor import GaussianRewardModel
-from trl_anchor.scoring import score_token_ids
-
+from trl_anchor.rewards.scoring import score_token_ids
 
 pytestmark = [pytest.mark.distributed, pytest.mark.slow]
 

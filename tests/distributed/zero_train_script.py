@@ -11,7 +11,7 @@ Scenarios, run in order in one process so the interpreter and DeepSpeed start on
 - `lora`: LoRA (both heads in `modules_to_save`) with gradient checkpointing; TRL forces reentrant checkpointing under
   PEFT + ZeRO-3, which the report records.
 
-`--padding_free` trains every scenario on packed batches (`trl_anchor.packing`); the probe batch is always padded.
+`--padding_free` trains every scenario on packed batches (`trl_anchor.models.packing`); the probe batch is always padded.
 
 Rank 0 writes `<output>/<scenario>.json`; the test compares them across runs and with the saved checkpoints.
 """
@@ -28,8 +28,7 @@ from transformers import AutoTokenizer
 from transformers.integrations import is_deepspeed_zero3_enabled
 
 from trl_anchor import AnchorGaussianRewardConfig, AnchorGaussianRewardTrainer
-from trl_anchor.reward_trainer import DataCollatorForAnchoredPreference
-
+from trl_anchor.trainer.reward_trainer import DataCollatorForAnchoredPreference
 
 GLOBAL_BATCH = 4
 MAX_STEPS = 4
@@ -42,7 +41,7 @@ def main():
     parser.add_argument("--workspace", type=Path, required=True, help="tokenizer/, base/, train.jsonl, eval.jsonl")
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--scenarios", default="full,resume,lora")
-    parser.add_argument("--padding_free", action="store_true", help="train on packed batches (trl_anchor.packing)")
+    parser.add_argument("--padding_free", action="store_true", help="train on packed batches (trl_anchor.models.packing)")
     cli = parser.parse_args()
     for scenario in cli.scenarios.split(","):
         report = SCENARIOS[scenario](cli.workspace, cli.output / scenario, padding_free=cli.padding_free)

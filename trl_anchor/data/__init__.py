@@ -24,7 +24,6 @@ from .helpsteer3 import load_helpsteer3
 from .multipref import load_multipref
 from .personal_llm import load_personal_llm
 
-
 __all__ = [
     "CaptionContestData",
     "CaptionContestFormatError",

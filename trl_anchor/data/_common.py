@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 from datasets import Dataset, DatasetDict, concatenate_datasets, load_dataset
 
-
 logger = logging.getLogger("trl_anchor.data")
 
 Text = str | list[dict[str, str]]

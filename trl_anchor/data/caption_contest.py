@@ -39,7 +39,6 @@ from ._common import (
     split_by_group,
 )
 
-
 CATEGORIES = ("unfunny", "somewhat_funny", "funny")  # ordered classes 0 < 1 < 2 = votes 1, 2, 3
 VOTE_VALUES = np.array([1.0, 2.0, 3.0])
 STRATEGIES = ("random", "rank_stratified", "clearly_separated")

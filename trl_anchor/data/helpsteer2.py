@@ -20,7 +20,6 @@ from datasets import Dataset, DatasetDict
 
 from ._common import FilterReport, load_source, pair_columns, require_columns
 
-
 HELPSTEER2_ID = "nvidia/HelpSteer2"
 ATTRIBUTES = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
 PREFERENCE_COLUMNS = ("split", "prompt", "response_1", "response_2")

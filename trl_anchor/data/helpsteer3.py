@@ -13,7 +13,6 @@ from datasets import Dataset
 
 from ._common import FilterReport, load_source, pair_columns, require_columns
 
-
 HELPSTEER3_ID = "nvidia/HelpSteer3"
 REQUIRED_COLUMNS = ("context", "response1", "response2", "individual_preference")
 VALID_SCORES = range(-3, 4)

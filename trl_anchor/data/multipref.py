@@ -13,7 +13,6 @@ from datasets import Dataset
 
 from ._common import FilterReport, load_source, pair_columns, require_columns
 
-
 MULTIPREF_ID = "allenai/multipref"
 ANNOTATOR_GROUPS = {"normal": "normal_worker_annotations", "expert": "expert_worker_annotations"}
 PREFERENCE_FIELDS = ("overall_pref", "helpful_pref", "truthful_pref", "harmless_pref")

@@ -14,7 +14,6 @@ from datasets import Dataset
 
 from ._common import FilterReport, load_source, pair_columns, require_columns
 
-
 PERSONAL_LLM_ID = "namkoong-lab/PersonalLLM"
 NUM_RESPONSES = 8
 # Column suffixes of the ten reward models (e.g. `response_3_gemma_7b`).

@@ -1,6 +1,6 @@
 """`trl-anchor bon`: best-of-N with a (Gaussian) reward model.
 
-Pipeline mode (default) runs the stages `generate → score → evaluate → select` of `trl_anchor.best_of_n` over the
+Pipeline mode (default) runs the stages `generate → score → evaluate → select` of `trl_anchor.pipelines.best_of_n` over the
 prompts of a dataset, caching each in `--output_dir` so an interrupted run picks up where it stopped:
 
     trl-anchor bon --dataset_name prompts.jsonl --model_name_or_path Qwen/Qwen2.5-0.5B-Instruct \
@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 
 from transformers.utils import logging
 
-from trl_anchor.best_of_n import DEFAULT_POLICIES, STAGES
-
+from trl_anchor.pipelines.best_of_n import DEFAULT_POLICIES, STAGES
 
 logger = logging.get_logger("trl_anchor.scripts.bon")
 
@@ -114,7 +113,7 @@ class CaptionBenchmarkArguments:
 
 
 def run_caption_benchmark_mode(args: BestOfNScriptArguments, caption: CaptionBenchmarkArguments):
-    from trl_anchor.caption_benchmark import run_caption_benchmark
+    from trl_anchor.studies.caption_benchmark import run_caption_benchmark
 
     if args.reward_model_path is None or caption.caption_data_dir is None:
         raise ValueError("--caption_benchmark needs --reward_model_path and --caption_data_dir.")
@@ -175,7 +174,7 @@ def _stages_to_run(args: BestOfNScriptArguments) -> list[str]:
 
 
 def run_pipeline_mode(args: BestOfNScriptArguments, generation: BestOfNGenerationArguments):
-    from trl_anchor.best_of_n import BestOfNPipeline, GenerationSettings, check_policies
+    from trl_anchor.pipelines.best_of_n import BestOfNPipeline, GenerationSettings, check_policies
 
     stages = _stages_to_run(args)
     check_policies(args.policies)  # reject a bad spec before hours of generation

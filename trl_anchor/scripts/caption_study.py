@@ -4,7 +4,7 @@ Fine-tunes the packaged MiniLM-L6 on within-contest caption pairs of the train c
 anchor-fraction ablations), evaluates every run on the same seeded caption pools of the held-out test contests
 (pairwise accuracy on clearly separated pairs, soft cross-entropy and Brier on random pairs, Kendall τ-b of μ against
 the crowd mean, top-10 vs rank-~1000 discrimination, partial rank correlation of σ with the vote spread given the crowd
-mean) and writes `README.md`, `results.json` and figures to `--report_dir`. See `trl_anchor.caption_study`.
+mean) and writes `README.md`, `results.json` and figures to `--report_dir`. See `trl_anchor.studies.caption_study`.
 
 Examples:
 
@@ -18,7 +18,7 @@ import json
 
 from trl import TrlParser
 
-from trl_anchor.caption_study import ARMS, METRICS, CaptionStudyConfig, run_caption_study
+from trl_anchor.studies.caption_study import ARMS, METRICS, CaptionStudyConfig, run_caption_study
 
 
 def make_parser(prog: str | None = None) -> TrlParser:

@@ -91,7 +91,7 @@ class EvaluateArguments(DatasetArguments):
 def main(args: EvaluateArguments) -> dict:
     import torch
 
-    from trl_anchor.evaluation import load_reward_model
+    from trl_anchor.pipelines.evaluation import load_reward_model
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dataset = _evaluation_dataset(args)
@@ -158,14 +158,14 @@ def _card_dataset(args: EvaluateArguments) -> str:
         return Path(args.dataset_name).name if Path(args.dataset_name).exists() else args.dataset_name
     # An adapter is named by the module that builds it, not as a (non-existent) Hub dataset.
     module = (
-        "trl_anchor.synthetic" if args.dataset_adapter == "synthetic" else f"trl_anchor.data.{args.dataset_adapter}"
+        "trl_anchor.data.synthetic" if args.dataset_adapter == "synthetic" else f"trl_anchor.data.{args.dataset_adapter}"
     )
     return module if args.dataset_path is None else f"{module}({Path(args.dataset_path).name})"
 
 
 def _evaluate_pairs(args, model, tokenizer, dataset, path, model_dir):
-    from trl_anchor.cards import update_model_card
-    from trl_anchor.evaluation import evaluate_reward_model
+    from trl_anchor.pipelines.cards import update_model_card
+    from trl_anchor.pipelines.evaluation import evaluate_reward_model
 
     result = evaluate_reward_model(
         model,
@@ -192,8 +192,8 @@ def _evaluate_pairs(args, model, tokenizer, dataset, path, model_dir):
 
 
 def _evaluate_rewardbench(args, model, tokenizer, path, model_dir):
-    from trl_anchor.cards import update_model_card
-    from trl_anchor.evaluation import evaluate_rewardbench
+    from trl_anchor.pipelines.cards import update_model_card
+    from trl_anchor.pipelines.evaluation import evaluate_rewardbench
 
     conversational = {"auto": None, "chat": True, "text": False}[args.rewardbench_format]
     result = evaluate_rewardbench(
@@ -216,7 +216,7 @@ def _evaluate_rewardbench(args, model, tokenizer, path, model_dir):
 
 
 def _write_comparison(results, output_dir: Path, plots: bool) -> None:
-    from trl_anchor.evaluation import comparison_markdown, plot_reliability_diagram
+    from trl_anchor.pipelines.evaluation import comparison_markdown, plot_reliability_diagram
 
     output_dir.mkdir(parents=True, exist_ok=True)
     tables, summary = [], {}

@@ -58,7 +58,7 @@ def make_parser(prog: str | None = None) -> TrlParser:
 def main(args: LabelAnchorsArguments) -> int:
     from datasets import Dataset, DatasetDict
 
-    from trl_anchor.anchor_labeling import label_anchors, load_reward_model
+    from trl_anchor.pipelines.anchor_labeling import label_anchors, load_reward_model
 
     from .utils import load_preference_data
 

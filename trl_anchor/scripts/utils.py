@@ -9,8 +9,7 @@ from typing import Any
 from datasets import Dataset, DatasetDict, IterableDatasetDict, load_dataset
 from transformers.utils import logging
 
-from ..evaluation import load_local_dataset
-
+from ..pipelines.evaluation import load_local_dataset
 
 logger = logging.get_logger(__name__)
 
@@ -27,7 +26,7 @@ class DatasetArguments:
     - `dataset_adapter`: a trl-anchor adapter that builds that spec from raw data, e.g. `caption_contest` (crowd
       votes, `dataset_path` = the data directory) or `synthetic` (the generated quickstart set). An adapter `name` is
       `trl_anchor.data.<name>.load_<name>(dataset_path, **dataset_kwargs)`; `synthetic` is
-      `trl_anchor.synthetic.make_synthetic_preferences`.
+      `trl_anchor.data.synthetic.make_synthetic_preferences`.
     """
 
     dataset_name: str | None = field(
@@ -88,7 +87,7 @@ def load_preference_data(args: DatasetArguments) -> DatasetDict | IterableDatase
 def run_adapter(name: str, path: str | None = None, **kwargs) -> DatasetDict | Dataset:
     """Run the trl-anchor dataset adapter `name`, imported only now (adapters pull in their own dependencies)."""
     if name == "synthetic":
-        from ..synthetic import SyntheticPreferenceConfig, make_synthetic_preferences
+        from ..data.synthetic import SyntheticPreferenceConfig, make_synthetic_preferences
 
         if path is not None:
             raise ValueError("The `synthetic` adapter generates its data; `dataset_path` does not apply.")

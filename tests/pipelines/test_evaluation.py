@@ -1,0 +1,337 @@
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_gpt2_config
+from datasets import Dataset
+from PIL import Image
+from scipy.special import log_ndtr
+from scipy.stats import spearmanr
+from transformers import AutoModelForSequenceClassification
+
+from trl_anchor.models.modeling_gaussian import GaussianRewardModel
+from trl_anchor.pipelines.evaluation import (
+    FIGURE_FILES,
+    REWARDBENCH_EXAMPLE_COUNTS,
+    REWARDBENCH_SECTIONS,
+    evaluate_reward_model,
+    evaluate_rewardbench,
+    load_reward_model,
+    plot_accuracy_by_sigma,
+    plot_reliability_diagram,
+    plot_sigma_vs_disagreement,
+    rewardbench_scores,
+    vote_spread,
+)
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "rewardbench"
+THRESHOLDS = [-0.5, 0.5]
+_WORDS = [
+    "the quick brown fox",
+    "a helpful answer",
+    "this is rude and wrong",
+    "the cartoon cat",
+    "numbers 1 2 3",
+    "some people disagree",
+    "step by step",
+    "jumps over the lazy dog",
+]
+
+
+def _phi(x):
+    return 0.5 * (1.0 + np.vectorize(math.erf)(np.asarray(x) / math.sqrt(2.0)))
+
+
+def _pairs(n=36, seed=0, counts=True):
+    rng = np.random.default_rng(seed)
+    rows = {
+        "prompt": [_WORDS[i % 8] + " ?" for i in range(n)],
+        "chosen": [" ".join(rng.choice(_WORDS, size=1 + i % 3)) for i in range(n)],
+        "rejected": [" ".join(rng.choice(_WORDS, size=1 + (i + 1) % 3)) for i in range(n)],
+        "soft_label": np.round(rng.uniform(0.0, 1.0, n), 3).tolist(),
+    }
+    if counts:
+        rows["chosen_anchor_counts"] = rng.integers(0, 6, (n, 3)).clip(min=[1, 0, 0]).tolist()
+        rows["rejected_anchor_counts"] = rng.integers(0, 6, (n, 3)).clip(min=[0, 0, 1]).tolist()
+    return Dataset.from_dict(rows)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tokenizer_dir)
+
+
+@pytest.fixture(scope="module")
+def gaussian_model(tokenizer):
+    torch.manual_seed(0)
+    model = GaussianRewardModel.from_config(tiny_gpt2_config(tokenizer))
+    with torch.no_grad():  # a fresh head gives σ = 1 everywhere; spread it so σ varies across responses
+        model.variance_head.weight.normal_(0.0, 0.5)
+    model.record_training_settings(anchor_thresholds=THRESHOLDS)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def gaussian_result(gaussian_model, tokenizer):
+    return evaluate_reward_model(gaussian_model, tokenizer, _pairs(), batch_size=8)
+
+
+def _direct_score(model, tokenizer, prompt, response):
+    """Unbatched forward on `prompt + response + EOS`, the trainer's text format."""
+    ids = tokenizer(prompt + response + tokenizer.eos_token, return_tensors="pt")
+    with torch.no_grad():
+        out = model(**ids)
+    return out.logits[0, 0].item(), (out.variance[0].item() if hasattr(out, "variance") else None)
+
+
+def test_scores_match_unbatched_forward(gaussian_model, gaussian_result, tokenizer):
+    data = _pairs()
+    for i in (0, 7, 20):
+        mean, variance = _direct_score(gaussian_model, tokenizer, data[i]["prompt"], data[i]["rejected"])
+        assert gaussian_result.pairs["rejected_mean"][i] == pytest.approx(mean, abs=1e-5)
+        assert gaussian_result.pairs["rejected_std"][i] ** 2 == pytest.approx(variance, rel=1e-5)
+
+
+def test_calibration_metrics_match_numpy(gaussian_result):
+    pairs = gaussian_result.pairs
+    z = (pairs["chosen_mean"] - pairs["rejected_mean"]) / np.sqrt(
+        pairs["chosen_std"] ** 2 + pairs["rejected_std"] ** 2
+    )
+    probs = _phi(z)
+    labels = np.asarray(_pairs()["soft_label"])
+    np.testing.assert_allclose(pairs["probability"], probs, rtol=1e-9)
+
+    brier = np.mean((probs - labels) ** 2)
+    ce = -np.mean(labels * np.log(probs) + (1 - labels) * np.log(1 - probs))
+    ece = 0.0
+    for k in range(10):
+        upper = probs <= (k + 1) / 10 if k == 9 else probs < (k + 1) / 10
+        in_bin = (probs >= k / 10) & upper
+        if in_bin.any():
+            ece += in_bin.mean() * abs(probs[in_bin].mean() - labels[in_bin].mean())
+    metrics = gaussian_result.metrics
+    assert metrics["brier"] == pytest.approx(brier, rel=1e-9)
+    assert metrics["soft_ce"] == pytest.approx(ce, rel=1e-9)
+    assert metrics["ece"] == pytest.approx(ece, rel=1e-9)
+    assert 0.0 < metrics["ece"] < 1.0 and metrics["num_pairs"] == 36
+
+
+def _log_class_probs(mean, std):
+    """log π_0..2 with scipy's log Φ; the middle class reflected into the lower tail where Φ keeps its digits."""
+    z = (mean[:, None] - np.asarray(THRESHOLDS)) / std[:, None]
+    upper, lower = np.where(z.sum(1) > 0, -z[:, 1], z[:, 0]), np.where(z.sum(1) > 0, -z[:, 0], z[:, 1])
+    middle = log_ndtr(upper) + np.log1p(-np.exp(log_ndtr(lower) - log_ndtr(upper)))
+    return np.stack([log_ndtr(-z[:, 0]), middle, log_ndtr(z[:, 1])], axis=1)
+
+
+def _hits(probs, labels):
+    return np.array([0.5 if y == 0.5 else float((p > 0.5) == (y > 0.5)) for p, y in zip(probs, labels, strict=True)])
+
+
+def test_sigma_decile_accuracy(gaussian_result):
+    pairs = gaussian_result.pairs
+    pair_std = np.sqrt(pairs["chosen_std"] ** 2 + pairs["rejected_std"] ** 2)
+    order = np.argsort(pair_std, kind="stable")
+    hits = _hits(pairs["probability"], pairs["soft_label"])
+    deciles = gaussian_result.sigma_deciles
+    assert len(deciles) == 10 and sum(d["count"] for d in deciles) == 36
+    start = 0
+    for k, decile in enumerate(deciles):
+        size = 36 // 10 + (1 if k < 36 % 10 else 0)
+        group = order[start : start + size]
+        start += size
+        assert decile["count"] == size
+        assert decile["accuracy"] == pytest.approx(hits[group].mean())
+        assert decile["sigma_low"] == pytest.approx(pair_std[group].min())
+    assert [d["mean_sigma"] for d in deciles] == sorted(d["mean_sigma"] for d in deciles)
+    assert gaussian_result.metrics["accuracy"] == pytest.approx(hits.mean())
+
+
+def test_anchor_accuracy_and_disagreement(gaussian_result):
+    pairs, metrics, data = gaussian_result.pairs, gaussian_result.metrics, _pairs()
+    mean = np.concatenate([pairs["chosen_mean"], pairs["rejected_mean"]])
+    std = np.concatenate([pairs["chosen_std"], pairs["rejected_std"]])
+    cdf = _phi((mean[:, None] - np.asarray(THRESHOLDS)) / std[:, None])
+    class_probs = np.stack([1 - cdf[:, 0], cdf[:, 0] - cdf[:, 1], cdf[:, 1]], axis=1)
+    counts = np.concatenate([data["chosen_anchor_counts"], data["rejected_anchor_counts"]])
+    assert metrics["anchor_accuracy"] == pytest.approx(np.mean(class_probs.argmax(1) == counts.argmax(1)))
+    assert metrics["num_anchored_responses"] == 72
+    expected_nll = -np.mean((counts * _log_class_probs(mean, std)).sum(1) / counts.sum(1))
+    assert metrics["anchor_nll"] == pytest.approx(expected_nll, rel=1e-6)
+
+    labels = np.asarray(data["soft_label"])
+    pair_std = np.sqrt(pairs["chosen_std"] ** 2 + pairs["rejected_std"] ** 2)
+    rho = spearmanr(pair_std, 1 - np.abs(2 * labels - 1)).statistic
+    assert metrics["sigma_spearman_soft_label"] == pytest.approx(rho, abs=1e-12)
+    spread = [
+        np.sqrt(np.average((np.arange(3) - np.average(np.arange(3), weights=c)) ** 2, weights=c)) for c in counts
+    ]
+    spread = np.round(spread, 9)  # exact ties between equal spreads of different vote totals
+    assert metrics["sigma_spearman_vote_spread"] == pytest.approx(spearmanr(std, spread).statistic, abs=1e-12)
+
+
+def test_vote_spread_and_reference_columns(gaussian_model, tokenizer):
+    assert vote_spread([[0, 5, 0], [3, 0, 3], [1, 1, 1]]).tolist() == pytest.approx([0.0, 1.0, math.sqrt(2 / 3)])
+    data = _pairs(12, counts=False)
+    data = data.add_column("chosen_true_std", np.linspace(0.1, 2.0, 12).tolist())
+    data = data.add_column("rejected_true_std", np.linspace(2.0, 0.1, 12).tolist())
+    result = evaluate_reward_model(
+        gaussian_model, tokenizer, data, disagreement_columns=("chosen_true_std", "rejected_true_std")
+    )
+    assert "sigma_spearman_true_std" in result.metrics and "sigma_spearman_vote_spread" not in result.metrics
+    assert "anchor_accuracy" not in result.metrics
+
+
+def test_anchor_forms_and_weights(gaussian_model, tokenizer, monkeypatch):
+    data = _pairs(10, counts=False)
+    data = data.add_column("chosen_score", [1.0, -1.0, 0.0, 2.0, None, 0.7, -0.2, 0.1, 0.9, -3.0])
+    data = data.add_column("rejected_score", [0.0] * 4 + [None] + [0.3] * 5)
+    data = data.add_column("anchor_weight", [1.0] * 4 + [0.0] + [1.0] * 5)
+    result = evaluate_reward_model(gaussian_model, tokenizer, data)
+    assert result.metrics["num_anchored_responses"] == 18
+    assert any("2 responses without anchors" in note for note in result.notes)
+    # Without thresholds the anchors cannot be classified: reported, not guessed.
+    settings = {k: v for k, v in gaussian_model.config.gaussian_reward.items() if k != "anchor_thresholds"}
+    monkeypatch.setattr(gaussian_model.config, "gaussian_reward", settings)
+    result = evaluate_reward_model(gaussian_model, tokenizer, data)
+    assert "anchor_accuracy" not in result.metrics and any("anchor thresholds" in n for n in result.notes)
+    result = evaluate_reward_model(gaussian_model, tokenizer, data, anchor_thresholds=[0.5])
+    assert result.metrics["num_anchored_responses"] == 18
+
+
+def test_bad_input_is_named(gaussian_model, tokenizer):
+    data = _pairs(6, counts=False)
+    with pytest.raises(ValueError, match="row 2 has 1.5"):
+        evaluate_reward_model(
+            gaussian_model, tokenizer, data.map(lambda r, i: {"soft_label": 1.5 if i == 2 else 0.5}, with_indices=True)
+        )
+    with pytest.raises(ValueError, match="no `rejected` column"):
+        evaluate_reward_model(gaussian_model, tokenizer, data.remove_columns("rejected"))
+    with pytest.raises(ValueError, match="not its pair"):
+        evaluate_reward_model(gaussian_model, tokenizer, data.add_column("chosen_anchor", [0] * 6))
+    with pytest.raises(ValueError, match="0..2"):
+        bad = data.add_column("chosen_anchor", [0, 1, 2, 3, 0, 0]).add_column("rejected_anchor", [0] * 6)
+        evaluate_reward_model(gaussian_model, tokenizer, bad)
+
+
+def test_bt_checkpoint_and_gaussian_checkpoint(gaussian_model, tokenizer, tmp_path):
+    torch.manual_seed(1)
+    AutoModelForSequenceClassification.from_config(tiny_gpt2_config(tokenizer)).save_pretrained(tmp_path / "bt")
+    tokenizer.save_pretrained(tmp_path / "bt")
+    bt, bt_tokenizer = load_reward_model(str(tmp_path / "bt"))
+    assert not isinstance(bt, GaussianRewardModel)
+    data = _pairs(16)
+    result = evaluate_reward_model(bt, bt_tokenizer, data)
+    assert result.reward_type == "bt" and result.sigma_deciles is None and not result.disagreement
+    gap = result.pairs["chosen_mean"] - result.pairs["rejected_mean"]
+    np.testing.assert_allclose(result.pairs["probability"], 1 / (1 + np.exp(-gap)), rtol=1e-9)
+    assert {"accuracy", "brier", "soft_ce", "ece"} <= set(result.metrics) and "anchor_accuracy" not in result.metrics
+    written = result.save(tmp_path / "bt_eval")
+    assert set(written) == {"json", "markdown", "reliability"}
+
+    gaussian_model.save_pretrained(tmp_path / "gauss")
+    tokenizer.save_pretrained(tmp_path / "gauss")
+    loaded, _ = load_reward_model(str(tmp_path / "gauss"))
+    assert isinstance(loaded, GaussianRewardModel)
+    assert evaluate_reward_model(loaded, tokenizer, data).reward_type == "gaussian"
+
+
+def test_conversational_implicit_prompt(gaussian_model, tokenizer):
+    data = Dataset.from_dict(
+        {
+            "chosen": [[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "a helpful answer"}]] * 3,
+            "rejected": [[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "rude"}]] * 3,
+        }
+    )
+    result = evaluate_reward_model(gaussian_model, tokenizer, data)
+    ids = tokenizer.apply_chat_template(data[0]["chosen"], tokenize=True, return_dict=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = gaussian_model(**ids).logits[0, 0].item()
+    assert result.pairs["chosen_mean"][0] == pytest.approx(expected, abs=1e-5)
+    assert any("no disagreement" in note for note in result.notes)
+
+
+def _assert_png(path: Path):
+    image = np.asarray(Image.open(path).convert("L"), dtype=np.float64)
+    assert image.shape[0] > 200 and image.shape[1] > 200
+    assert image.std() > 5 and len(np.unique(image)) > 20, f"{path.name} looks blank"
+
+
+def test_figures_render_with_labels(gaussian_result, tmp_path):
+    written = gaussian_result.save(tmp_path)
+    for key, name in FIGURE_FILES.items():
+        assert written[key] == tmp_path / name
+        _assert_png(written[key])
+    saved = json.loads(written["json"].read_text())
+    assert saved["metrics"]["brier"] == pytest.approx(gaussian_result.metrics["brier"])
+    assert "| brier |" in written["markdown"].read_text()
+
+    figures = [
+        plot_reliability_diagram(gaussian_result),
+        plot_sigma_vs_disagreement(gaussian_result),
+        plot_accuracy_by_sigma(gaussian_result),
+    ]
+    for figure in figures:
+        labelled = [ax for ax in figure.axes if ax.get_xlabel() and ax.get_ylabel()]
+        assert labelled, "every figure needs labelled axes"
+        assert any(ax.get_title() for ax in figure.axes) or figure.get_suptitle()
+    assert "Predicted P(chosen" in figures[0].axes[1].get_xlabel()
+    assert [ax.get_title().split(":")[0] for ax in figures[1].axes] == ["soft_label", "vote_spread"]
+    assert figures[2].axes[0].get_ylabel() == "Accuracy"
+
+
+def test_rewardbench_weighting_matches_official_formula():
+    rng = np.random.default_rng(0)
+    subsets = {
+        n: {"accuracy": float(rng.uniform()), "count": 3} for names in REWARDBENCH_SECTIONS.values() for n in names
+    }
+    prior = {"anthropic_helpful": 0.6, "anthropic_hhh": 0.7, "shp": 0.5, "summarize": 0.8, "mtbench_human": 0.1}
+    subsets.update({n: {"accuracy": a, "count": 3} for n, a in prior.items()})
+    result = rewardbench_scores(subsets)
+
+    def weighted(names):
+        return sum(subsets[n]["accuracy"] * REWARDBENCH_EXAMPLE_COUNTS[n] for n in names) / sum(
+            REWARDBENCH_EXAMPLE_COUNTS[n] for n in names
+        )
+
+    # Reasoning: math-prm (984) weighs as much as the six code subsets (6 × 164) together.
+    code = np.mean([subsets[f"hep-{lang}"]["accuracy"] for lang in ("cpp", "go", "java", "js", "python", "rust")])
+    assert result.sections["Reasoning"] == pytest.approx((subsets["math-prm"]["accuracy"] + code) / 2)
+    for section in ("Chat", "Chat Hard", "Safety"):
+        assert result.sections[section] == pytest.approx(weighted(REWARDBENCH_SECTIONS[section]))
+    prior_sets = np.mean([0.6, 0.7, 0.5, 0.8])
+    assert result.sections["Prior Sets (0.5 weight)"] == pytest.approx(prior_sets)
+    core = [result.sections[s] for s in ("Chat", "Chat Hard", "Safety", "Reasoning")]
+    assert result.score == pytest.approx((2 * sum(core) + prior_sets) / 9)
+    assert result.complete and result.unscored_subsets == ["mtbench_human"]
+    assert rewardbench_scores(subsets, include_prior_sets=False).score == pytest.approx(np.mean(core))
+
+
+def test_rewardbench_file(gaussian_model, tokenizer, tmp_path):
+    result = evaluate_rewardbench(gaussian_model, tokenizer, FIXTURES / "sample.jsonl", batch_size=4)
+    rows = [json.loads(line) for line in (FIXTURES / "sample.jsonl").read_text().splitlines()]
+    correct = {}
+    for row in rows:  # official: the chat template over a user and an assistant turn, strict `>`
+        scores = []
+        for side in ("chosen", "rejected"):
+            messages = [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row[side]}]
+            ids = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, return_tensors="pt")
+            with torch.no_grad():
+                scores.append(gaussian_model(**ids).logits[0, 0].item())
+        correct.setdefault(row["subset"], []).append(scores[0] > scores[1])
+    assert {n: s["count"] for n, s in result.subsets.items()} == {n: len(c) for n, c in correct.items()}
+    for name, hits in correct.items():
+        assert result.subsets[name]["accuracy"] == pytest.approx(np.mean(hits))
+    assert set(result.sections) == {"Chat", "Chat Hard", "Safety", "Reasoning", "Prior Sets (0.5 weight)"}
+    assert not result.complete and "mt-bench-med" in result.missing_subsets["Chat"]
+    assert result.unscored_subsets == ["mtbench_human"]
+    written = result.save(tmp_path)
+    assert json.loads(written["json"].read_text())["score"] == pytest.approx(result.score)
+    assert "Not comparable to the leaderboard" in written["markdown"].read_text()
+    with pytest.raises(ValueError, match="missing \\['subset'\\]"):
+        evaluate_rewardbench(gaussian_model, tokenizer, Dataset.from_list(rows).remove_columns("subset"))

@@ -1,0 +1,183 @@
+import numpy as np
+import pytest
+import torch
+from scipy.stats import norm
+
+from trl_anchor.models.modeling_gaussian import GaussianRewardModel
+from trl_anchor.rewards.transforms import (
+    NORMALIZATION_KEY,
+    RewardTransform,
+    record_reward_statistics,
+    reward_statistics,
+)
+
+MEAN = torch.tensor([-2.0, 0.0, 0.5, 3.0], dtype=torch.float64)
+STD = torch.tensor([0.1, 1.0, 2.0, 0.7], dtype=torch.float64)
+
+
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ("mean", lambda m, s: m),
+        ("quantile:0.1", lambda m, s: m + norm.ppf(0.1) * s),
+        ("quantile:0.975", lambda m, s: m + norm.ppf(0.975) * s),
+        ("lcb:1.5", lambda m, s: m - 1.5 * s),
+        ("variance_penalty:0.5", lambda m, s: m - 0.5 * s**2),
+    ],
+)
+def test_transforms_match_closed_forms(spec, expected):
+    reward = RewardTransform.parse(spec)(MEAN, STD)
+    np.testing.assert_allclose(reward.numpy(), expected(MEAN.numpy(), STD.numpy()), rtol=1e-12, atol=1e-12)
+
+
+def test_quantiles_are_ordered_around_the_mean():
+    mean, std = torch.randn(64), torch.rand(64) + 0.05
+    q10, q50, q90 = (RewardTransform(kind="quantile", q=q)(mean, std) for q in (0.1, 0.5, 0.9))
+    assert torch.all(q10 < q50) and torch.all(q50 < q90)
+    assert torch.equal(q50, mean)
+    # Without uncertainty every quantile is the mean.
+    assert torch.equal(RewardTransform(kind="quantile", q=0.1)(mean, torch.zeros(64)), mean)
+
+
+def test_numpy_inputs_give_numpy_outputs_equal_to_torch():
+    transform = RewardTransform.parse("lcb:1.0,clip:2.5")
+    out = transform(MEAN.numpy(), STD.numpy())
+    assert isinstance(out, np.ndarray)
+    np.testing.assert_array_equal(out, transform(MEAN, STD).numpy())
+
+
+def test_low_precision_inputs_are_computed_in_float32():
+    reward = RewardTransform.parse("quantile:0.1")(MEAN.bfloat16(), STD.bfloat16())
+    assert reward.dtype == torch.float32
+    expected = MEAN.bfloat16().float() + norm.ppf(0.1) * STD.bfloat16().float()
+    torch.testing.assert_close(reward, expected.float())
+
+
+def test_clip_bounds_final_reward():
+    reward = RewardTransform.parse("mean,clip:-1:2")(MEAN, STD)
+    assert reward.tolist() == [-1.0, 0.0, 0.5, 2.0]
+    symmetric = RewardTransform(kind="mean", clip=1.0)(MEAN, STD)
+    assert symmetric.tolist() == [-1.0, 0.0, 0.5, 1.0]
+
+
+def test_random_quantile_is_reproducible_by_seed_and_within_bounds():
+    spec = "random_quantile:0.05:0.5,seed:123"
+    first, second = RewardTransform.parse(spec), RewardTransform.parse(spec)
+    mean, std = torch.zeros(1000), torch.ones(1000)
+    draws = first(mean, std)
+    assert torch.equal(draws, second(mean, std))
+    # A later call continues the stream rather than repeating it.
+    assert not torch.equal(draws, first(mean, std))
+    assert not torch.equal(draws, RewardTransform.parse("random_quantile:0.05:0.5,seed:124")(mean, std))
+    assert draws.min() >= norm.ppf(0.05) - 1e-6 and draws.max() <= norm.ppf(0.5) + 1e-6
+    # Levels are spread over the whole interval, not stuck at one value.
+    levels = RewardTransform.parse(spec).quantile_levels(1000)
+    assert levels.min() >= 0.05 and levels.max() <= 0.5 and levels.std() > 0.1
+
+
+def test_random_quantile_uses_one_level_per_sequence_and_explicit_levels():
+    transform = RewardTransform.parse("random_quantile:0.1:0.9,seed:0")
+    per_position = transform(torch.zeros(3, 5), torch.ones(3, 5))
+    assert torch.all(per_position == per_position[:, :1])
+    assert per_position[:, 0].unique().numel() == 3
+    levels = torch.tensor([0.2, 0.5, 0.8], dtype=torch.float64)
+    explicit = transform(torch.ones(3), torch.full((3,), 2.0), quantile_levels=levels)
+    np.testing.assert_allclose(explicit.numpy(), 1.0 + 2.0 * norm.ppf(levels.numpy()), rtol=1e-6)
+    with pytest.raises(ValueError, match="2 quantile levels for 3 samples"):
+        transform(torch.ones(3), torch.ones(3), quantile_levels=levels[:2])
+    with pytest.raises(ValueError, match="only apply to 'random_quantile'"):
+        RewardTransform.parse("quantile:0.3")(torch.ones(3), torch.ones(3), quantile_levels=levels)
+
+
+def test_process_offset_gives_independent_streams():
+    transform = RewardTransform.parse("random_quantile:0.1:0.9,seed:7")
+    assert transform.for_process(0) is transform
+    rank1 = transform.for_process(1)
+    assert rank1.seed != transform.seed
+    rank0_levels = RewardTransform.parse("random_quantile:0.1:0.9,seed:7").quantile_levels(8)
+    assert not torch.equal(rank1.quantile_levels(8), rank0_levels)
+    assert RewardTransform.parse("quantile:0.2").for_process(3).seed is None
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["mean", "quantile:0.1", "random_quantile:0.05:0.5,seed:3", "lcb:1.0,normalize,clip:-2.0:4.0",
+     "variance_penalty:0.25,clip:3"],
+)
+def test_spec_string_round_trip(spec):
+    transform = RewardTransform.parse(spec)
+    assert RewardTransform.parse(str(transform)) == transform
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("quantile:0", "strictly between 0 and 1"),
+        ("quantile:1.0", "strictly between 0 and 1"),
+        ("quantile:nan", "must be finite"),
+        ("quantile", r"takes 1 parameter\(s\) \(q\), got 0"),
+        ("mean:0.3", "takes 0 parameter"),
+        ("median", "unknown kind 'median'"),
+        ("random_quantile:0.6:0.2", "0 < q_low < q_high < 1"),
+        ("random_quantile:0.2", "takes 2 parameter"),
+        ("lcb:-1", "must be ≥ 0"),
+        ("variance_penalty:-0.1", "must be ≥ 0"),
+        ("quantile:abc", "`q` must be a number, got 'abc'"),
+        ("quantile:0.1,seed:1", "`seed` only applies to kind 'random_quantile'"),
+        ("random_quantile:0.1:0.2,seed:1.5", "`seed` must be a number"),
+        ("mean,clip:0", "symmetric `clip` must be positive"),
+        ("mean,clip:3:1", "low < high"),
+        ("mean,normalise", "unknown option 'normalise'"),
+        ("", "non-empty string"),
+    ],
+)
+def test_invalid_specs_raise_clear_errors(spec, message):
+    with pytest.raises(ValueError, match=message):
+        RewardTransform.parse(spec)
+
+
+def test_invalid_constructor_arguments():
+    with pytest.raises(ValueError, match="needs `q`"):
+        RewardTransform(kind="quantile")
+    with pytest.raises(ValueError, match="`kappa` does not apply"):
+        RewardTransform(kind="quantile", q=0.2, kappa=1.0)
+    with pytest.raises(ValueError, match="needs the standard deviation"):
+        RewardTransform(kind="lcb", kappa=1.0)(MEAN)
+    assert torch.equal(RewardTransform()(MEAN), MEAN)
+
+
+def test_reward_statistics_rejects_degenerate_scores():
+    assert reward_statistics(np.array([1.0, 3.0])) == {"mean": 2.0, "std": 1.0, "num_samples": 2}
+    with pytest.raises(ValueError, match="positive finite std"):
+        reward_statistics([1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match=r"1 reward scores are not finite \(rows \[1\]\)"):
+        reward_statistics([1.0, float("nan"), 2.0])
+    with pytest.raises(ValueError, match="at least 2"):
+        reward_statistics([1.0])
+
+
+def test_normalisation_round_trips_through_saved_config(tiny_config, tmp_path):
+    model = GaussianRewardModel.from_config(tiny_config)
+    scores = torch.tensor([0.5, 1.5, 2.5, 4.0])
+    stats = record_reward_statistics(model, scores)
+    assert stats["mean"] == pytest.approx(2.125) and stats["std"] == pytest.approx(scores.std(unbiased=False).item())
+    model.save_pretrained(tmp_path)
+    reloaded = GaussianRewardModel.from_pretrained(tmp_path)
+    assert reloaded.config.gaussian_reward[NORMALIZATION_KEY] == stats
+
+    transform = RewardTransform.parse("lcb:1.0,normalize").bind(reloaded)
+    expected = (MEAN - stats["mean"]) / stats["std"] - STD / stats["std"]
+    torch.testing.assert_close(transform(MEAN, STD), expected)
+    # Without `normalize` the statistics are ignored.
+    assert RewardTransform.parse("lcb:1.0").bind(reloaded).normalization is None
+
+
+def test_normalisation_needs_recorded_statistics(tiny_config):
+    model = GaussianRewardModel.from_config(tiny_config)
+    with pytest.raises(ValueError, match="no 'reward_normalization' record"):
+        RewardTransform.parse("mean,normalize").bind(model)
+    with pytest.raises(ValueError, match="holds no statistics"):
+        RewardTransform.parse("mean,normalize")(MEAN, STD)
+    tiny_config.gaussian_reward = None
+    with pytest.raises(ValueError, match="GaussianRewardModel"):
+        record_reward_statistics(type("Plain", (), {"config": tiny_config})(), [0.0, 1.0])

@@ -1,0 +1,297 @@
+"""The real-vote caption study: its metrics against independent computations, its evaluation pools on a hand-made
+contest, and a reduced end-to-end run on three real contests with a tiny BERT (report, resume, determinism)."""
+
+import json
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+from datasets import Dataset
+from scipy import stats
+
+from trl_anchor.data._common import FilterReport, split_by_group
+from trl_anchor.data.caption_contest import ContestTable
+from trl_anchor.rewards.scoring import RewardScores
+from trl_anchor.studies.caption_study import (
+    ARMS,
+    GAUSSIAN_ONLY,
+    METRICS,
+    CaptionStudyConfig,
+    build_pool,
+    contest_metrics,
+    discrimination_auc,
+    kendall_tau_b,
+    partial_spearman,
+    regenerating_command,
+    run_caption_study,
+    split_contests,
+)
+
+
+# ---------------------------------------------------------------------------------------------------- Kendall τ-b
+@pytest.mark.parametrize("n, levels, block", [(2, 2, 512), (40, 4, 7), (300, 6, 64), (257, 1000, 512)])
+def test_kendall_tau_b_matches_scipy_with_ties(n, levels, block):
+    rng = np.random.default_rng(n)
+    x = rng.integers(0, levels, n).astype(float)  # few levels: many ties
+    y = x + rng.integers(0, levels, n)
+    if np.unique(x).size < 2:
+        x[0], x[1] = 0.0, 1.0
+    expected = stats.kendalltau(x, y, variant="b").statistic
+    assert kendall_tau_b(x, y, block=block) == pytest.approx(expected, abs=1e-12)
+
+
+def test_kendall_tau_b_edge_cases():
+    assert kendall_tau_b([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert np.isnan(kendall_tau_b([1, 1, 1], [1, 2, 3]))
+    with pytest.raises(ValueError, match="got 3 and 2"):
+        kendall_tau_b([1, 2, 3], [1, 2])
+    with pytest.raises(ValueError, match="finite"):
+        kendall_tau_b([1, np.nan, 3], [1, 2, 3])
+
+
+# ------------------------------------------------------------------------------------------- partial Spearman
+def _residual_correlation(x, y, z, degree):
+    """Direct computation: scipy ranks, a polynomial design in the standardised rank of z, numpy least squares."""
+    rz = stats.rankdata(z)
+    rz = (rz - rz.mean()) / rz.std()
+    design = np.vander(rz, degree + 1, increasing=True)
+
+    def residual(v):
+        r = stats.rankdata(v)
+        return r - design @ np.linalg.lstsq(design, r, rcond=None)[0]
+
+    return np.corrcoef(residual(x), residual(y))[0, 1]
+
+
+@pytest.mark.parametrize("degree", [1, 3])
+def test_partial_spearman_matches_direct_regression(degree):
+    rng = np.random.default_rng(degree)
+    z = rng.normal(size=500)
+    x = z + rng.normal(size=500)
+    y = np.round(z**2 + 0.5 * x + rng.normal(size=500), 1)  # ties and a non-monotone link
+    assert partial_spearman(x, y, z, degree) == pytest.approx(_residual_correlation(x, y, z, degree), abs=1e-10)
+
+
+def test_partial_spearman_degree_one_is_the_classic_formula():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=400)
+    x, y = z + rng.normal(size=400), z + rng.normal(size=400)
+    r = stats.spearmanr(np.column_stack([x, y, z])).statistic
+    classic = (r[0, 1] - r[0, 2] * r[1, 2]) / np.sqrt((1 - r[0, 2] ** 2) * (1 - r[1, 2] ** 2))
+    assert partial_spearman(x, y, z) == pytest.approx(classic, abs=1e-10)
+
+
+def test_partial_spearman_separates_shared_confounding_from_extra_signal():
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=3000)
+    shared = rng.normal(size=3000)
+    confounded = (z + 0.3 * rng.normal(size=3000), z + 0.3 * rng.normal(size=3000))
+    linked = (z + shared + 0.3 * rng.normal(size=3000), z + shared + 0.3 * rng.normal(size=3000))
+    assert stats.spearmanr(*confounded).statistic > 0.8
+    assert abs(partial_spearman(*confounded, z)) < 0.06  # only the control links them
+    assert partial_spearman(*linked, z) > 0.7
+
+
+# --------------------------------------------------------------------------------------------- discrimination
+def test_discrimination_auc_hand_made():
+    # pairs (3,1) (3,2) (2,1) win, (2,2) ties: 3.5 of 4
+    assert discrimination_auc([3.0, 2.0], [1.0, 2.0]) == 0.875
+    assert discrimination_auc([0.0], [1.0, 2.0]) == 0.0
+    assert discrimination_auc([1.0, 1.0], [1.0]) == 0.5
+    with pytest.raises(ValueError, match="at least one"):
+        discrimination_auc([], [1.0])
+
+
+# ------------------------------------------------------------------------------------------- evaluation pool
+def _hand_made_table() -> ContestTable:
+    """40 captions: means fall with the index; captions 5, 15, 25 have only 3 votes."""
+    rng = np.random.default_rng(0)
+    counts = []
+    for k in range(40):
+        votes = 3 if k in (5, 15, 25) else 60
+        funny = np.clip(0.9 - k / 45, 0.02, None)
+        p = np.array([1 - funny, funny * 0.6, funny * 0.4])
+        counts.append(rng.multinomial(votes, p / p.sum()))
+    counts = np.array(counts)
+    order = np.argsort(-(counts @ [1, 2, 3]) / counts.sum(1), kind="stable")  # captions listed best first
+    return ContestTable(700, [f"caption {k}" for k in range(40)], counts[order], FilterReport("hand-made"))
+
+
+def _pool_config(**kwargs):
+    defaults = {
+        "min_eval_votes": 10,
+        "num_top": 3,
+        "far_rank": 10,
+        "num_far": 2,
+        "eval_pairs_per_contest": 50,
+        "seed": 3,
+    }
+    return CaptionStudyConfig(**{**defaults, **kwargs})
+
+
+def test_build_pool_ranks_among_well_voted_captions():
+    table = _hand_made_table()
+    config = _pool_config()
+    pool = build_pool(table, "A cartoon.", config, sample_size=12, extremes=True)
+    mean, _ = table.stats
+    eligible = np.flatnonzero(table.votes >= 10)
+    ranked = eligible[np.argsort(-mean[eligible], kind="stable")]
+    expected_top = [table.captions[k] for k in ranked[:3]]
+    expected_far = [table.captions[k] for k in ranked[9:11]]  # ranks 10 and 11 (996–1005 for 10 around 1000)
+    assert [pool.captions[k] for k in pool.top] == expected_top
+    assert [pool.captions[k] for k in pool.far] == expected_far
+    assert len(pool.sample) == 12 and len(set(pool.captions)) == len(pool.captions)
+    assert (pool.counts.sum(1) >= 10).all()
+    assert pool.report.dropped["too_few_votes_for_evaluation"] == 3
+    assert pool.prompt.startswith("A cartoon.")
+    for chosen, rejected in (pool.random_pairs, pool.clear_pairs):
+        assert len(chosen) > 0
+        assert (pool.mean[chosen] >= pool.mean[rejected]).all()
+        assert set(chosen) | set(rejected) <= set(pool.sample)  # pairs only among the random sample
+    chosen, rejected = pool.clear_pairs
+    gap = pool.mean[chosen] - pool.mean[rejected]
+    assert (gap > config.separation * np.hypot(pool.se[chosen], pool.se[rejected])).all()
+    again = build_pool(table, "A cartoon.", config, sample_size=12, extremes=True)
+    assert again.captions == pool.captions and np.array_equal(again.random_pairs[0], pool.random_pairs[0])
+
+
+def test_build_pool_without_a_rank_1000_set_counts_it():
+    pool = build_pool(_hand_made_table(), "A cartoon.", _pool_config(far_rank=100), sample_size=5, extremes=True)
+    assert len(pool.top) == 0 and len(pool.far) == 0
+    assert pool.report.adjusted["no_rank_1000_set"] == 1
+
+
+def test_contest_metrics_of_a_perfect_model():
+    pool = build_pool(_hand_made_table(), "A cartoon.", _pool_config(), sample_size=20, extremes=True)
+    spread = pool.spread
+    perfect = RewardScores(mean=pool.mean * 10.0, variance=(spread + 0.01) ** 2)
+    metrics = contest_metrics(pool, perfect, [-1.0, 1.0])
+    assert metrics["kendall_tau"] == pytest.approx(1.0)
+    assert metrics["top_vs_far_auc"] == 1.0
+    assert metrics["accuracy_clear"] == 1.0
+    assert metrics["sigma_spearman_spread"] == pytest.approx(1.0)
+    assert metrics["sigma_partial_spread"] == pytest.approx(1.0)
+    reversed_bt = contest_metrics(pool, RewardScores(mean=-pool.mean, variance=None), [-1.0, 1.0])
+    assert reversed_bt["kendall_tau"] == pytest.approx(-1.0) and reversed_bt["top_vs_far_auc"] == 0.0
+    assert not set(GAUSSIAN_ONLY) & set(reversed_bt)
+
+
+def test_split_contests_is_the_loader_split():
+    contests = [510, 512, 513, 514, 516, 517, 518, 520, 521, 522]
+    splits = split_contests(contests, test_size=0.2, validation_size=0.2, seed=4)
+    rows = Dataset.from_dict({"contest": [c for c in contests for _ in range(3)]})
+    reference = split_by_group(rows, "contest", test_size=0.2, validation_size=0.2, seed=4)
+    for name in ("train", "validation", "test"):
+        assert splits[name] == sorted(set(reference[name]["contest"]))
+    assert sorted(splits["train"] + splits["validation"] + splits["test"]) == contests
+
+
+def test_config_rejects_bad_settings():
+    with pytest.raises(ValueError, match="τ_1 < τ_2"):
+        CaptionStudyConfig(anchor_thresholds=[-1.0, 0.0, 1.0])
+    with pytest.raises(ValueError, match="anchor_fractions"):
+        CaptionStudyConfig(anchor_fractions=[0.5, 1.0])
+    with pytest.raises(ValueError, match="overlap the top"):
+        CaptionStudyConfig(num_top=10, far_rank=12, num_far=6)
+
+
+def test_command_line_round_trip():
+    from trl_anchor.scripts.caption_study import make_parser
+
+    config = CaptionStudyConfig(contests=[514, 518], anchor_lambdas=[0.5, 2.0], max_steps=4, report_dir="r")
+    command = regenerating_command(config)
+    assert command.startswith("trl-anchor caption-study ")
+    (parsed,) = make_parser().parse_args_and_config(args=command.split()[2:])
+    assert asdict(parsed) == asdict(config)
+
+
+# ------------------------------------------------------------------------------------------------- end to end
+@pytest.fixture(scope="module")
+def tiny_bert_dir(tmp_path_factory, minilm_dir):
+    """A 1-layer BERT with the MiniLM tokenizer: the study's pipeline at a fraction of MiniLM's cost."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, set_seed
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_dir)
+    set_seed(0)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        num_labels=1,
+    )
+    path = tmp_path_factory.mktemp("tiny_bert")
+    BertForSequenceClassification(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def _reduced(tmp_path, tiny_bert_dir, caption_data_dir, name, **kwargs):
+    return CaptionStudyConfig(
+        data_dir=str(caption_data_dir),
+        report_dir=str(tmp_path / name / "report"),
+        output_dir=str(tmp_path / name / "work"),
+        model_name_or_path=str(tiny_bert_dir),
+        contests=[514, 518, 520],
+        test_size=0.34,
+        validation_size=0.34,
+        train_pairs_per_contest=16,
+        max_steps=2,
+        per_device_train_batch_size=8,
+        anchor_lambdas=[0.1, 1.0],
+        anchor_fractions=[0.5],
+        eval_captions_per_contest=25,
+        validation_captions_per_contest=15,
+        eval_pairs_per_contest=40,
+        **kwargs,
+    )
+
+
+def test_reduced_study_end_to_end(tmp_path, tiny_bert_dir, caption_data_dir):
+    config = _reduced(tmp_path, tiny_bert_dir, caption_data_dir, "first")
+    results = run_caption_study(config, show_progress=False)
+
+    splits = results["splits"]
+    assert sorted(splits["train"] + splits["validation"] + splits["test"]) == [514, 518, 520]
+    chosen = results["selection"]["anchor_lambda"]
+    assert chosen in (0.1, 1.0)
+    assert set(results["runs"]) == {
+        "bt",
+        "gaussian",
+        "anchors_lambda0.1",
+        "anchors_lambda1",
+        f"anchors_lambda{chosen:g}_fraction0.5",
+    }
+    for run in results["runs"].values():
+        assert run["training"]["steps"] == 2
+    for arm in ARMS:
+        summary = results["summary"][arm]
+        for metric in METRICS:
+            if arm == "bt" and metric in GAUSSIAN_ONLY:
+                assert metric not in summary
+            else:
+                assert summary[metric]["n"] == 1 and np.isfinite(summary[metric]["mean"]), (arm, metric)
+    assert 0.0 <= results["summary"]["bt"]["top_vs_far_auc"]["mean"] <= 1.0
+
+    report = tmp_path / "first" / "report"
+    readme = (report / "README.md").read_text()
+    assert results["command"] in readme
+    for contest in (514, 518, 520):
+        assert str(contest) in readme
+    for png in ("arms.png", "ablations.png", "sigma_vs_spread.png", "mu.png"):
+        size = (report / png).stat().st_size
+        assert 5_000 < size < 300_000, (png, size)
+    assert json.loads((report / "results.json").read_text())["summary"] == results["summary"]
+
+    # Resuming reuses every run's cached scores and reproduces the numbers.
+    resumed = run_caption_study(config, show_progress=False)
+    assert all(run["training"].get("from_cache") for run in resumed["runs"].values())
+    assert resumed["summary"] == results["summary"]
+
+    # Retraining from scratch elsewhere reproduces them too (deterministic CPU training at a fixed thread count).
+    fresh = run_caption_study(_reduced(tmp_path, tiny_bert_dir, caption_data_dir, "second"), show_progress=False)
+    assert not any(run["training"].get("from_cache") for run in fresh["runs"].values())
+    assert fresh["summary"] == results["summary"]
+    assert fresh["runs"]["anchors_lambda1"]["validation"] == results["runs"]["anchors_lambda1"]["validation"]

@@ -1,0 +1,345 @@
+"""AnchorGaussianRewardTrainer: training, metrics, anchors in every form, LoRA, and bad-input errors.
+
+Runs unchanged on TRL 1.12.0 and on the newest TRL (`.ci/run` runs it in both environments)."""
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+from transformers import GPT2ForSequenceClassification
+from trl import RewardConfig
+
+from trl_anchor import (
+    AnchorGaussianRewardConfig,
+    AnchorGaussianRewardTrainer,
+    AnchorIdentifiabilityWarning,
+    GaussianRewardModel,
+    pairwise_metrics,
+)
+from trl_anchor.losses import gaussian_preference_log_probs, ordinal_anchor_nll, soft_probit_loss
+from trl_anchor.rewards.scoring import score_responses
+
+N = 16
+
+
+def _dataset(anchors: str | None = None, n: int = N, seed: int = 0, **extra) -> Dataset:
+    rng = np.random.default_rng(seed)
+    words = ["the quick brown fox", "a helpful answer", "this response is rude", "the cartoon shows a cat"]
+    rows = {
+        "prompt": [f"user {i % 3} asks " for i in range(n)],
+        "chosen": [words[i % 2] + f" {i}" for i in range(n)],
+        "rejected": [words[2 + i % 2] + f" {i}" for i in range(n)],
+        "soft_label": rng.uniform(0.5, 1.0, n).round(3).tolist(),
+    }
+    if anchors == "score":
+        rows["chosen_score"] = rng.normal(1.0, 1.0, n).tolist()
+        rows["rejected_score"] = rng.normal(-1.0, 1.0, n).tolist()
+    elif anchors == "class":
+        rows["chosen_anchor"] = rng.integers(1, 3, n).tolist()
+        rows["rejected_anchor"] = rng.integers(0, 2, n).tolist()
+    elif anchors == "counts":
+        rows["chosen_anchor_counts"] = rng.integers(0, 20, (n, 3)).clip(1).tolist()
+        rows["rejected_anchor_counts"] = rng.integers(0, 20, (n, 3)).clip(1).tolist()
+    rows.update(extra)
+    return Dataset.from_dict(rows)
+
+
+def _args(tmp_path, **kwargs) -> AnchorGaussianRewardConfig:
+    defaults = dict(
+        output_dir=str(tmp_path),
+        max_steps=4,
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=8,
+        learning_rate=1e-3,
+        logging_steps=2,
+        report_to="none",
+        bf16=False,
+        gradient_checkpointing=False,
+        use_cpu=True,
+        save_strategy="no",
+        seed=0,
+    )
+    defaults.update(kwargs)
+    return AnchorGaussianRewardConfig(**defaults)
+
+
+def _trainer(tmp_path, tokenizer, config, dataset, model=None, **kwargs):
+    torch.manual_seed(0)
+    reward_type = kwargs.pop("reward_type", "gaussian")
+    if model is None:
+        model = (
+            GaussianRewardModel.from_config(config)
+            if reward_type == "gaussian"
+            else GPT2ForSequenceClassification(config)
+        )
+    eval_dataset = kwargs.pop("eval_dataset", None)
+    peft_config = kwargs.pop("peft_config", None)
+    return AnchorGaussianRewardTrainer(
+        model=model,
+        args=_args(tmp_path, reward_type=reward_type, **kwargs),
+        train_dataset=dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+
+
+# ------------------------------------------------------------------------------------------------------ training
+def test_gaussian_training_logs_metrics_and_learns(tmp_path, tokenizer, tiny_config):
+    trainer = _trainer(tmp_path, tokenizer, tiny_config, _dataset("score"), anchor_thresholds="auto", max_steps=12)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+    for key in ("accuracy", "margin", "mean_reward", "mean_std", "pair_loss", "anchor_loss", "anchor_accuracy"):
+        assert key in logs[-1], key
+    assert logs[-1]["loss"] < logs[0]["loss"]
+    changed = {n for n, p in trainer.model.named_parameters() if not torch.equal(p, before[n])}
+    assert {"score.weight", "variance_head.weight", "variance_head.bias"} <= changed
+
+
+def test_auto_thresholds_are_train_score_percentiles_and_recorded(tmp_path, tokenizer, tiny_config):
+    data = _dataset("score")
+    trainer = _trainer(tmp_path, tokenizer, tiny_config, data, anchor_thresholds="auto", anchor_percentiles=[20, 80])
+    scores = np.concatenate([data["chosen_score"], data["rejected_score"]])
+    np.testing.assert_allclose(trainer.anchor_thresholds, np.percentile(scores, [20, 80]))
+    settings = trainer.model.config.gaussian_reward
+    assert settings["anchor_thresholds"] == trainer.anchor_thresholds
+    assert settings["anchor_lambda"] == 0.1 and settings["anchor_percentiles"] == [20.0, 80.0]
+    # the classes fed to the loss are the number of thresholds each score exceeds
+    first = trainer.train_dataset[0]
+    expected = int(np.searchsorted(trainer.anchor_thresholds, data[0]["chosen_score"]))
+    assert first["chosen_anchor_targets"] == [float(k == expected) for k in range(3)]
+
+
+def test_compute_loss_matches_the_loss_module(tmp_path, tokenizer, tiny_config):
+    trainer = _trainer(tmp_path, tokenizer, tiny_config, _dataset("counts"), anchor_thresholds=[-0.5, 0.5],
+                       anchor_lambda=0.3)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    model = trainer.model.eval()
+    with torch.no_grad():
+        loss = trainer.compute_loss(model, dict(batch))
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    mc, mr = out.mean.chunk(2)
+    vc, vr = out.variance.chunk(2)
+    pair = soft_probit_loss(mc, vc, mr, vr, batch["soft_label"]).mean()
+    tau = torch.tensor([-0.5, 0.5])
+    anchor = (
+        ordinal_anchor_nll(mc, vc.sqrt(), tau, batch["chosen_anchor_targets"])
+        + ordinal_anchor_nll(mr, vr.sqrt(), tau, batch["rejected_anchor_targets"])
+    ).mean()
+    assert loss.item() == pytest.approx((pair + 0.3 * anchor).item(), rel=1e-5)
+
+
+def test_bt_arm_uses_soft_labels(tmp_path, tokenizer, tiny_config):
+    trainer = _trainer(tmp_path, tokenizer, tiny_config, _dataset(), reward_type="bt")
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    with torch.no_grad():
+        loss = trainer.compute_loss(trainer.model.eval(), dict(batch))
+        rc, rr = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.squeeze(-1).chunk(2)
+    p = batch["soft_label"]
+    expected = -(p * torch.nn.functional.logsigmoid(rc - rr) + (1 - p) * torch.nn.functional.logsigmoid(rr - rc)).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    trainer.train()
+
+
+def test_eval_calibration_metrics_match_direct_scoring(tmp_path, tokenizer, tiny_config):
+    data = _dataset("class")
+    trainer = _trainer(tmp_path, tokenizer, tiny_config, data, eval_dataset=data, anchor_thresholds=[-0.5, 0.5])
+    trainer.train()
+    metrics = trainer.evaluate()
+    scored = [score_responses(trainer.model, tokenizer, data[side], data["prompt"]) for side in ("chosen", "rejected")]
+    log_p, _ = gaussian_preference_log_probs(*(torch.tensor(v) for s in scored for v in (s.mean, s.variance)))
+    expected = pairwise_metrics(log_p.exp().numpy(), np.asarray(data["soft_label"]))
+    for key in ("brier", "soft_ce", "ece"):
+        assert metrics[f"eval_{key}"] == pytest.approx(expected[key], rel=1e-4, abs=1e-6), key
+    assert metrics["eval_accuracy"] == pytest.approx(expected["accuracy"])
+    assert "eval_anchor_accuracy" in metrics
+
+
+def test_class_and_count_anchors_default_thresholds(tmp_path, tokenizer, tiny_config):
+    trainer = _trainer(tmp_path, tokenizer, tiny_config, _dataset("class"))
+    assert trainer.anchor_thresholds == [-1.0, 1.0]
+    trainer = _trainer(tmp_path, tokenizer, tiny_config, _dataset("counts"))
+    assert trainer.anchor_thresholds == [-1.0, 1.0]
+    trainer.train()
+
+
+def test_anchor_fraction_is_a_seeded_subset(tmp_path, tokenizer, tiny_config):
+    data = _dataset("score", n=40)
+    weights = [
+        _trainer(tmp_path, tokenizer, tiny_config, data, anchor_fraction=0.25).train_dataset["anchor_weight"]
+        for _ in range(2)
+    ]
+    assert sum(weights[0]) == 10 and weights[0] == weights[1]
+    unanchored = [row for row, w in zip(weights[0], weights[0]) if w == 0]
+    assert len(unanchored) == 30
+
+
+def test_partial_anchors_with_weight(tmp_path, tokenizer, tiny_config):
+    data = _dataset(n=8, chosen_anchor=[2, None, 1, None, 2, 1, None, 0],
+                    rejected_anchor=[0, None, 1, None, 0, 0, None, 0],
+                    anchor_weight=[1.0, 0.0, 1.0, 0.0, 0.5, 1.0, 0.0, 1.0])
+    trainer = _trainer(tmp_path, tokenizer, tiny_config, data, anchor_thresholds=[0.0, 1.0])
+    targets = trainer.train_dataset["chosen_anchor_targets"]
+    assert targets[1] == [0.0, 0.0, 0.0] and targets[0] == [0.0, 0.0, 1.0]
+    trainer.train()
+
+
+def test_conversational_and_implicit_prompt(tmp_path, tokenizer, tiny_config):
+    conversational = Dataset.from_dict({
+        "prompt": [[{"role": "user", "content": "what is two plus two"}]] * 4,
+        "chosen": [[{"role": "assistant", "content": "it is four"}]] * 4,
+        "rejected": [[{"role": "assistant", "content": "it is five"}]] * 4,
+        "soft_label": [0.9, 0.8, 0.7, 0.6],
+    })
+    _trainer(tmp_path, tokenizer, tiny_config, conversational, max_steps=1).train()
+    implicit = Dataset.from_dict({"chosen": ["the quick fox"] * 4, "rejected": ["the lazy dog"] * 4})
+    trainer = _trainer(tmp_path, tokenizer, tiny_config, implicit, max_steps=1)
+    assert trainer.train_dataset["soft_label"] == [1.0] * 4  # default label
+    trainer.train()
+
+
+def test_model_id_string_and_save_roundtrip(tmp_path, tokenizer, tiny_config):
+    GPT2ForSequenceClassification(tiny_config).save_pretrained(tmp_path / "base")
+    tokenizer.save_pretrained(tmp_path / "base")
+    trainer = AnchorGaussianRewardTrainer(
+        model=str(tmp_path / "base"),
+        args=_args(tmp_path / "out", anchor_thresholds=[-1.0, 1.0], variance_floor=1e-3),
+        train_dataset=_dataset("class"),
+    )
+    assert isinstance(trainer.model, GaussianRewardModel)
+    trainer.train()
+    trainer.save_model(tmp_path / "saved")
+    reloaded = GaussianRewardModel.from_pretrained(tmp_path / "saved")
+    assert reloaded.config.gaussian_reward["variance_floor"] == 1e-3
+    assert reloaded.config.gaussian_reward["anchor_thresholds"] == [-1.0, 1.0]
+    torch.testing.assert_close(reloaded.variance_head.weight, trainer.model.variance_head.weight)
+
+
+def test_plain_reward_config_is_upgraded(tmp_path, tokenizer, tiny_config):
+    args = RewardConfig(str(tmp_path), max_steps=1, report_to="none", bf16=False, use_cpu=True,
+                        gradient_checkpointing=False, per_device_train_batch_size=4, max_length=77)
+    model = GaussianRewardModel.from_config(tiny_config)
+    trainer = AnchorGaussianRewardTrainer(model=model, args=args, train_dataset=_dataset(), processing_class=tokenizer)
+    assert isinstance(trainer.args, AnchorGaussianRewardConfig) and trainer.args.max_length == 77
+    trainer.train()
+
+
+def test_max_length_filtering_is_reported(tmp_path, tokenizer, tiny_config, caplog):
+    data = _dataset(chosen=["word " * 200] + ["short"] * (N - 1))
+    with caplog.at_level("WARNING"):
+        trainer = _trainer(tmp_path, tokenizer, tiny_config, data, max_length=32)
+    assert len(trainer.train_dataset) == N - 1
+    assert "1 of 16 train pairs exceed max_length=32" in caplog.text
+
+
+def test_lora_trains_and_saves_both_heads(tmp_path, tokenizer, tiny_config):
+    from peft import LoraConfig
+    from safetensors.torch import load_file
+
+    peft_config = LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn"], task_type="SEQ_CLS")
+    trainer = _trainer(tmp_path, tokenizer, tiny_config, _dataset("class"), peft_config=peft_config,
+                       anchor_thresholds=[-1.0, 1.0], max_steps=3)
+    trainer.train()
+    trainer.save_model(tmp_path / "adapter")
+    saved = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
+    assert any("variance_head" in key for key in saved) and any("score" in key for key in saved)
+    base = GaussianRewardModel.from_config(tiny_config)
+    trained = trainer.model.get_base_model().variance_head
+    assert not torch.equal(trained.weight, base.variance_head.weight)
+
+
+# --------------------------------------------------------------------------------------------------- bad input
+def test_missing_chosen_column(tmp_path, tokenizer, tiny_config):
+    with pytest.raises(ValueError, match="no `rejected` column"):
+        _trainer(tmp_path, tokenizer, tiny_config, _dataset().remove_columns("rejected"))
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.1, float("nan")])
+def test_soft_label_out_of_range(tmp_path, tokenizer, tiny_config, bad):
+    labels = [0.7] * N
+    labels[5] = bad
+    with pytest.raises(ValueError, match=r"`soft_label`.*row 5"):
+        _trainer(tmp_path, tokenizer, tiny_config, _dataset(soft_label=labels))
+
+
+def test_partial_anchors_without_weight(tmp_path, tokenizer, tiny_config):
+    chosen = [1] * N
+    chosen[3] = None
+    with pytest.raises(ValueError, match=r"empty on some rows \(first: row 3\).*anchor_weight"):
+        _trainer(tmp_path, tokenizer, tiny_config, _dataset(chosen_anchor=chosen, rejected_anchor=[0] * N),
+                 anchor_thresholds=[0.0, 1.0])
+
+
+def test_thresholds_not_increasing(tmp_path):
+    with pytest.raises(ValueError, match="strictly increasing"):
+        _args(tmp_path, anchor_thresholds=[0.5, 0.5])
+    with pytest.raises(ValueError, match="strictly increasing"):
+        _args(tmp_path, anchor_thresholds=[1.0, -1.0])
+
+
+def test_anchor_class_out_of_range(tmp_path, tokenizer, tiny_config):
+    chosen = [1] * N
+    chosen[7] = 3
+    with pytest.raises(ValueError, match=r"`chosen_anchor`.*0\.\.2.*row 7 has 3"):
+        _trainer(tmp_path, tokenizer, tiny_config, _dataset(chosen_anchor=chosen, rejected_anchor=[0] * N),
+                 anchor_thresholds=[0.0, 1.0])
+
+
+@pytest.mark.parametrize("bad, message", [([-1, 2, 3], "negative counts at row 2"), ([0, 0, 0], "all-zero counts")])
+def test_bad_counts(tmp_path, tokenizer, tiny_config, bad, message):
+    counts = [[1, 2, 3]] * N
+    counts[2] = bad
+    with pytest.raises(ValueError, match=message):
+        _trainer(tmp_path, tokenizer, tiny_config,
+                 _dataset(chosen_anchor_counts=counts, rejected_anchor_counts=[[3, 2, 1]] * N))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_scores(tmp_path, tokenizer, tiny_config, bad):
+    scores = np.linspace(-1, 1, N).tolist()
+    scores[4] = bad
+    with pytest.raises(ValueError, match=r"`chosen_score`.*non-finite.*rows \[4\]"):
+        _trainer(tmp_path, tokenizer, tiny_config, _dataset(chosen_score=scores, rejected_score=[0.0] * N),
+                 anchor_thresholds=[-0.5, 0.5])
+
+
+def test_all_anchors_in_one_class_warns(tmp_path, tokenizer, tiny_config):
+    with pytest.warns(AnchorIdentifiabilityWarning, match="class 1"):
+        _trainer(tmp_path, tokenizer, tiny_config, _dataset(chosen_anchor=[1] * N, rejected_anchor=[1] * N),
+                 anchor_thresholds=[0.0, 1.0])
+
+
+def test_num_labels_must_be_one(tmp_path, tokenizer, tiny_config):
+    tiny_config.num_labels = 2
+    with pytest.raises(ValueError, match="num_labels"):
+        _trainer(tmp_path, tokenizer, tiny_config, _dataset(), model=GPT2ForSequenceClassification(tiny_config),
+                 reward_type="bt")
+
+
+def test_gaussian_needs_gaussian_model(tmp_path, tokenizer, tiny_config):
+    with pytest.raises(TypeError, match="needs a GaussianRewardModel"):
+        _trainer(tmp_path, tokenizer, tiny_config, _dataset(), model=GPT2ForSequenceClassification(tiny_config))
+
+
+def test_tokenizer_without_pad_or_eos(tmp_path, tokenizer, tiny_config):
+    tokenizer.pad_token = None
+    tokenizer.eos_token = None
+    with pytest.raises(ValueError, match="neither a pad token nor an EOS token"):
+        _trainer(tmp_path, tokenizer, tiny_config, _dataset())
+
+
+def test_anchor_column_without_its_pair(tmp_path, tokenizer, tiny_config):
+    with pytest.raises(ValueError, match="`chosen_score` but not its pair"):
+        _trainer(tmp_path, tokenizer, tiny_config, _dataset(chosen_score=[0.0] * N))
+
+
+def test_head_learning_rate_gets_its_own_param_groups(tmp_path, tokenizer, tiny_config):
+    trainer = _trainer(tmp_path, tokenizer, tiny_config, _dataset(), head_learning_rate=0.05, learning_rate=1e-4)
+    optimizer = trainer.create_optimizer()
+    heads = {id(p) for m in (trainer.model.score, trainer.model.variance_head) for p in m.parameters()}
+    for group in optimizer.param_groups:
+        in_head = {id(p) in heads for p in group["params"]}
+        assert len(in_head) == 1  # no group mixes head and backbone parameters
+        assert group["lr"] == (0.05 if in_head.pop() else 1e-4)
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(trainer.model.parameters()))

@@ -1,0 +1,300 @@
+"""`GaussianRewardModel`: a sequence-classification reward model that also predicts the variance of human reward.
+
+The model *is* the backbone's own `...ForSequenceClassification` class (GPT-2, Llama, Qwen, BERT, MiniLM, ...) with
+one extra module, `variance_head`, applied to the same hidden state the standard reward head (`score` or `classifier`)
+reads. Consequences:
+
+- `config.num_labels == 1` and the reward head is the usual one, so `trl.RewardTrainer`'s checks pass unpatched.
+- A saved directory is an ordinary checkpoint of the backbone's class (`config.architectures` names it) plus the tensors
+  `variance_head.weight`/`variance_head.bias` in the same safetensors file. Plain
+  `AutoModelForSequenceClassification.from_pretrained(dir)` loads it without remote code, ignores the variance head and
+  returns the mean μ as its single logit.
+- `config.gaussian_reward` records that the model is Gaussian, its variance floor and the anchors it was trained with.
+
+Variance parameterisation: `σ² = softplus(w·h + b) + variance_floor`, computed in float64 and returned as float32.
+Softplus keeps σ² strictly positive with a gradient everywhere (no clamp), grows linearly for large activations (no
+exp overflow) and the floor bounds the probit denominator away from zero. A fresh head has `w = 0` and `b` chosen so that σ² = 1.
+"""
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING, AutoConfig, PretrainedConfig
+from transformers.utils import ModelOutput, logging
+
+from ..losses import math_dtype
+
+logger = logging.get_logger(__name__)
+
+GAUSSIAN_CONFIG_KEY = "gaussian_reward"
+DEFAULT_VARIANCE_FLOOR = 1e-4
+_INITIAL_VARIANCE = 1.0
+
+
+@dataclass
+class GaussianRewardModelOutput(ModelOutput):
+    """Output of a `GaussianRewardModel`.
+
+    Args:
+        loss (`torch.FloatTensor`, *optional*): the backbone's regression loss when `labels` were passed.
+        logits (`torch.FloatTensor` of shape `(batch_size, 1)`): the mean reward μ, exactly what the plain
+            sequence-classification model returns.
+        mean (`torch.FloatTensor` of shape `(batch_size,)`): μ in float32.
+        variance (`torch.FloatTensor` of shape `(batch_size,)`): σ² in float32, at least the variance floor.
+        std (`torch.FloatTensor` of shape `(batch_size,)`): σ.
+        hidden_states, attentions: as returned by the backbone when requested.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    mean: torch.FloatTensor | None = None
+    variance: torch.FloatTensor | None = None
+    std: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+class VarianceHead(nn.Module):
+    """Variance of the latent reward from the pooled hidden state the reward head reads: a linear map and softplus."""
+
+    def __init__(self, in_features: int, variance_floor: float = DEFAULT_VARIANCE_FLOOR):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(1, in_features))
+        self.bias = nn.Parameter(torch.empty(1))
+        self.variance_floor = variance_floor
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # Zero weights make every response start with σ² = 1, the scale on which the anchors identify σ.
+        with torch.no_grad():
+            self.weight.zero_()
+            self.bias.fill_(_inverse_softplus(_INITIAL_VARIANCE - self.variance_floor))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Variance `softplus(w·h + b) + floor` of pooled hidden states `(B, H)`, in the probability dtype.
+
+        The head is tiny, so it runs in float64 (float32 on MPS) whatever the model dtype: bf16 training never rounds
+        σ², and the result does not depend on how the loaded weights happen to be aligned in memory.
+        """
+        dtype = math_dtype(hidden.device)
+        raw = F.linear(hidden.to(dtype), self.weight.to(dtype), self.bias.to(dtype)).squeeze(-1)
+        return (F.softplus(raw) + self.variance_floor).float()
+
+
+def _inverse_softplus(y: float) -> float:
+    return y + math.log(-math.expm1(-y))
+
+
+def reward_head(model: nn.Module) -> nn.Module:
+    """The module that produces the scalar reward of a sequence-classification model (`score`, `classifier`, or a
+    classification head's `out_proj`), whose input is the hidden state σ is predicted from."""
+    head = getattr(model, "score", None)
+    if head is None:
+        head = getattr(model, "classifier", None)
+    if head is None:
+        raise ValueError(
+            f"{type(model).__name__} has neither a `score` nor a `classifier` module; cannot attach a variance head."
+        )
+    # RoBERTa-style heads pool and project inside `classifier`; the last projection sees the pooled state.
+    return getattr(head, "out_proj", head)
+
+
+def _in_features(head: nn.Module) -> int:
+    linear = getattr(head, "in_features", None)
+    if linear is None:
+        raise ValueError(f"The reward head {type(head).__name__} is not a linear layer; cannot size the variance head.")
+    return linear
+
+
+def last_token_index(input_ids: torch.Tensor | None, pad_token_id: int | None, seq_len: int) -> torch.Tensor | int:
+    """Index of the token whose hidden state a causal seq-cls model pools: the rightmost non-pad token, matching
+    transformers' `...ForSequenceClassification` (left or right padding)."""
+    if input_ids is None or pad_token_id is None:
+        return -1
+    non_pad = (input_ids != pad_token_id).to(torch.int32)
+    positions = torch.arange(seq_len, device=input_ids.device, dtype=torch.int32)
+    return (positions * non_pad).argmax(-1)
+
+
+class GaussianRewardModel:
+    """A reward model that predicts a mean μ and a variance σ² of human reward for each (prompt, response).
+
+    `GaussianRewardModel` is a mixin: `GaussianRewardModel.from_pretrained(...)` returns an instance of
+    `Gaussian<Backbone>ForSequenceClassification`, a subclass of both this class and the backbone's own
+    sequence-classification class, so everything that works on that class (TRL trainers, PEFT, DeepSpeed,
+    `save_pretrained`/`push_to_hub`, gradient checkpointing) works unchanged.
+
+    Example:
+
+    ```python
+    >>> from transformers import GPT2Config
+    >>> from trl_anchor import GaussianRewardModel
+
+    >>> config = GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=100, num_labels=1, pad_token_id=0)
+    >>> model = GaussianRewardModel.from_config(config)
+    >>> out = model(input_ids=torch.tensor([[5, 6, 7]]))
+    >>> out.logits.shape, out.mean.shape, out.variance.shape
+    (torch.Size([1, 1]), torch.Size([1]), torch.Size([1]))
+    ```
+    """
+
+    _backbone_class: type | None = None
+    variance_head: VarianceHead
+
+    def __init__(self, config: PretrainedConfig, *args, **kwargs):
+        super().__init__(config, *args, **kwargs)
+        settings = gaussian_settings(config)
+        self.variance_head = VarianceHead(_in_features(reward_head(self)), settings["variance_floor"])
+
+    # ----------------------------------------------------------------------------------------------------- creation
+    @classmethod
+    def class_for(cls, config: PretrainedConfig) -> type:
+        """The `Gaussian<Backbone>ForSequenceClassification` class for a backbone config."""
+        try:
+            backbone = MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING[type(config)]
+        except KeyError:
+            raise ValueError(
+                f"Model type `{config.model_type}` has no AutoModelForSequenceClassification class; "
+                "GaussianRewardModel wraps backbones that transformers can load for sequence classification."
+            ) from None
+        if backbone not in _GAUSSIAN_CLASSES:
+            name = f"Gaussian{backbone.__name__}"
+            _GAUSSIAN_CLASSES[backbone] = type(
+                name, (GaussianRewardModel, backbone), {"_backbone_class": backbone, "__module__": __name__}
+            )
+        return _GAUSSIAN_CLASSES[backbone]
+
+    @classmethod
+    def from_config(cls, config: PretrainedConfig, variance_floor: float | None = None, **kwargs):
+        """Build a freshly initialised Gaussian reward model from a backbone config (`num_labels` must be 1)."""
+        _prepare_config(config, variance_floor)
+        return cls.class_for(config)(config, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, variance_floor: float | None = None, **kwargs):
+        """Load a Gaussian reward model from a local directory or the Hub.
+
+        Works on a `GaussianRewardModel` checkpoint (both heads restored), on a plain reward-model checkpoint (the
+        variance head starts at σ² = 1) and on a base LM or encoder checkpoint (both heads initialised), exactly like
+        `AutoModelForSequenceClassification.from_pretrained`. Extra keyword arguments are forwarded to it.
+        """
+        if cls is not GaussianRewardModel:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        config = kwargs.pop("config", None)
+        if config is None:
+            hub_kwargs = {k: kwargs[k] for k in ("revision", "token", "cache_dir", "trust_remote_code") if k in kwargs}
+            # A reward model has one output, whatever the checkpoint's head had (base LMs default to 2 labels).
+            config_overrides = {"num_labels": kwargs.pop("num_labels", 1)}
+            if "pad_token_id" in kwargs:
+                config_overrides["pad_token_id"] = kwargs.pop("pad_token_id")
+            config = AutoConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs, **config_overrides)
+        _prepare_config(config, variance_floor)
+        model, info = cls.class_for(config).from_pretrained(
+            pretrained_model_name_or_path, *model_args, config=config, output_loading_info=True, **kwargs
+        )
+        if any(key.startswith("variance_head.") for key in info["missing_keys"]):
+            logger.info("No variance head in %s: initialised to σ² = 1.", pretrained_model_name_or_path)
+        return model
+
+    # ------------------------------------------------------------------------------------------------ transformers
+    # The variance head is expected to be missing from non-Gaussian checkpoints; `from_pretrained` reports it.
+    _keys_to_ignore_on_load_missing = [r"^variance_head\."]
+
+    def _init_weights(self, module):
+        if isinstance(module, VarianceHead):
+            module.reset_parameters()
+        else:
+            super()._init_weights(module)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        super().save_pretrained(save_directory, *args, **kwargs)
+        # transformers records the runtime class name; consumers without trl_anchor (AutoModel, vLLM, TGI) need the
+        # backbone's own class there.
+        self.config.architectures = [self._backbone_class.__name__]
+        if kwargs.get("is_main_process", True):
+            self.config.save_pretrained(save_directory)
+
+    # ----------------------------------------------------------------------------------------------------- forward
+    def forward(self, input_ids=None, attention_mask=None, sequence_ends=None, **kwargs) -> GaussianRewardModelOutput:
+        """Arguments as for the backbone's sequence-classification forward, plus `sequence_ends` for padding-free
+        batches (`trl_anchor.models.packing`): the flat index `row * width + column` of each packed sequence's last token,
+        where μ and σ² are read; the outputs then have one row per sequence."""
+        captured = {}
+
+        def capture_head(_module, inputs, output):
+            captured["h"], captured["logits"] = inputs[0], output
+
+        handle = reward_head(self).register_forward_hook(capture_head)
+        try:
+            outputs = super().forward(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        finally:
+            handle.remove()
+        hidden = captured["h"]
+        logits = outputs.logits
+        if sequence_ends is not None:
+            hidden, logits = _at_sequence_ends(self, hidden, captured["logits"], sequence_ends)
+        elif hidden.dim() == 3:  # the reward head runs on every position (causal LMs): pool exactly as it does
+            index = last_token_index(input_ids, self.config.get_text_config().pad_token_id, hidden.shape[1])
+            hidden = hidden[torch.arange(hidden.shape[0], device=hidden.device), index]
+        variance = self.variance_head(hidden)
+        return GaussianRewardModelOutput(
+            loss=outputs.loss,
+            logits=logits,
+            mean=logits.squeeze(-1).float(),
+            variance=variance,
+            std=variance.sqrt(),
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+    # ------------------------------------------------------------------------------------------------- metadata
+    @property
+    def gaussian_settings(self) -> dict[str, Any]:
+        """The `config.gaussian_reward` record (variance floor, anchors, λ, normalisation statistics)."""
+        return gaussian_settings(self.config)
+
+    def record_training_settings(self, **settings: Any) -> None:
+        """Store training facts (thresholds, λ, anchor source, ...) in `config.gaussian_reward`."""
+        self.config.gaussian_reward = {**gaussian_settings(self.config), **settings}
+
+
+_GAUSSIAN_CLASSES: dict[type, type] = {}
+
+
+def _at_sequence_ends(model, hidden, position_logits, sequence_ends):
+    # Packed rows hold several sequences, so the backbone's own one-per-row pooling is meaningless; the per-position
+    # head input and output are read at each sequence's last token instead.
+    if hidden.dim() != 3:
+        raise ValueError(
+            f"Padding-free batches (`sequence_ends`) need a reward head that reads every position (decoder backbones); "
+            f"{type(model).__name__} pools before its head. Train it with padding (`padding_free=False`)."
+        )
+    index = sequence_ends.to(hidden.device)
+    return hidden.flatten(0, 1)[index], position_logits.flatten(0, 1)[index]
+
+
+def gaussian_settings(config: PretrainedConfig) -> dict[str, Any]:
+    return dict(getattr(config, GAUSSIAN_CONFIG_KEY, None) or {"variance_floor": DEFAULT_VARIANCE_FLOOR})
+
+
+def is_gaussian_config(config: PretrainedConfig) -> bool:
+    """Whether a (saved) config belongs to a Gaussian reward model."""
+    return getattr(config, GAUSSIAN_CONFIG_KEY, None) is not None
+
+
+def _prepare_config(config: PretrainedConfig, variance_floor: float | None) -> None:
+    if config.num_labels != 1:
+        raise ValueError(
+            f"A Gaussian reward model needs `num_labels=1` (the mean reward μ), got num_labels={config.num_labels}."
+        )
+    settings = gaussian_settings(config)
+    if variance_floor is not None:
+        if not variance_floor > 0 or not math.isfinite(variance_floor):
+            raise ValueError(f"`variance_floor` must be a positive finite number, got {variance_floor}.")
+        settings["variance_floor"] = variance_floor
+    settings.setdefault("reward_type", "gaussian")
+    config.gaussian_reward = settings

@@ -1,0 +1,379 @@
+"""Variance-aware rewards: the scalar an RL algorithm or a best-of-N selector maximises, from a Gaussian reward
+model's mean μ and standard deviation σ.
+
+One `RewardTransform` serves PPO (`trl_anchor.rewards.ppo`), GRPO/RLOO (`trl_anchor.rewards.reward_function`), best-of-N and the
+CLI, so every consumer computes, say, the 10% quantile the same way. Kinds:
+
+| spec                        | reward                                   |
+|-----------------------------|------------------------------------------|
+| `mean`                      | μ                                        |
+| `quantile:<q>`              | μ + Φ⁻¹(q)·σ, 0 < q < 1                  |
+| `random_quantile:<lo>:<hi>` | μ + Φ⁻¹(q)·σ with q ~ U(lo, hi) per sample |
+| `lcb:<κ>`                   | μ − κ·σ, κ ≥ 0                           |
+| `variance_penalty:<β>`      | μ − β·σ², β ≥ 0                          |
+
+Options follow the kind, comma-separated: `normalize` standardises μ and σ with statistics recorded in the reward
+model's config (`record_reward_statistics`) before the kind is applied, so κ, β and clipping bounds are in units of
+the reward's spread over a reference set; `clip:<c>` or `clip:<lo>:<hi>` clips the final reward; `seed:<n>` makes
+`random_quantile` draws reproducible. Example: `"quantile:0.1,normalize,clip:5"`.
+"""
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..models.modeling_gaussian import GAUSSIAN_CONFIG_KEY, gaussian_settings, is_gaussian_config
+
+NORMALIZATION_KEY = "reward_normalization"
+
+# Parameters of each kind, in the order the spec string lists them.
+_KIND_PARAMS: dict[str, tuple[str, ...]] = {
+    "mean": (),
+    "quantile": ("q",),
+    "random_quantile": ("q_low", "q_high"),
+    "lcb": ("kappa",),
+    "variance_penalty": ("beta",),
+}
+_ALL_PARAMS = tuple(dict.fromkeys(p for params in _KIND_PARAMS.values() for p in params))
+_SPEC_GRAMMAR = (
+    "<kind>[,normalize][,clip:<c>|clip:<low>:<high>][,seed:<int>] with <kind> one of `mean`, `quantile:<q>`, "
+    "`random_quantile:<low>:<high>`, `lcb:<kappa>`, `variance_penalty:<beta>`"
+)
+# Data-parallel ranks offset the seed by a prime, as TRL's online trainers do for their local seeds, so ranks draw
+# independent quantile levels.
+_PROCESS_SEED_STRIDE = 100003
+
+Array = torch.Tensor | np.ndarray
+
+
+@dataclass
+class RewardTransform:
+    """A reward computed from a Gaussian reward model's (μ, σ); see the module docstring for the kinds and options.
+
+    Args:
+        kind (`str`, defaults to `"mean"`): `mean`, `quantile`, `random_quantile`, `lcb` or `variance_penalty`.
+        q (`float`, *optional*): quantile level of `quantile`, in (0, 1).
+        q_low, q_high (`float`, *optional*): bounds of the uniform quantile level of `random_quantile`,
+            0 < q_low < q_high < 1.
+        kappa (`float`, *optional*): number of standard deviations `lcb` subtracts, κ ≥ 0.
+        beta (`float`, *optional*): weight of the variance `variance_penalty` subtracts, β ≥ 0.
+        normalize (`bool`, defaults to `False`): standardise μ and σ with the reward statistics recorded in the model
+            config before applying the kind; call `bind(model)` to load them.
+        clip (`float` or `(low, high)`, *optional*): clip the final reward to [−c, c] or [low, high].
+        seed (`int`, *optional*): seed of the quantile-level generator of `random_quantile`; without it the levels
+            come from torch's global generator (which `transformers.set_seed` seeds).
+        normalization (`dict`, *optional*): `{"mean": m, "std": s}` used by `normalize`; filled by `bind`.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> from trl_anchor import RewardTransform
+
+    >>> transform = RewardTransform.parse("quantile:0.1")
+    >>> transform(torch.tensor([1.0, 1.0]), torch.tensor([0.0, 2.0]))
+    tensor([ 1.0000, -1.5631])
+    >>> str(RewardTransform(kind="lcb", kappa=1.0, clip=5.0))
+    'lcb:1.0,clip:-5.0:5.0'
+    ```
+    """
+
+    kind: str = "mean"
+    q: float | None = None
+    q_low: float | None = None
+    q_high: float | None = None
+    kappa: float | None = None
+    beta: float | None = None
+    normalize: bool = False
+    clip: float | tuple[float, float] | None = None
+    seed: int | None = None
+    normalization: dict[str, float] | None = None
+    _generator: torch.Generator | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        if self.kind not in _KIND_PARAMS:
+            raise ValueError(f"Unknown reward transform kind {self.kind!r}; expected one of {list(_KIND_PARAMS)}.")
+        self._check_params()
+        if self.clip is not None:
+            self.clip = _as_clip_bounds(self.clip)
+        if self.seed is not None:
+            if self.kind != "random_quantile":
+                raise ValueError(f"`seed` only applies to kind 'random_quantile', not {self.kind!r}.")
+            self._generator = torch.Generator().manual_seed(int(self.seed))
+        if self.normalization is not None:
+            self.normalization = _check_statistics(self.normalization, "`normalization`")
+
+    def _check_params(self) -> None:
+        expected = _KIND_PARAMS[self.kind]
+        for name in _ALL_PARAMS:
+            value = getattr(self, name)
+            if name in expected and value is None:
+                raise ValueError(f"Reward transform kind {self.kind!r} needs `{name}`.")
+            if name not in expected and value is not None:
+                raise ValueError(f"`{name}` does not apply to reward transform kind {self.kind!r}.")
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"`{name}` must be finite, got {value}.")
+        if self.kind == "quantile" and not 0.0 < self.q < 1.0:
+            raise ValueError(f"Quantile level `q` must lie strictly between 0 and 1, got {self.q}.")
+        if self.kind == "random_quantile" and not 0.0 < self.q_low < self.q_high < 1.0:
+            raise ValueError(
+                f"Random quantile levels need 0 < q_low < q_high < 1, got q_low={self.q_low}, q_high={self.q_high}."
+            )
+        if self.kind == "lcb" and self.kappa < 0:
+            raise ValueError(
+                f"`kappa` must be ≥ 0 (μ − κσ is a lower bound), got {self.kappa}; an optimistic reward is a quantile "
+                "with q > 0.5."
+            )
+        if self.kind == "variance_penalty" and self.beta < 0:
+            raise ValueError(f"`beta` must be ≥ 0, got {self.beta}.")
+
+    # --------------------------------------------------------------------------------------------------- parsing
+    @classmethod
+    def parse(cls, spec: "str | RewardTransform") -> "RewardTransform":
+        """Build a transform from a spec string such as `"random_quantile:0.05:0.5,seed:0"` (a transform passes
+        through unchanged)."""
+        if isinstance(spec, RewardTransform):
+            return spec
+        if not isinstance(spec, str) or not spec.strip():
+            raise ValueError(f"A reward transform spec must be a non-empty string ({_SPEC_GRAMMAR}), got {spec!r}.")
+        try:
+            return cls(**_parse_spec(spec))
+        except ValueError as error:
+            raise ValueError(f"Invalid reward transform {spec!r}: {error} Expected {_SPEC_GRAMMAR}.") from None
+
+    def __str__(self) -> str:
+        parts = [":".join([self.kind, *(repr(float(getattr(self, p))) for p in _KIND_PARAMS[self.kind])])]
+        if self.normalize:
+            parts.append("normalize")
+        if self.clip is not None:
+            parts.append(f"clip:{self.clip[0]!r}:{self.clip[1]!r}")
+        if self.seed is not None:
+            parts.append(f"seed:{self.seed}")
+        return ",".join(parts)
+
+    # ---------------------------------------------------------------------------------------------- properties
+    @property
+    def needs_std(self) -> bool:
+        """Whether the reward depends on σ (every kind but `mean`)."""
+        return self.kind != "mean"
+
+    @property
+    def is_random(self) -> bool:
+        return self.kind == "random_quantile"
+
+    # ------------------------------------------------------------------------------------------- normalisation
+    def bind(self, model_or_config: Any) -> "RewardTransform":
+        """Load the normalisation statistics recorded in a reward model's config (a no-op without `normalize`)."""
+        if not self.normalize:
+            return self
+        config = getattr(model_or_config, "config", model_or_config)
+        recorded = gaussian_settings(config).get(NORMALIZATION_KEY) if is_gaussian_config(config) else None
+        if recorded is None:
+            raise ValueError(
+                f"Reward transform {str(self)!r} normalises rewards, but `config.{GAUSSIAN_CONFIG_KEY}` has no "
+                f"{NORMALIZATION_KEY!r} record. Score a reference set of responses and call "
+                "`trl_anchor.record_reward_statistics(model, scores.mean)` (and save the model) first."
+            )
+        return replace(self, normalization=recorded)
+
+    def for_process(self, process_index: int) -> "RewardTransform":
+        """The transform a data-parallel rank should use: seeded draws get an independent stream per rank."""
+        if self.seed is None or process_index == 0:
+            return self
+        return replace(self, seed=self.seed + _PROCESS_SEED_STRIDE * process_index)
+
+    def for_current_process(self) -> "RewardTransform":
+        """`for_process` with this process's data-parallel rank (0 outside `accelerate launch`/torchrun)."""
+        if self.seed is None:
+            return self
+        from accelerate import PartialState
+
+        return self.for_process(PartialState().process_index)
+
+    # ------------------------------------------------------------------------------------------------ applying
+    def quantile_levels(self, num_samples: int) -> torch.Tensor:
+        """Draw `num_samples` quantile levels q ~ U(q_low, q_high) (float64, CPU, so a seed reproduces them on any
+        device)."""
+        if not self.is_random:
+            raise ValueError(f"Reward transform {str(self)!r} has no random quantile levels to draw.")
+        uniform = torch.rand(num_samples, generator=self._generator, dtype=torch.float64)
+        return self.q_low + (self.q_high - self.q_low) * uniform
+
+    def __call__(self, mean: Array, std: Array | None = None, *, quantile_levels: Array | None = None) -> Array:
+        """The reward for each sample: a torch tensor for tensor inputs, a numpy array for array inputs.
+
+        `mean` and `std` broadcast together; `random_quantile` uses one level per index of the first dimension (one
+        per sequence for per-position `(batch, length)` inputs), drawn here unless `quantile_levels` is given.
+        """
+        if not isinstance(mean, torch.Tensor):
+            std = None if std is None else _to_tensor(std)
+            levels = None if quantile_levels is None else _to_tensor(quantile_levels)
+            return self(_to_tensor(mean), std, quantile_levels=levels).numpy()
+        dtype = torch.promote_types(mean.dtype, torch.float32)
+        mean = mean.to(dtype)
+        if std is not None:
+            std = std.to(device=mean.device, dtype=dtype)
+        elif self.needs_std:
+            raise ValueError(
+                f"Reward transform {str(self)!r} needs the standard deviation σ, which a non-Gaussian reward model "
+                "does not predict; use `mean` or a GaussianRewardModel."
+            )
+        if self.normalize:
+            mean, std = self._standardize(mean, std)
+        reward = self._apply_kind(mean, std, quantile_levels)
+        if self.clip is not None:
+            reward = reward.clamp(self.clip[0], self.clip[1])
+        return reward
+
+    def _standardize(self, mean: torch.Tensor, std: torch.Tensor | None):
+        if self.normalization is None:
+            raise ValueError(
+                f"Reward transform {str(self)!r} normalises rewards but holds no statistics; call "
+                "`transform.bind(reward_model)` to load those recorded in its config."
+            )
+        center, scale = self.normalization["mean"], self.normalization["std"]
+        return (mean - center) / scale, None if std is None else std / scale
+
+    def _apply_kind(self, mean, std, quantile_levels) -> torch.Tensor:
+        if quantile_levels is not None and not self.is_random:
+            raise ValueError(f"`quantile_levels` only apply to 'random_quantile', not {str(self)!r}.")
+        if self.kind == "mean":
+            return mean
+        if self.kind == "quantile":
+            return mean + _standard_normal_quantile(torch.tensor(self.q, dtype=torch.float64), mean) * std
+        if self.kind == "random_quantile":
+            return mean + self._random_z(mean, quantile_levels) * std
+        if self.kind == "lcb":
+            return mean - self.kappa * std
+        return mean - self.beta * std.square()
+
+    def _random_z(self, mean: torch.Tensor, quantile_levels: Array | None) -> torch.Tensor:
+        num_samples = mean.shape[0] if mean.dim() > 0 else 1
+        if quantile_levels is None:
+            quantile_levels = self.quantile_levels(num_samples)
+        levels = torch.as_tensor(quantile_levels, dtype=torch.float64).reshape(-1)
+        if levels.numel() != num_samples:
+            raise ValueError(f"Got {levels.numel()} quantile levels for {num_samples} samples.")
+        if not bool(((levels > 0) & (levels < 1)).all()):
+            raise ValueError("Quantile levels must lie strictly between 0 and 1.")
+        z = _standard_normal_quantile(levels, mean)
+        return z.reshape(num_samples, *([1] * (mean.dim() - 1))) if mean.dim() > 0 else z.reshape(())
+
+
+def _standard_normal_quantile(levels: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    # Φ⁻¹ in float64 then cast: the levels are exact user inputs and ndtri is cheap.
+    return torch.special.ndtri(levels.to(torch.float64)).to(device=like.device, dtype=like.dtype)
+
+
+def _to_tensor(values: Any) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(values, dtype=np.float64))
+
+
+def _as_clip_bounds(clip: float | tuple[float, float] | list[float]) -> tuple[float, float]:
+    if isinstance(clip, (int, float)):
+        if not clip > 0:
+            raise ValueError(f"A symmetric `clip` must be positive, got {clip}.")
+        return (-float(clip), float(clip))
+    low, high = (float(bound) for bound in clip)
+    if not low < high:
+        raise ValueError(f"`clip` bounds need low < high, got ({low}, {high}).")
+    return (low, high)
+
+
+def _parse_number(text: str, what: str, kind=float):
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"{what} must be a number, got {text!r}.") from None
+
+
+def _parse_spec(spec: str) -> dict[str, Any]:
+    head, *options = [part.strip() for part in spec.split(",")]
+    kind, *args = head.split(":")
+    if kind not in _KIND_PARAMS:
+        raise ValueError(f"unknown kind {kind!r}.")
+    names = _KIND_PARAMS[kind]
+    if len(args) != len(names):
+        wanted = ", ".join(names) or "none"
+        raise ValueError(f"kind {kind!r} takes {len(names)} parameter(s) ({wanted}), got {len(args)}.")
+    kwargs: dict[str, Any] = {"kind": kind}
+    kwargs.update({name: _parse_number(arg, f"`{name}`") for name, arg in zip(names, args, strict=True)})
+    for option in options:
+        key, *values = option.split(":")
+        if key == "normalize" and not values:
+            kwargs["normalize"] = True
+        elif key == "clip" and len(values) in (1, 2):
+            bounds = [_parse_number(value, "`clip`") for value in values]
+            kwargs["clip"] = bounds[0] if len(bounds) == 1 else tuple(bounds)
+        elif key == "seed" and len(values) == 1:
+            kwargs["seed"] = _parse_number(values[0], "`seed`", int)
+        else:
+            raise ValueError(f"unknown option {option!r}.")
+    return kwargs
+
+
+# ------------------------------------------------------------------------------------------------ statistics
+def _check_statistics(stats: dict[str, float], where: str) -> dict[str, float]:
+    try:
+        center, scale = float(stats["mean"]), float(stats["std"])
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{where} must be a dict with numeric 'mean' and 'std', got {stats!r}.") from None
+    if not math.isfinite(center) or not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"{where} needs a finite mean and a positive finite std, got mean={center}, std={scale}.")
+    return {**stats, "mean": center, "std": scale}
+
+
+def reward_statistics(mean_scores: Array) -> dict[str, float]:
+    """Mean and standard deviation of the mean rewards μ of a reference set of responses.
+
+    Example:
+
+    ```python
+    >>> from trl_anchor.rewards.transforms import reward_statistics
+    >>> reward_statistics([0.0, 1.0, 2.0])
+    {'mean': 1.0, 'std': 0.816496580927726, 'num_samples': 3}
+    ```
+    """
+    scores = np.asarray(mean_scores.cpu() if isinstance(mean_scores, torch.Tensor) else mean_scores, np.float64)
+    scores = scores.reshape(-1)
+    if scores.size < 2:
+        raise ValueError(f"Reward statistics need at least 2 scores, got {scores.size}.")
+    bad = np.flatnonzero(~np.isfinite(scores))
+    if bad.size:
+        raise ValueError(f"{bad.size} reward scores are not finite (rows {bad[:10].tolist()}).")
+    stats = {"mean": float(scores.mean()), "std": float(scores.std()), "num_samples": int(scores.size)}
+    return _check_statistics(stats, "The reward scores")
+
+
+def record_reward_statistics(model: Any, mean_scores: Array) -> dict[str, float]:
+    """Compute `reward_statistics(mean_scores)` and store them in `model.config.gaussian_reward` under
+    `"reward_normalization"`, where `RewardTransform(normalize=True).bind(model)` finds them after
+    `save_pretrained`/`from_pretrained`. Returns the statistics.
+
+    In practice `mean_scores` is `score_responses(model, tokenizer, responses, prompts).mean` over a reference set
+    (e.g. the evaluation split). Example:
+
+    ```python
+    >>> import torch
+    >>> from transformers import GPT2Config
+    >>> from trl_anchor import GaussianRewardModel, RewardTransform, record_reward_statistics
+
+    >>> model = GaussianRewardModel.from_config(GPT2Config(n_layer=1, n_head=2, n_embd=8, vocab_size=50, num_labels=1))
+    >>> record_reward_statistics(model, [0.0, 1.0, 2.0, 3.0])
+    {'mean': 1.5, 'std': 1.118033988749895, 'num_samples': 4}
+    >>> RewardTransform.parse("lcb:1.0,normalize").bind(model)(torch.tensor([1.5]), torch.tensor([1.118034]))
+    tensor([-1.])
+    ```
+    """
+    config = getattr(model, "config", None)
+    if config is None or not is_gaussian_config(config):
+        raise ValueError(
+            f"Reward statistics are recorded in `config.{GAUSSIAN_CONFIG_KEY}` of a GaussianRewardModel; "
+            f"{type(model).__name__} has no such config."
+        )
+    stats = reward_statistics(mean_scores)
+    setattr(config, GAUSSIAN_CONFIG_KEY, {**gaussian_settings(config), NORMALIZATION_KEY: stats})
+    return stats

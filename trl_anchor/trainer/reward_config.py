@@ -1,0 +1,121 @@
+"""Configuration of `AnchorGaussianRewardTrainer`."""
+
+from dataclasses import dataclass, field
+
+from trl import RewardConfig
+
+from ..anchors import DEFAULT_PERCENTILES, validate_thresholds
+
+REWARD_TYPES = ("gaussian", "bt")
+
+
+@dataclass
+class AnchorGaussianRewardConfig(RewardConfig):
+    r"""
+    Configuration class for the [`AnchorGaussianRewardTrainer`].
+
+    Everything of [`trl.RewardConfig`] still applies (`max_length`, `center_rewards_coefficient`, gradient
+    checkpointing, `model_init_kwargs`, `eos_token`/`pad_token`, ...). The fields below add the Gaussian reward model
+    and its anchors.
+
+    Parameters:
+        > Parameters that control the reward model
+
+        reward_type (`str`, *optional*, defaults to `"gaussian"`):
+            `"gaussian"` trains a [`GaussianRewardModel`] (mean μ and variance σ², probit preference likelihood);
+            `"bt"` trains a plain Bradley–Terry reward model with the same soft labels, so one trainer trains every
+            arm of a comparison.
+        variance_floor (`float`, *optional*):
+            Lower bound added to the softplus variance, `σ² = softplus(·) + variance_floor`. `None` keeps the model's
+            own (`1e-4` for a new model).
+
+        > Parameters that control the anchors
+
+        anchor_lambda (`float`, *optional*, defaults to `0.1`):
+            Weight λ of the anchor likelihood: `L = L_pair + λ · mean_pairs[w · (L_anchor(chosen) + L_anchor(rejected))]`.
+        anchor_thresholds (`list[float]` or `str`, *optional*):
+            Strictly increasing thresholds τ_1 < … < τ_K on the latent reward scale. `"auto"` sets them to the
+            `anchor_percentiles` of all train external scores (`chosen_score`/`rejected_score`). `None` means `"auto"`
+            for score anchors and `K` evenly spaced values in [-1, 1] for class or count anchors (the thresholds fix
+            the unit of μ and σ).
+        anchor_percentiles (`list[float]`, *optional*, defaults to `[25.0, 75.0]`):
+            Percentiles used by `anchor_thresholds="auto"`; the published recipe thresholds an external reward model at
+            its 25th/75th percentiles (one anchor: the median, `[50.0]`).
+        anchor_fraction (`float`, *optional*, defaults to `1.0`):
+            Fraction of train pairs that keep their anchors (a seeded subset, `seed`); the others train on the pairwise
+            term only. Evaluation always uses every anchor.
+        normalize_anchor_counts (`bool`, *optional*, defaults to `True`):
+            For count anchors (e.g. crowd votes), divide the multinomial log-likelihood by the number of votes so each
+            response weighs the same; `False` uses the full multinomial likelihood.
+        head_learning_rate (`float`, *optional*):
+            Learning rate of the reward heads (the mean head and the variance head), which start from scratch on a
+            pretrained backbone; `None` uses `learning_rate` for every parameter.
+
+        > Parameters that control padding-free training
+
+        padding_free (`bool`, *optional*, defaults to `False`):
+            Pack the chosen and rejected sequences of each batch without padding (`position_ids` restart per
+            sequence, no attention mask; μ and σ² are read at each sequence's last token), so no compute is spent on
+            pad tokens. Needs `reward_type="gaussian"` and a decoder backbone (GPT-2, Llama, Qwen, ...); the loss
+            equals the padded one. See `trl_anchor.models.packing`.
+    """
+
+    reward_type: str = field(
+        default="gaussian",
+        metadata={"help": "'gaussian' (mean + variance, probit likelihood) or 'bt' (Bradley–Terry baseline).",
+                  "choices": list(REWARD_TYPES)},
+    )
+    variance_floor: float | None = field(
+        default=None,
+        metadata={"help": "Floor added to the softplus variance. None keeps the model's own (1e-4 for a new model)."},
+    )
+    anchor_lambda: float = field(
+        default=0.1,
+        metadata={"help": "Weight λ of the anchor likelihood relative to the pairwise loss."},
+    )
+    anchor_thresholds: list[float] | str | None = field(
+        default=None,
+        metadata={"help": "Strictly increasing anchor thresholds, or 'auto' (percentiles of the train external "
+                  "scores). None: 'auto' for score anchors, evenly spaced in [-1, 1] for class/count anchors."},
+    )
+    anchor_percentiles: list[float] = field(
+        default_factory=lambda: list(DEFAULT_PERCENTILES),
+        metadata={"help": "Percentiles of the train external scores used by anchor_thresholds='auto'."},
+    )
+    anchor_fraction: float = field(
+        default=1.0,
+        metadata={"help": "Fraction of train pairs that keep their anchors (seeded subset)."},
+    )
+    normalize_anchor_counts: bool = field(
+        default=True,
+        metadata={"help": "Divide the count-anchor (crowd vote) likelihood by the number of votes per response."},
+    )
+    head_learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "Learning rate of the mean and variance heads; None uses `learning_rate` everywhere."},
+    )
+    padding_free: bool = field(
+        default=False,
+        metadata={"help": "Pack the chosen and rejected sequences of each batch without padding (position_ids "
+                  "restart per sequence; μ and σ² read at each sequence's last token). Gaussian reward models with a "
+                  "decoder backbone only."},
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.reward_type not in REWARD_TYPES:
+            raise ValueError(f"`reward_type` must be one of {REWARD_TYPES}, got {self.reward_type!r}.")
+        if not self.anchor_lambda >= 0:
+            raise ValueError(f"`anchor_lambda` must be ≥ 0, got {self.anchor_lambda}.")
+        if not 0.0 <= self.anchor_fraction <= 1.0:
+            raise ValueError(f"`anchor_fraction` must lie in [0, 1], got {self.anchor_fraction}.")
+        if isinstance(self.anchor_thresholds, str):
+            if self.anchor_thresholds != "auto":
+                self.anchor_thresholds = [float(t) for t in self.anchor_thresholds.split(",")]
+        if isinstance(self.anchor_thresholds, (list, tuple)):
+            self.anchor_thresholds = validate_thresholds(self.anchor_thresholds)
+        self.anchor_percentiles = [float(p) for p in self.anchor_percentiles]
+        if self.padding_free and self.reward_type != "gaussian":
+            raise ValueError(
+                "`padding_free=True` reads rewards through GaussianRewardModel; it needs reward_type='gaussian'."
+            )

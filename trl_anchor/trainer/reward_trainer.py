@@ -1,0 +1,521 @@
+"""`AnchorGaussianRewardTrainer`: TRL's `RewardTrainer` for Gaussian reward models with soft labels and anchors."""
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate.logging import get_logger
+from accelerate.utils import is_peft_model
+from datasets import Dataset, IterableDataset
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, set_seed
+from trl import RewardTrainer
+from trl.data_utils import get_dataset_column_names
+from trl.trainer.reward_trainer import DataCollatorForPreference
+from trl.trainer.utils import create_model_from_path, get_config_model_id
+
+from ..anchors import (
+    ANCHOR_WEIGHT,
+    thresholds_from_scores,
+    validate_thresholds,
+    warn_if_unidentified,
+)
+from ..losses import (
+    bt_preference_log_probs,
+    gaussian_preference_log_probs,
+    ordinal_anchor_nll,
+    ordinal_log_probs,
+    soft_label_nll,
+)
+from ..metrics import pairwise_metrics
+from ..models.modeling_gaussian import GaussianRewardModel
+from ..models.packing import (
+    num_real_tokens,
+    pack_preference_examples,
+    padding_free_collator_kwargs,
+    reward_model_inputs,
+)
+from ..pipelines.cards import write_trainer_model_card
+from .anchor_columns import (
+    CHOSEN_COUNTS,
+    REJECTED_COUNTS,
+    SOFT_LABEL,
+    anchored_scores,
+    detect_anchor_form,
+    num_thresholds,
+    standardize_batch,
+)
+from .reward_config import AnchorGaussianRewardConfig
+
+logger = get_logger(__name__)
+
+
+
+@dataclass
+class DataCollatorForAnchoredPreference(DataCollatorForPreference):
+    """[`trl.trainer.reward_trainer.DataCollatorForPreference`] that also batches soft labels and anchors.
+
+    Besides `input_ids`/`attention_mask` (chosen first, then rejected) and the optional `margin`, the batch holds
+    `soft_label` (B,), and when the examples carry anchors `chosen_anchor_targets`/`rejected_anchor_targets` (class
+    count vectors, B × (K+1)) and `anchor_weight` (B,).
+
+    With `padding_free=True` the sequences are packed without padding instead (`input_ids`, `position_ids`,
+    `sequence_ends`, `sequence_lengths`; see `trl_anchor.models.packing`), in rows as wide as the longest sequence, or in one
+    row with `pack_into_one_row=True` (FlashAttention).
+
+    Example:
+
+    ```python
+    >>> collator = DataCollatorForAnchoredPreference(pad_token_id=0)
+    >>> batch = collator([
+    ...     {"chosen_ids": [1, 2], "rejected_ids": [3], "soft_label": 0.7,
+    ...      "chosen_anchor_targets": [0, 1, 0], "rejected_anchor_targets": [1, 0, 0], "anchor_weight": 1.0},
+    ... ])
+    >>> batch["soft_label"], batch["chosen_anchor_targets"]
+    (tensor([0.7000]), tensor([[0., 1., 0.]]))
+    ```
+    """
+
+    padding_free: bool = False
+    pack_into_one_row: bool = False
+
+    def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        if self.padding_free:
+            output = pack_preference_examples(
+                examples, self.pad_token_id, self.pack_into_one_row, self.pad_to_multiple_of
+            )
+        else:
+            output = super().torch_call(examples)
+        output[SOFT_LABEL] = torch.tensor([float(ex.get(SOFT_LABEL, 1.0)) for ex in examples], dtype=torch.float)
+        if CHOSEN_COUNTS in examples[0]:
+            for key in (CHOSEN_COUNTS, REJECTED_COUNTS):
+                output[key] = torch.tensor([ex[key] for ex in examples], dtype=torch.float)
+            output[ANCHOR_WEIGHT] = torch.tensor([float(ex[ANCHOR_WEIGHT]) for ex in examples], dtype=torch.float)
+        return output
+
+
+class AnchorGaussianRewardTrainer(RewardTrainer):
+    """
+    Trainer for Gaussian reward models with soft preference labels and anchor labels; a drop-in
+    [`trl.RewardTrainer`].
+
+    The model predicts a mean μ and a variance σ² per response. Pairs are fitted with the soft-label probit likelihood
+    `P(chosen ≻ rejected) = Φ((μ_c − μ_r − margin) / sqrt(σ_c² + σ_r²))`; anchors (is the latent reward above
+    τ_1 < … < τ_K?) add `λ · [L_anchor(chosen) + L_anchor(rejected)]`, which identifies the scale of σ. With
+    `reward_type="bt"` the same trainer fits a Bradley–Terry model on the same soft labels (the baseline arm).
+
+    Dataset: TRL's preference format (standard or conversational, explicit or implicit prompt) with the optional
+    columns `soft_label` (P(chosen ≻ rejected) ∈ [0, 1], default 1), `margin`, anchors as external scores
+    (`chosen_score`/`rejected_score`, thresholded with τ), classes (`chosen_anchor`/`rejected_anchor` ∈ 0..K) or class
+    counts (`chosen_anchor_counts`/`rejected_anchor_counts`), and `anchor_weight` (0 for pairs without anchors).
+
+    Example:
+
+    ```python
+    >>> from datasets import Dataset
+    >>> from trl_anchor import AnchorGaussianRewardConfig, AnchorGaussianRewardTrainer
+
+    >>> dataset = Dataset.from_dict({
+    ...     "prompt": ["Tell a joke."] * 2,
+    ...     "chosen": ["Why did the chicken cross the road?", "Knock knock."],
+    ...     "rejected": ["No.", "I don't know any."],
+    ...     "soft_label": [0.8, 0.6],
+    ...     "chosen_score": [1.3, 0.2],
+    ...     "rejected_score": [-0.7, -0.1],
+    ... })
+    >>> trainer = AnchorGaussianRewardTrainer(
+    ...     model="Qwen/Qwen2.5-0.5B-Instruct",
+    ...     args=AnchorGaussianRewardConfig("out", anchor_thresholds="auto"),
+    ...     train_dataset=dataset,
+    ... )
+    >>> trainer.train()
+    ```
+
+    Args:
+        model (`str`, [`GaussianRewardModel`], [`~transformers.PreTrainedModel`] or [`~peft.PeftModel`]):
+            A model id or path (loaded as a [`GaussianRewardModel`] for `reward_type="gaussian"`, as
+            `AutoModelForSequenceClassification` for `"bt"`), or an instantiated model of that kind.
+        args ([`AnchorGaussianRewardConfig`], *optional*):
+            Training configuration; a plain [`trl.RewardConfig`] is upgraded with the defaults of the new fields.
+        other arguments:
+            As for [`trl.RewardTrainer`] (`data_collator`, `train_dataset`, `eval_dataset`, `processing_class`,
+            `compute_metrics`, `callbacks`, `optimizers`, `optimizer_cls_and_kwargs`,
+            `preprocess_logits_for_metrics`, `quantization_config`, `peft_config`).
+    """
+
+    _tag_names = ["trl", "reward-trainer", "trl-anchor", "uncertainty"]
+    _name = "Anchor Gaussian Reward"
+
+    def __init__(
+        self,
+        model,
+        args: AnchorGaussianRewardConfig | None = None,
+        data_collator=None,
+        train_dataset: Dataset | IterableDataset | None = None,
+        eval_dataset=None,
+        processing_class: PreTrainedTokenizerBase | None = None,
+        compute_metrics=None,
+        callbacks=None,
+        optimizers=(None, None),
+        optimizer_cls_and_kwargs=None,
+        preprocess_logits_for_metrics=None,
+        quantization_config=None,
+        peft_config=None,
+    ):
+        args = _upgrade_args(model, args)
+        self._gaussian = args.reward_type == "gaussian"
+        if train_dataset is None:
+            raise ValueError("`train_dataset` is required")
+        self._anchor_form = detect_anchor_form(train_dataset, "train_dataset")
+        self.anchor_thresholds = self._resolve_thresholds(train_dataset, args)
+
+        if self._gaussian:
+            model, processing_class = self._load_gaussian_model(model, args, processing_class, quantization_config)
+            peft_config = _with_trainable_heads(model, peft_config)
+            _unwrap(model).record_training_settings(**self._anchor_settings(args))
+        if processing_class is None:
+            processing_class = _load_tokenizer(model, args)
+        _check_tokenizer(processing_class, args)
+
+        self._pairs = {"probs": [], "labels": []}
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=data_collator,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            compute_metrics=compute_metrics,
+            callbacks=callbacks,
+            optimizers=optimizers,
+            optimizer_cls_and_kwargs=optimizer_cls_and_kwargs,
+            preprocess_logits_for_metrics=preprocess_logits_for_metrics,
+            quantization_config=quantization_config,
+            peft_config=peft_config,
+        )
+        if data_collator is None:
+            # TRL has resolved the pad token by now; keep its padding settings and add soft labels and anchors.
+            self.data_collator = DataCollatorForAnchoredPreference(
+                pad_token_id=self.processing_class.pad_token_id,
+                pad_to_multiple_of=self.data_collator.pad_to_multiple_of,
+                **padding_free_collator_kwargs(args, self.model),
+            )
+
+    # ------------------------------------------------------------------------------------------------ model set-up
+    def _load_gaussian_model(self, model, args, processing_class, quantization_config):
+        if isinstance(model, str):
+            model_id = model
+            init_kwargs = dict(args.model_init_kwargs or {})
+            if quantization_config is not None:
+                init_kwargs["quantization_config"] = quantization_config
+            if args.distributed_state.distributed_type in ["MULTI_GPU", "DEEPSPEED"]:
+                init_kwargs["device_map"] = None  # distributed training requires device_map=None
+            init_kwargs.setdefault("trust_remote_code", args.trust_remote_code)
+            revision = init_kwargs.get("revision")
+            set_seed(args.seed)  # the fresh heads must be reproducible
+            model = create_model_from_path(
+                model_id, GaussianRewardModel, num_labels=1, variance_floor=args.variance_floor, **init_kwargs
+            )
+            # The kwargs were consumed here; TRL would otherwise warn that they are ignored for an instance.
+            args.model_init_kwargs = None
+            if processing_class is None:
+                processing_class = AutoTokenizer.from_pretrained(
+                    model_id, revision=revision, trust_remote_code=args.trust_remote_code
+                )
+        elif not isinstance(_unwrap(model), GaussianRewardModel):
+            raise TypeError(
+                f"`reward_type='gaussian'` needs a GaussianRewardModel (or a model id), got {type(model).__name__}. "
+                "Load it with `GaussianRewardModel.from_pretrained(...)`, or set `reward_type='bt'`."
+            )
+        elif args.variance_floor is not None:
+            _unwrap(model).variance_head.variance_floor = args.variance_floor
+            _unwrap(model).record_training_settings(variance_floor=args.variance_floor)
+        return model, processing_class
+
+    # ---------------------------------------------------------------------------------------------------- anchors
+    def _resolve_thresholds(self, train_dataset, args) -> list[float] | None:
+        if self._anchor_form is None:
+            return None
+        if not self._gaussian:
+            logger.warning("Anchors are used by `reward_type='gaussian'` only; the BT arm ignores them.")
+            return None
+        thresholds = args.anchor_thresholds
+        if thresholds == "auto" and self._anchor_form != "score":
+            raise ValueError(
+                "`anchor_thresholds='auto'` needs external scores (`chosen_score`/`rejected_score`); the dataset "
+                f"gives anchors as {self._anchor_form}s. Pass explicit thresholds."
+            )
+        if thresholds is None and self._anchor_form != "score":
+            num = num_thresholds(train_dataset, self._anchor_form)
+            thresholds = np.linspace(-1.0, 1.0, num).tolist() if num > 1 else [0.0]
+            logger.info(f"Anchor thresholds default to {thresholds} (they set the unit of μ and σ).")
+        if thresholds is None or thresholds == "auto":
+            if isinstance(train_dataset, IterableDataset):
+                raise ValueError("`anchor_thresholds='auto'` needs a map-style train dataset; pass explicit values.")
+            scores = anchored_scores(train_dataset)
+            thresholds = thresholds_from_scores(scores, args.anchor_percentiles)
+            logger.info(f"Anchor thresholds at percentiles {args.anchor_percentiles} of train scores: {thresholds}")
+        return validate_thresholds(thresholds)
+
+    def _anchor_settings(self, args) -> dict[str, Any]:
+        from_percentiles = self._anchor_form == "score" and args.anchor_thresholds in (None, "auto")
+        return {
+            "reward_type": args.reward_type,
+            "anchor_thresholds": self.anchor_thresholds,
+            "anchor_form": self._anchor_form,
+            "anchor_lambda": args.anchor_lambda if self.anchor_thresholds is not None else None,
+            "anchor_fraction": args.anchor_fraction if self.anchor_thresholds is not None else None,
+            "anchor_percentiles": args.anchor_percentiles if from_percentiles else None,
+        }
+
+    # ---------------------------------------------------------------------------------------------------- dataset
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        dataset = self._standardize_columns(dataset, args, dataset_name)
+        size_before = len(dataset) if isinstance(dataset, Dataset) else None
+        dataset = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+        if size_before is not None and len(dataset) < size_before:
+            logger.warning(
+                f"{size_before - len(dataset)} of {size_before} {dataset_name} pairs exceed max_length="
+                f"{args.max_length} tokens and were filtered out."
+            )
+        return dataset
+
+    def _standardize_columns(self, dataset, args, dataset_name):
+        """Validate soft labels and anchors and rewrite them as `soft_label`, anchor count vectors and weights."""
+        columns = get_dataset_column_names(dataset)
+        is_processed = "chosen_ids" in columns and "rejected_ids" in columns
+        for required in ("chosen", "rejected"):
+            if not is_processed and required not in columns:
+                raise ValueError(f"The {dataset_name} dataset has no `{required}` column (columns: {columns}).")
+        form = detect_anchor_form(dataset, dataset_name) if self.anchor_thresholds is not None else None
+        if form is not None and form != self._anchor_form:
+            raise ValueError(
+                f"The {dataset_name} dataset gives anchors as {form}s but the train dataset as {self._anchor_form}s."
+            )
+        keep = self._anchor_keep_mask(dataset, args, dataset_name)
+        fn_kwargs = {
+            "form": form,
+            "thresholds": self.anchor_thresholds,
+            "has_weight": ANCHOR_WEIGHT in columns,
+            "dataset_name": dataset_name,
+            "keep": keep,
+        }
+        map_kwargs = {"batched": True, "with_indices": True, "fn_kwargs": fn_kwargs}
+        if isinstance(dataset, Dataset):
+            map_kwargs["desc"] = f"Checking soft labels and anchors of {dataset_name} dataset"
+        dataset = dataset.map(standardize_batch, **map_kwargs)
+        if form is not None and isinstance(dataset, Dataset):
+            totals = np.asarray(dataset[CHOSEN_COUNTS]).sum(0) + np.asarray(dataset[REJECTED_COUNTS]).sum(0)
+            warn_if_unidentified(totals)
+        return dataset
+
+    def _anchor_keep_mask(self, dataset, args, dataset_name) -> np.ndarray | None:
+        if dataset_name != "train" or args.anchor_fraction >= 1.0 or self.anchor_thresholds is None:
+            return None
+        if not isinstance(dataset, Dataset):
+            raise ValueError("`anchor_fraction` < 1 needs a map-style train dataset.")
+        rng = np.random.default_rng(args.seed)
+        keep = np.zeros(len(dataset), dtype=bool)
+        keep[rng.permutation(len(dataset))[: int(round(args.anchor_fraction * len(dataset)))]] = True
+        logger.info(f"anchor_fraction={args.anchor_fraction}: {int(keep.sum())}/{len(dataset)} train pairs keep anchors.")
+        return keep
+
+    def _set_signature_columns_if_needed(self):
+        if self._signature_columns is None:
+            self._signature_columns = [
+                "chosen_ids", "rejected_ids", "margin", SOFT_LABEL, CHOSEN_COUNTS, REJECTED_COUNTS, ANCHOR_WEIGHT
+            ]
+
+    # -------------------------------------------------------------------------------------------------- optimizer
+    def create_optimizer(self, model=None):
+        optimizer = super().create_optimizer(model)
+        if self.args.head_learning_rate is not None:
+            _split_head_groups(optimizer, _head_parameters(self.model), self.args.head_learning_rate)
+        return optimizer
+
+    # ------------------------------------------------------------------------------------------------------- loss
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        mode = "train" if self.model.training else "eval"
+        outputs = model(**reward_model_inputs(inputs), use_cache=False)
+        margin = inputs.get("margin")
+        soft_label = inputs[SOFT_LABEL]
+        # log P(chosen ≻ rejected) and its complement, computed once for the loss and the eval calibration metrics.
+        if self._gaussian:
+            mean_c, mean_r = torch.chunk(outputs.mean, 2)
+            var_c, var_r = torch.chunk(outputs.variance, 2)
+            log_p, log_q = gaussian_preference_log_probs(mean_c, var_c, mean_r, var_r, margin)
+        else:
+            mean_c, mean_r = torch.chunk(outputs.logits.squeeze(-1), 2)
+            log_p, log_q = bt_preference_log_probs(mean_c, mean_r, margin)
+        pair_loss = soft_label_nll(log_p, log_q, soft_label)
+        loss = pair_loss.mean()
+
+        anchor_terms = None
+        if self._gaussian and CHOSEN_COUNTS in inputs:
+            anchor_terms = self._anchor_loss(outputs, inputs)
+            loss = loss + self.args.anchor_lambda * anchor_terms["loss"]
+        if self.args.center_rewards_coefficient is not None:
+            loss = loss + self.args.center_rewards_coefficient * torch.mean((mean_c + mean_r) ** 2)
+
+        self._record_metrics(mode, inputs, outputs, pair_loss, log_p, anchor_terms, mean_c, mean_r)
+        loss = loss.to(torch.float32)
+        return (loss, outputs) if return_outputs else loss
+
+    def _anchor_loss(self, outputs, inputs) -> dict[str, torch.Tensor]:
+        thresholds = torch.tensor(self.anchor_thresholds, device=outputs.mean.device)
+        counts = torch.cat([inputs[CHOSEN_COUNTS], inputs[REJECTED_COUNTS]])
+        weight = inputs[ANCHOR_WEIGHT].repeat(2)
+        nll = ordinal_anchor_nll(outputs.mean, outputs.std, thresholds, counts, self.args.normalize_anchor_counts)
+        # Mean over all pairs of the batch (not only anchored ones): the dataset-level objective is
+        # Σ_pairs L_pair + λ Σ_anchored [L_anchor(c) + L_anchor(r)], here divided by the number of pairs.
+        loss = (weight.to(nll.dtype) * nll).sum() / inputs[ANCHOR_WEIGHT].numel()
+        with torch.no_grad():
+            predicted = ordinal_log_probs(outputs.mean, outputs.std, thresholds).argmax(-1)
+            anchored = (weight > 0) & (counts.sum(-1) > 0)
+            correct = (predicted == counts.argmax(-1)) & anchored
+        return {"loss": loss, "correct": correct.sum(), "anchored": anchored.sum()}
+
+    def _record_metrics(self, mode, inputs, outputs, pair_loss, log_p, anchor_terms, mean_c, mean_r) -> None:
+        if mode == "train":
+            num_tokens = self.accelerator.gather_for_metrics(num_real_tokens(inputs)).sum().item()
+            # TRL ≥ 1.13 corrects for tensor-parallel ranks repeating the batch; TRL 1.12 has no `_tp_size`.
+            self._total_train_tokens += num_tokens // getattr(self, "_tp_size", 1)
+        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+        gather = self.accelerator.gather_for_metrics
+        with torch.no_grad():
+            rewards = gather(torch.cat([mean_c, mean_r]).detach().float())
+            self._metrics[mode]["min_reward"].append(rewards.min().item())
+            self._metrics[mode]["mean_reward"].append(rewards.mean().item())
+            self._metrics[mode]["max_reward"].append(rewards.max().item())
+            self._metrics[mode]["accuracy"].append(gather((mean_c > mean_r).float()).mean().item())
+            self._metrics[mode]["margin"].append(gather((mean_c - mean_r).detach().float()).mean().item())
+            self._metrics[mode]["pair_loss"].append(gather(pair_loss.detach().float()).mean().item())
+            if self._gaussian:
+                self._metrics[mode]["mean_std"].append(gather(outputs.std.detach()).mean().item())
+            if anchor_terms is not None:
+                self._metrics[mode]["anchor_loss"].append(gather(anchor_terms["loss"].detach().float()).mean().item())
+                correct = gather(anchor_terms["correct"].reshape(1)).sum().item()
+                anchored = gather(anchor_terms["anchored"].reshape(1)).sum().item()
+                if anchored:
+                    self._metrics[mode]["anchor_accuracy"].append(correct / anchored)
+            if mode == "eval":
+                self._pairs["probs"].append(gather(log_p.detach().exp().float()))
+                self._pairs["labels"].append(gather(inputs[SOFT_LABEL].float()))
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if not self.model.training and self._pairs["probs"]:
+            probs = torch.cat(self._pairs["probs"]).cpu().numpy()
+            labels = torch.cat(self._pairs["labels"]).cpu().numpy()
+            calibration = pairwise_metrics(probs, labels)
+            for key in ("brier", "soft_ce", "ece"):
+                self._metrics["eval"][key] = [calibration[key]]
+            self._pairs = {"probs": [], "labels": []}
+        super().log(logs, start_time)
+
+    # ------------------------------------------------------------------------------------------------- model card
+    def create_model_card(
+        self,
+        model_name: str | None = None,
+        dataset_name: str | None = None,
+        tags: str | list[str] | None = None,
+        license: str | None = None,
+        finetuned_from: str | None = None,
+        language: str | list[str] | None = None,
+    ) -> None:
+        """Write the model card (`README.md` in `output_dir`) of a trl-anchor reward model.
+
+        TRL calls this at every checkpoint and `push_to_hub(...)` with its keyword arguments; after
+        `trainer.save_model()` call it yourself. Besides TRL's card content, it says what μ and σ are and in which
+        units, how the anchors were built and how to use the model, with `license`, `base_model`, `datasets`,
+        `pipeline_tag: text-classification` and a `model-index` of the latest evaluation (see `trl_anchor.pipelines.cards`).
+
+        Args:
+            model_name: name of the model (default: the output directory's name).
+            dataset_name: training dataset (a Hub id also goes into the `datasets` metadata).
+            tags: extra tags besides trl, reward-model, trl-anchor and uncertainty.
+            license: license of the model; default the license on the base model's card.
+            finetuned_from: the base model's Hub id, when the model was loaded from a local copy.
+            language: language(s) of the training data.
+        """
+        if not self.is_world_process_zero():
+            return
+        write_trainer_model_card(
+            self, model_name=model_name, dataset_name=dataset_name, tags=tags, license=license,
+            finetuned_from=finetuned_from, language=language,
+        )
+
+
+# ------------------------------------------------------------------------------------------------------ helpers
+def _unwrap(model):
+    return model.get_base_model() if is_peft_model(model) else model
+
+
+def _upgrade_args(model, args) -> AnchorGaussianRewardConfig:
+    if args is None:
+        name = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "model")
+        return AnchorGaussianRewardConfig(f"{str(name).split('/')[-1]}-AnchorGaussianReward")
+    if isinstance(args, AnchorGaussianRewardConfig):
+        return args
+    # A plain `trl.RewardConfig` keeps all its values and gets the defaults of the anchor fields.
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(args) if f.init}
+    return AnchorGaussianRewardConfig(**values)
+
+
+def _load_tokenizer(model, args):
+    model_id = model if isinstance(model, str) else get_config_model_id(model.config)
+    revision = (args.model_init_kwargs or {}).get("revision")
+    return AutoTokenizer.from_pretrained(model_id, revision=revision, trust_remote_code=args.trust_remote_code)
+
+
+def _check_tokenizer(tokenizer, args) -> None:
+    if (args.pad_token or tokenizer.pad_token or tokenizer.eos_token) is None:
+        raise ValueError(
+            f"The tokenizer {type(tokenizer).__name__} has neither a pad token nor an EOS token; reward models pad "
+            "batches and read the last non-pad token. Set `tokenizer.pad_token` (e.g. to an existing special token)."
+        )
+    if (args.eos_token or tokenizer.eos_token) is None:
+        if tokenizer.sep_token is None:
+            raise ValueError(
+                f"The tokenizer {type(tokenizer).__name__} has no EOS token, which TRL appends to every text response. "
+                "Set `eos_token` in the config or on the tokenizer."
+            )
+        # Encoders (BERT, MiniLM) end sequences with [SEP] and have no EOS token; TRL appends the EOS token to text.
+        tokenizer.eos_token = tokenizer.sep_token
+
+
+def _head_parameters(model) -> set[int]:
+    """Ids of the parameters of the mean head (`score`/`classifier`) and the variance head."""
+    base = _unwrap(model)
+    heads = [getattr(base, name, None) for name in ("score", "classifier", "variance_head")]
+    return {id(p) for head in heads if head is not None for p in head.parameters()}
+
+
+def _split_head_groups(optimizer, head_ids: set[int], head_lr: float) -> None:
+    # Move the heads out of each param group into a twin group (same weight decay) with its own learning rate;
+    # the LR scheduler, created afterwards, then scales every group from its own base rate.
+    twins = []
+    for group in optimizer.param_groups:
+        heads = [p for p in group["params"] if id(p) in head_ids]
+        if heads:
+            group["params"] = [p for p in group["params"] if id(p) not in head_ids]
+            twins.append({**{k: v for k, v in group.items() if k != "params"}, "params": heads, "lr": head_lr})
+    optimizer.param_groups[:] = [group for group in optimizer.param_groups if group["params"]]
+    for twin in twins:
+        optimizer.add_param_group(twin)
+
+
+def _with_trainable_heads(model, peft_config):
+    """Make LoRA train and save both the mean head and the variance head."""
+    if peft_config is None:
+        return None
+    peft_config = copy.deepcopy(peft_config)
+    base = _unwrap(model)
+    head_name = "score" if getattr(base, "score", None) is not None else "classifier"
+    modules = list(peft_config.modules_to_save or [])
+    for name in (head_name, "variance_head"):
+        if name not in modules:
+            modules.append(name)
+    peft_config.modules_to_save = modules
+    return peft_config
