@@ -287,7 +287,8 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
     def _standardize_columns(self, dataset, args, dataset_name):
         """Validate soft labels and anchors and rewrite them as `soft_label`, anchor count vectors and weights."""
         columns = get_dataset_column_names(dataset)
-        is_processed = "chosen_ids" in columns and "rejected_ids" in columns
+        # Pre-tokenized data; TRL renames the legacy `*_input_ids` columns (with a FutureWarning).
+        is_processed = any(f"chosen_{ids}" in columns and f"rejected_{ids}" in columns for ids in ("ids", "input_ids"))
         for required in ("chosen", "rejected"):
             if not is_processed and required not in columns:
                 raise ValueError(f"The {dataset_name} dataset has no `{required}` column (columns: {columns}).")
