@@ -8,8 +8,8 @@ Scenarios, run in order in one process so the interpreter and DeepSpeed start on
   16-bit state dict), eval loss, and μ/σ² on a fixed probe batch before training (heads just initialised) and after
   training (through the DeepSpeed engine, which gathers ZeRO-3 partitions).
 - `resume`: a fresh trainer resumed from `full`'s first checkpoint, trained to the same step.
-- `lora`: LoRA (both heads in `modules_to_save`) with gradient checkpointing; TRL forces reentrant checkpointing under
-  PEFT + ZeRO-3, which the report records.
+- `lora`: LoRA (`task_type="SEQ_CLS"` trains and saves the mean head, the trainer the variance head) with gradient
+  checkpointing; TRL forces reentrant checkpointing under PEFT + ZeRO-3, which the report records.
 
 `--padding_free` trains every scenario on packed batches (`trl_anchor.models.packing`); the probe batch is always padded.
 

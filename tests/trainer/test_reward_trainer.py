@@ -317,11 +317,6 @@ def test_num_labels_must_be_one(tmp_path, tokenizer, tiny_config):
                  reward_type="bt")
 
 
-def test_gaussian_needs_gaussian_model(tmp_path, tokenizer, tiny_config):
-    with pytest.raises(TypeError, match="needs a GaussianRewardModel"):
-        _trainer(tmp_path, tokenizer, tiny_config, _dataset(), model=GPT2ForSequenceClassification(tiny_config))
-
-
 def test_tokenizer_without_pad_or_eos(tmp_path, tokenizer, tiny_config):
     tokenizer.pad_token = None
     tokenizer.eos_token = None

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING, AutoConfig, PretrainedConfig
+from transformers.dynamic_module_utils import get_class_from_dynamic_module, resolve_trust_remote_code
 from transformers.utils import ModelOutput, logging
 
 from ..losses import math_dtype
@@ -152,21 +153,16 @@ class GaussianRewardModel:
 
     # ----------------------------------------------------------------------------------------------------- creation
     @classmethod
-    def class_for(cls, config: PretrainedConfig) -> type:
-        """The `Gaussian<Backbone>ForSequenceClassification` class for a backbone config."""
-        try:
-            backbone = MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING[type(config)]
-        except KeyError:
-            raise ValueError(
-                f"Model type `{config.model_type}` has no AutoModelForSequenceClassification class; "
-                "GaussianRewardModel wraps backbones that transformers can load for sequence classification."
-            ) from None
-        if backbone not in _GAUSSIAN_CLASSES:
-            name = f"Gaussian{backbone.__name__}"
-            _GAUSSIAN_CLASSES[backbone] = type(
-                name, (GaussianRewardModel, backbone), {"_backbone_class": backbone, "__module__": __name__}
-            )
-        return _GAUSSIAN_CLASSES[backbone]
+    def class_for(
+        cls, config: PretrainedConfig, trust_remote_code: bool | None = False, repo_id: str | None = None, **hub_kwargs
+    ) -> type:
+        """The `Gaussian<Backbone>ForSequenceClassification` class for a backbone config.
+
+        The backbone class is the one `AutoModelForSequenceClassification` would pick: with `trust_remote_code=True`
+        the class named in `config.auto_map` (remote code from `repo_id`, default `config.name_or_path`, fetched with
+        `hub_kwargs` such as `revision`), otherwise transformers' own class for the config.
+        """
+        return gaussian_class(sequence_classification_class(config, trust_remote_code, repo_id, **hub_kwargs))
 
     @classmethod
     def from_config(cls, config: PretrainedConfig, variance_floor: float | None = None, **kwargs):
@@ -184,16 +180,21 @@ class GaussianRewardModel:
         """
         if cls is not GaussianRewardModel:
             return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        hub_kwargs = {k: kwargs[k] for k in ("revision", "token", "cache_dir") if k in kwargs}
+        trust_remote_code = kwargs.get("trust_remote_code")
         config = kwargs.pop("config", None)
         if config is None:
-            hub_kwargs = {k: kwargs[k] for k in ("revision", "token", "cache_dir", "trust_remote_code") if k in kwargs}
             # A reward model has one output, whatever the checkpoint's head had (base LMs default to 2 labels).
             config_overrides = {"num_labels": kwargs.pop("num_labels", 1)}
             if "pad_token_id" in kwargs:
                 config_overrides["pad_token_id"] = kwargs.pop("pad_token_id")
-            config = AutoConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs, **config_overrides)
+            config = AutoConfig.from_pretrained(
+                pretrained_model_name_or_path, trust_remote_code=trust_remote_code, **hub_kwargs, **config_overrides
+            )
         _prepare_config(config, variance_floor)
-        model, info = cls.class_for(config).from_pretrained(
+        repo_id = str(pretrained_model_name_or_path)
+        model_class = cls.class_for(config, trust_remote_code, repo_id=repo_id, **hub_kwargs)
+        model, info = model_class.from_pretrained(
             pretrained_model_name_or_path, *model_args, config=config, output_loading_info=True, **kwargs
         )
         if any(key.startswith("variance_head.") for key in info["missing_keys"]):
@@ -215,6 +216,9 @@ class GaussianRewardModel:
         # transformers records the runtime class name; consumers without trl_anchor (AutoModel, vLLM, TGI) need the
         # backbone's own class there.
         self.config.architectures = [self._backbone_class.__name__]
+        if self.is_remote_code():  # transformers shipped the backbone's code file; point `auto_map` at its class
+            module = self._backbone_class.__module__.split(".")[-1]
+            self.config.auto_map[self._auto_class] = f"{module}.{self._backbone_class.__name__}"
         if kwargs.get("is_main_process", True):
             self.config.save_pretrained(save_directory)
 
@@ -263,6 +267,44 @@ class GaussianRewardModel:
 
 
 _GAUSSIAN_CLASSES: dict[type, type] = {}
+
+
+def gaussian_class(backbone: type) -> type:
+    """The `Gaussian<Backbone>` subclass of a sequence-classification class (created once per backbone)."""
+    if backbone not in _GAUSSIAN_CLASSES:
+        # A remote-code class lives in its own module: transformers copies that module's file next to a saved
+        # checkpoint, so the Gaussian subclass claims it too.
+        module = backbone.__module__ if backbone.is_remote_code() else __name__
+        _GAUSSIAN_CLASSES[backbone] = type(
+            f"Gaussian{backbone.__name__}", (GaussianRewardModel, backbone),
+            {"_backbone_class": backbone, "__module__": module},
+        )
+    return _GAUSSIAN_CLASSES[backbone]
+
+
+def sequence_classification_class(
+    config: PretrainedConfig, trust_remote_code: bool | None = False, repo_id: str | None = None, **hub_kwargs
+) -> type:
+    """The class `AutoModelForSequenceClassification` instantiates for `config`, `auto_map` (remote code) included."""
+    auto_class = "AutoModelForSequenceClassification"
+    class_ref = (getattr(config, "auto_map", None) or {}).get(auto_class)
+    has_local_code = type(config) in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
+    if class_ref is not None:
+        repo_id = repo_id or config.name_or_path
+        upstream_repo = class_ref.split("--")[0] if "--" in class_ref else None
+        # Raises transformers' own "contains custom code" error when remote code is needed but not trusted.
+        if resolve_trust_remote_code(trust_remote_code, repo_id, has_local_code, True, upstream_repo=upstream_repo):
+            if upstream_repo is not None:
+                repo_id, class_ref = class_ref.split("--")
+            backbone = get_class_from_dynamic_module(class_ref, repo_id, **hub_kwargs)
+            backbone.register_for_auto_class(auto_class)
+            return backbone
+    if not has_local_code:
+        raise ValueError(
+            f"Model type `{config.model_type}` has no AutoModelForSequenceClassification class; "
+            "GaussianRewardModel wraps backbones that transformers can load for sequence classification."
+        )
+    return MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING[type(config)]
 
 
 def _at_sequence_ends(model, hidden, position_logits, sequence_ends):

@@ -1,6 +1,5 @@
 """`AnchorGaussianRewardTrainer`: TRL's `RewardTrainer` for Gaussian reward models with soft labels and anchors."""
 
-import copy
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +29,7 @@ from ..losses import (
     soft_label_nll,
 )
 from ..metrics import pairwise_metrics
+from ..models.conversion import save_variance_head_with_adapter, to_gaussian, train_variance_head
 from ..models.modeling_gaussian import GaussianRewardModel
 from ..models.packing import (
     num_real_tokens,
@@ -136,13 +136,18 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
     Args:
         model (`str`, [`GaussianRewardModel`], [`~transformers.PreTrainedModel`] or [`~peft.PeftModel`]):
             A model id or path (loaded as a [`GaussianRewardModel`] for `reward_type="gaussian"`, as
-            `AutoModelForSequenceClassification` for `"bt"`), or an instantiated model of that kind.
+            `AutoModelForSequenceClassification` for `"bt"`; `auto_map` remote code with `trust_remote_code=True`),
+            or an instantiated sequence-classification model or `PeftModel` with `num_labels=1`. For
+            `reward_type="gaussian"` a plain model gets a fresh variance head in place (no weight copy; see
+            `trl_anchor.models.conversion`).
         args ([`AnchorGaussianRewardConfig`], *optional*):
             Training configuration; a plain [`trl.RewardConfig`] is upgraded with the defaults of the new fields.
         other arguments:
             As for [`trl.RewardTrainer`] (`data_collator`, `train_dataset`, `eval_dataset`, `processing_class`,
             `compute_metrics`, `callbacks`, `optimizers`, `optimizer_cls_and_kwargs`,
-            `preprocess_logits_for_metrics`, `quantization_config`, `peft_config`).
+            `preprocess_logits_for_metrics`, `quantization_config`, `peft_config`). A `peft_config` trains what it
+            asks for, as in TRL (add `modules_to_save=["score"]` or `task_type="SEQ_CLS"` to train the mean head),
+            plus the variance head, which is saved in the adapter file (see `trl_anchor.models.conversion`).
     """
 
     _tag_names = ["trl", "reward-trainer", "trl-anchor", "uncertainty"]
@@ -173,8 +178,8 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
 
         if self._gaussian:
             model, processing_class = self._load_gaussian_model(model, args, processing_class, quantization_config)
-            peft_config = _with_trainable_heads(model, peft_config)
-            _unwrap(model).record_training_settings(**self._anchor_settings(args))
+            if isinstance(_unwrap(model), GaussianRewardModel):  # else TRL's own num_labels check refuses it below
+                _unwrap(model).record_training_settings(**self._anchor_settings(args))
         if processing_class is None:
             processing_class = _load_tokenizer(model, args)
         _check_tokenizer(processing_class, args)
@@ -195,6 +200,8 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
             quantization_config=quantization_config,
             peft_config=peft_config,
         )
+        if self._gaussian and is_peft_model(self.model):
+            train_variance_head(self.model)  # PEFT froze the new head with the base model; it is saved in `_save`
         if data_collator is None:
             # TRL has resolved the pad token by now; keep its padding settings and add soft labels and anchors.
             self.data_collator = DataCollatorForAnchoredPreference(
@@ -224,14 +231,9 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
                 processing_class = AutoTokenizer.from_pretrained(
                     model_id, revision=revision, trust_remote_code=args.trust_remote_code
                 )
-        elif not isinstance(_unwrap(model), GaussianRewardModel):
-            raise TypeError(
-                f"`reward_type='gaussian'` needs a GaussianRewardModel (or a model id), got {type(model).__name__}. "
-                "Load it with `GaussianRewardModel.from_pretrained(...)`, or set `reward_type='bt'`."
-            )
-        elif args.variance_floor is not None:
-            _unwrap(model).variance_head.variance_floor = args.variance_floor
-            _unwrap(model).record_training_settings(variance_floor=args.variance_floor)
+        elif getattr(model.config, "num_labels", None) == 1:  # TRL's own check refuses other heads
+            # A plain sequence-classification model (or the base of a PeftModel) gets a variance head in place.
+            to_gaussian(_unwrap(model), args.variance_floor)
         return model, processing_class
 
     # ---------------------------------------------------------------------------------------------------- anchors
@@ -285,7 +287,8 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
     def _standardize_columns(self, dataset, args, dataset_name):
         """Validate soft labels and anchors and rewrite them as `soft_label`, anchor count vectors and weights."""
         columns = get_dataset_column_names(dataset)
-        is_processed = "chosen_ids" in columns and "rejected_ids" in columns
+        # Pre-tokenized data; TRL renames the legacy `*_input_ids` columns (with a FutureWarning).
+        is_processed = any(f"chosen_{ids}" in columns and f"rejected_{ids}" in columns for ids in ("ids", "input_ids"))
         for required in ("chosen", "rejected"):
             if not is_processed and required not in columns:
                 raise ValueError(f"The {dataset_name} dataset has no `{required}` column (columns: {columns}).")
@@ -446,6 +449,14 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
             finetuned_from=finetuned_from, language=language,
         )
 
+    # ------------------------------------------------------------------------------------------------------ saving
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        super()._save(output_dir, state_dict)
+        model = self.accelerator.unwrap_model(self.model)
+        if self._gaussian and is_peft_model(model) and self.args.should_save:
+            # PEFT saves adapter weights only; the trained variance head goes into the same adapter file.
+            save_variance_head_with_adapter(model, output_dir or self.args.output_dir, state_dict)
+
 
 # ------------------------------------------------------------------------------------------------------ helpers
 def _unwrap(model):
@@ -504,18 +515,3 @@ def _split_head_groups(optimizer, head_ids: set[int], head_lr: float) -> None:
     optimizer.param_groups[:] = [group for group in optimizer.param_groups if group["params"]]
     for twin in twins:
         optimizer.add_param_group(twin)
-
-
-def _with_trainable_heads(model, peft_config):
-    """Make LoRA train and save both the mean head and the variance head."""
-    if peft_config is None:
-        return None
-    peft_config = copy.deepcopy(peft_config)
-    base = _unwrap(model)
-    head_name = "score" if getattr(base, "score", None) is not None else "classifier"
-    modules = list(peft_config.modules_to_save or [])
-    for name in (head_name, "variance_head"):
-        if name not in modules:
-            modules.append(name)
-    peft_config.modules_to_save = modules
-    return peft_config
