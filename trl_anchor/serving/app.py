@@ -42,7 +42,10 @@ class RewardService:
 
     def __init__(self, scorer: RewardScorer, config: ServeConfig, token: str | None = None):
         self.scorer, self.config, self.token = scorer, config, token
-        transforms = build_transforms([config.transform], scorer.model.config, scorer.is_gaussian)
+        try:
+            transforms = build_transforms([config.transform], scorer.model.config, scorer.is_gaussian)
+        except ApiError as error:
+            raise ValueError(f"--transform: {error.message}") from None
         self.transform: RewardTransform = transforms[config.transform]
         self.batcher = DynamicBatcher(
             scorer.score,
