@@ -3,12 +3,14 @@ against direct `score_responses` calls and scipy's normal quantile, the OpenRLHF
 
 import base64
 import json
+import socket
+import time
 
 import numpy as np
 import pytest
 import torch
 from scipy.stats import norm
-from server_helpers import save_reward_model
+from server_helpers import ThreadedServer, save_reward_model
 from starlette.testclient import TestClient
 from transformers import AutoTokenizer, GPT2Config, GPT2ForSequenceClassification
 
@@ -247,3 +249,56 @@ def test_pickle_checkpoints_are_refused(tmp_path, model_dir):
     torch.save(state, tmp_path / "pytorch_model.bin")
     with pytest.raises(OSError, match="safetensors"):
         RewardScorer.from_pretrained(str(tmp_path))
+
+
+def test_bfloat16_weights_serve_the_same_scores_as_a_direct_bfloat16_call(model_dir, scorer):
+    bf16 = RewardScorer.from_pretrained(str(model_dir), dtype="bfloat16")
+    assert bf16.info()["dtype"] == "bfloat16" and scorer.info()["dtype"] == "float32"  # `auto` on CPU is float32
+    responses = ["a cat", "the quick brown fox jumps over the lazy dog"]
+    with make_client(bf16) as client:
+        body = client.post("/score", json={"responses": responses}).json()
+    expected = np.array([direct(bf16, r) for r in responses])
+    np.testing.assert_allclose(np.array(body["mu"])[:, 0], expected[:, 0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.array(body["sigma"])[:, 0], expected[:, 1], rtol=1e-5, atol=1e-6)
+    assert np.all(np.isfinite(body["mu"])) and np.all(np.isfinite(body["sigma"]))
+    with pytest.raises(ValueError, match="dtype"):
+        RewardScorer.from_pretrained(str(model_dir), dtype="float8")
+
+
+class SlowScorer(RewardScorer):
+    """The served scorer, but each forward pass takes `delay` seconds longer (or returns NaN when `nan`)."""
+
+    delay, nan = 0.0, False
+
+    def score(self, items):
+        time.sleep(self.delay)
+        results = super().score(items)
+        return [(float("nan"), std) for _, std in results] if self.nan else results
+
+
+def test_timeouts_back_pressure_and_non_finite_scores_are_clear_errors(scorer):
+    slow = SlowScorer(scorer.model, scorer.tokenizer)
+    slow.delay = 1.0
+    with make_client(slow, request_timeout=0.2) as client:
+        timed_out = client.post("/score", json={"responses": ["a cat"]})
+    assert timed_out.status_code == 504 and timed_out.json()["error"]["type"] == "timeout"
+    with make_client(scorer, max_queue_items=1) as client:
+        full = client.post("/score", json={"responses": ["a cat", "a dog"]})
+    assert full.status_code == 503 and full.json()["error"]["type"] == "overloaded"
+    assert full.headers["retry-after"] == "1"
+    broken = SlowScorer(scorer.model, scorer.tokenizer)
+    broken.nan = True
+    with make_client(broken) as client:
+        nan = client.post("/get_reward", json={"query": ["a cat", "a dog"]})
+    assert nan.status_code == 500 and nan.json()["error"]["type"] == "non_finite_score"
+    assert "item(s) [0, 1]" in nan.json()["error"]["message"]
+
+
+def test_a_body_that_does_not_arrive_in_time_gets_408(scorer):
+    with ThreadedServer(create_app(scorer, ServeConfig(body_timeout=0.5))) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"POST /score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 100\r\n\r\n" + b'{"responses": ["a')  # 17 of the 100 bytes, then silence
+            reply = sock.recv(65536).decode()
+    status_line, _, rest = reply.partition("\r\n")
+    assert " 408 " in status_line and '"body_timeout"' in rest

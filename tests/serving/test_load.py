@@ -59,21 +59,20 @@ def value_of(case: dict, body: dict) -> tuple[float, float]:
 @pytest.mark.slow
 def test_ten_thousand_requests_from_32_clients_all_correct(tmp_path, tokenizer_dir):
     model_dir = save_reward_model(tmp_path / "rm", tokenizer_dir)
-    cases = make_cases(300)
-    scorer = RewardScorer.from_pretrained(str(model_dir))
-    expected = []
-    for case in cases:  # one unbatched direct call per distinct text
-        prompts = None if case["prompt"] is None else [case["prompt"]]
-        scores = score_responses(scorer.model, scorer.tokenizer, [case["response"]], prompts)
-        expected.append((scores.mean[0], scores.std[0]))
-
     port = free_port()
     process, url = start_server_process(model_dir, port=port)  # default batching: 32 sequences, 5 ms wait
     received: list = [None] * NUM_REQUESTS
     errors: list[str] = []
-    deadline = time.monotonic() + DEADLINE_S
     try:
+        cases = make_cases(300)
+        scorer = RewardScorer.from_pretrained(str(model_dir))
+        expected = []
+        for case in cases:  # one unbatched direct call per distinct text, while the server starts
+            prompts = None if case["prompt"] is None else [case["prompt"]]
+            scores = score_responses(scorer.model, scorer.tokenizer, [case["response"]], prompts)
+            expected.append((scores.mean[0], scores.std[0]))
         wait_until_healthy(url, process)
+        deadline = time.monotonic() + DEADLINE_S
 
         def client(worker: int) -> None:
             # The standard library's keep-alive connection: the cheapest client, so the run measures the server.
