@@ -6,6 +6,9 @@ requests). Concurrent clients send OpenRLHF-shaped one-query `/get_reward` reque
 alternate between the servers. Every answer is compared with a direct `score_responses` call, so both variants are
 timed at equal correctness. Only 127.0.0.1 is contacted.
 
+Wall-clock throughput on a shared machine also measures the other jobs; the server process's CPU time per request
+(`psutil`, all its threads) is the work itself, so both are reported.
+
     python benchmarks/server.py                       # small GPT-2 config (batching matters on CPU)
     python benchmarks/server.py --model minilm        # the packaged all-MiniLM-L6-v2 (quickstart extra)
 """
@@ -25,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import torch
 from _common import add_common_arguments, apply_common_arguments, interleave, print_header, print_table
 
@@ -153,14 +157,19 @@ def main() -> None:
 
         round_seed = iter(range(1000))
 
-        def variant(port):
-            def run() -> list[tuple[float, list[float]]]:
+        def variant(process, port):
+            server = psutil.Process(process.pid)
+
+            def run() -> list[tuple[float, list[float], float]]:
+                before = server.cpu_times()
                 wall, latencies, _ = run_load(port, texts(args.requests, seed=next(round_seed)), args.clients)
-                return [(wall, latencies)]
+                after = server.cpu_times()
+                cpu = (after.user + after.system) - (before.user + before.system)
+                return [(wall, latencies, cpu)]
 
             return run
 
-        results = interleave({name: variant(port) for name, (_, port) in servers.items()}, args.rounds)
+        results = interleave({name: variant(*server) for name, server in servers.items()}, args.rounds)
     finally:
         for process, _ in servers.values():
             process.terminate()
@@ -172,13 +181,16 @@ def main() -> None:
           f"{args.rounds} interleaved rounds; server torch threads {args.threads}.\n")
     rows, base = [], None
     for name, runs in reversed(list(results.items())):
-        throughput = statistics.median(args.requests / wall for wall, _ in runs)
-        latencies = np.concatenate([np.array(lat) for _, lat in runs]) * 1000
-        base = base or throughput
-        rows.append([name, throughput, float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99)),
-                     f"{errors[name]:.1e}", f"{throughput / base:.2f}x"])
-    print_table(["server", "requests/s (median round)", "p50 latency (ms)", "p99 latency (ms)",
-                 "max abs. difference to direct score_responses", "throughput vs one forward per request"], rows)
+        throughput = statistics.median(args.requests / wall for wall, _, _ in runs)
+        cpu_ms = statistics.median(1000 * cpu / args.requests for _, _, cpu in runs)
+        latencies = np.concatenate([np.array(lat) for _, lat, _ in runs]) * 1000
+        base = base or (throughput, cpu_ms)
+        p50, p99 = (float(np.percentile(latencies, q)) for q in (50, 99))
+        rows.append([name, throughput, cpu_ms, p50, p99, f"{errors[name]:.1e}", f"{throughput / base[0]:.2f}x",
+                     f"{base[1] / cpu_ms:.2f}x"])
+    print_table(["server", "requests/s (wall, median round)", "server CPU ms/request", "p50 latency (ms)",
+                 "p99 latency (ms)", "max abs. difference to direct score_responses", "throughput vs one forward per "
+                 "request (wall)", "requests per server CPU-second vs one forward per request"], rows)
 
 
 if __name__ == "__main__":
