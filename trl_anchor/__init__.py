@@ -8,6 +8,7 @@ fast in every process `accelerate launch` starts. The package is laid out by lay
 - `trainer`: each trainer with its config;
 - `rewards`: reward transforms, batched scoring and the RL reward wrappers (GRPO/RLOO, PPO);
 - `pipelines`: anchor labelling, evaluation, best-of-N, model cards;
+- `serving`: the HTTP reward-model server (`trl-anchor serve`) and its clients;
 - `data`: dataset adapters and the synthetic generator;
 - `scripts`: the `trl-anchor` CLI commands;
 - `studies`: research studies (simulation, caption study); runnable from the CLI, not part of this namespace.
@@ -64,6 +65,9 @@ _EXPORTS = {
     "RewardTransform": "rewards",
     "record_reward_statistics": "rewards",
     "score_responses": "rewards",
+    "RemoteRewardFunction": "serving",
+    "RewardClient": "serving",
+    "ServeConfig": "serving",
     "AnchorGaussianRewardConfig": "trainer",
     "AnchorGaussianRewardTrainer": "trainer",
     "DataCollatorForAnchoredPreference": "trainer",
@@ -134,4 +138,5 @@ if TYPE_CHECKING:
         record_reward_statistics,
         score_responses,
     )
+    from .serving import RemoteRewardFunction, RewardClient, ServeConfig
     from .trainer import AnchorGaussianRewardConfig, AnchorGaussianRewardTrainer, DataCollatorForAnchoredPreference

@@ -16,6 +16,7 @@ COMMANDS = {
     "label-anchors": ("trl_anchor.scripts.label_anchors", "score a preference dataset with an external reward model"),
     "bon": ("trl_anchor.scripts.bon", "best-of-N: generate, score, select, evaluate with a gold reward"),
     "simulate": ("trl_anchor.scripts.simulate", "identifiability simulation study"),
+    "serve": ("trl_anchor.scripts.serve", "serve a reward model over HTTP (OpenRLHF /get_reward, μ/σ /score)"),
     "caption-study": (
         "trl_anchor.scripts.caption_study",
         "real-vote study: BT vs Gaussian vs Gaussian+vote anchors on held-out caption contests",
