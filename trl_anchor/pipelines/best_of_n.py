@@ -38,9 +38,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 from transformers import (
-    AutoConfig,
     AutoModelForCausalLM,
-    AutoModelForSequenceClassification,
     AutoTokenizer,
     PretrainedConfig,
     PreTrainedModel,
@@ -49,7 +47,8 @@ from transformers import (
 from transformers.utils import logging
 from trl.data_utils import is_conversational
 
-from ..models.modeling_gaussian import GAUSSIAN_CONFIG_KEY, GaussianRewardModel, gaussian_settings, is_gaussian_config
+from ..models.loading import load_reward_model
+from ..models.modeling_gaussian import GAUSSIAN_CONFIG_KEY, gaussian_settings, is_gaussian_config
 from ..rewards.scoring import Text, score_responses
 from ..rewards.transforms import RewardTransform
 
@@ -479,22 +478,6 @@ def _vllm_engine(model_name_or_path: str, seed: int):
 
 
 # ============================================================================================ scoring helpers
-def load_reward_model(path: str, device: str | torch.device | None = None, **kwargs):
-    """A reward model and its tokenizer: a `GaussianRewardModel` when the checkpoint is Gaussian, else a plain
-    sequence-classification model with one output (a Bradley–Terry RM; then only `mean`/`random` select)."""
-    config = AutoConfig.from_pretrained(path)
-    if is_gaussian_config(config):
-        model = GaussianRewardModel.from_pretrained(path, **kwargs)
-    else:
-        model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
-        if model.config.num_labels != 1:
-            raise ValueError(
-                f"{path} has num_labels={model.config.num_labels}; a reward model must output one score per sequence."
-            )
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return model.to(device).eval(), AutoTokenizer.from_pretrained(path)
-
-
 def as_completion(prompt: Text, completion: str) -> Text:
     """A generated completion in the prompt's format: an assistant message after a conversational prompt."""
     return [{"role": "assistant", "content": completion}] if is_conversational({"prompt": prompt}) else completion
@@ -564,13 +547,7 @@ def load_gold_scorer(spec: "str | GoldScorer", batch_size: int = 16, max_length:
         if not callable(scorer):
             raise ValueError(f"Gold scorer {spec!r} is not callable.")
         return scorer
-    model = AutoModelForSequenceClassification.from_pretrained(spec)
-    if model.config.num_labels != 1:
-        raise ValueError(
-            f"Gold reward model {spec} has num_labels={model.config.num_labels}; it must output one score."
-        )
-    model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
-    tokenizer = AutoTokenizer.from_pretrained(spec)
+    model, tokenizer = load_reward_model(spec)
 
     def score_with_model(prompts: list[Text], completions: list[Text]) -> list[float]:
         return score_responses(model, tokenizer, completions, prompts, batch_size, max_length).mean.tolist()
