@@ -10,7 +10,7 @@ import pytest
 from datasets import Dataset
 
 from trl_anchor.data._common import FilterReport, split_by_group
-from trl_anchor.data.caption_contest import ContestTable
+from trl_anchor.data.caption_contest_files import ContestTable
 from trl_anchor.rewards.scoring import RewardScores
 from trl_anchor.studies.caption_study import (
     ARMS,

@@ -21,7 +21,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging
 
 from ..data._common import FilterReport, split_by_group
-from ..data.caption_contest import CaptionContestData, contest_from_filename
+from ..data.caption_contest import CaptionContestData
+from ..data.caption_contest_files import contest_from_filename
 from ..models.loading import load_reward_model
 from ..models.modeling_gaussian import is_gaussian_config
 from ..pipelines.best_of_n import (

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...data._common import FilterReport, format_prompt, split_by_group
-from ...data.caption_contest import CaptionContestData, ContestTable, pairwise_soft_labels, sample_pairs
+from ...data.caption_contest import CaptionContestData, pairwise_soft_labels, sample_pairs
+from ...data.caption_contest_files import ContestTable
 from ...pipelines.evaluation import vote_spread
 from .config import CaptionStudyConfig
 
