@@ -83,7 +83,7 @@ _ENUMERATE_LIMIT = 200_000  # below this many candidate pairs, enumerate them al
 _MAX_DRAW_ROUNDS = 200
 
 
-# ------------------------------------------------------------------------------------------------ vote statistics
+# --------------------------------------------------------------------------------------------- pair soft labels
 def pairwise_soft_labels(counts_a: np.ndarray, counts_b: np.ndarray) -> np.ndarray:
     """P(X_a > X_b) + ½ P(X_a = X_b) for independent votes X_a, X_b drawn from the two captions' vote distributions.
 
