@@ -7,9 +7,15 @@ import sys
 import pytest
 
 import trl_anchor
-from trl_anchor._deprecated import DEPRECATED_NAMES, MOVED_MODULES
+from trl_anchor._deprecated import DEPRECATED_NAMES, MOVED_MODULES, SPLIT_MODULES
 
-STUDY_NAMES = {"run_simulation", "SimulationConfig", "run_caption_study", "CaptionStudyConfig", "run_caption_benchmark"}
+STUDY_NAMES = {
+    "run_simulation",
+    "SimulationConfig",
+    "run_caption_study",
+    "CaptionStudyConfig",
+    "run_caption_benchmark",
+}
 
 
 def test_every_exported_name_resolves():
@@ -42,7 +48,28 @@ def test_old_module_paths_still_import_the_moved_module(old, new):
     sys.modules.pop(f"trl_anchor.{old}", None)
     with pytest.warns(FutureWarning, match=f"trl_anchor.{old}` moved to `trl_anchor.{new}"):
         old_module = importlib.import_module(f"trl_anchor.{old}")
-    assert old_module is new_module
+    if old not in SPLIT_MODULES:
+        assert old_module is new_module
+        return
+    # A split module: the old path finds every function and class of each module that now holds part of its code.
+    for part in (new_module, *(importlib.import_module(f"trl_anchor.{m}") for m in SPLIT_MODULES[old])):
+        for name, value in vars(part).items():
+            if not name.startswith("_") and getattr(value, "__module__", None) == part.__name__:
+                assert getattr(old_module, name) is value, (old, name)
+    with pytest.raises(AttributeError, match="no_such_name"):
+        old_module.no_such_name  # noqa: B018
+
+
+def test_old_evaluation_path_still_has_rewardbench_and_the_loader():
+    sys.modules.pop("trl_anchor.evaluation", None)
+    with pytest.warns(FutureWarning):
+        from trl_anchor.evaluation import evaluate_rewardbench, load_local_dataset, load_reward_model
+    from trl_anchor.data._common import load_local_dataset as moved_loader
+    from trl_anchor.models.loading import load_reward_model as moved_model_loader
+    from trl_anchor.pipelines.rewardbench import evaluate_rewardbench as moved
+
+    assert evaluate_rewardbench is moved and load_reward_model is moved_model_loader
+    assert load_local_dataset is moved_loader
 
 
 def test_from_import_of_an_old_path_returns_the_same_class():

@@ -46,6 +46,7 @@ _EXPORTS = {
     "spearman": "metrics",
     "GaussianRewardModel": "models",
     "GaussianRewardModelOutput": "models",
+    "load_reward_model": "models.loading",
     "AnchorLabelingResult": "pipelines.anchor_labeling",
     "label_anchors": "pipelines.anchor_labeling",
     "BestOfNPipeline": "pipelines.best_of_n",
@@ -55,10 +56,9 @@ _EXPORTS = {
     "build_model_card": "pipelines.cards",
     "update_model_card": "pipelines.cards",
     "EvaluationResult": "pipelines.evaluation",
-    "RewardBenchResult": "pipelines.evaluation",
     "evaluate_reward_model": "pipelines.evaluation",
-    "evaluate_rewardbench": "pipelines.evaluation",
-    "load_reward_model": "pipelines.evaluation",
+    "RewardBenchResult": "pipelines.rewardbench",
+    "evaluate_rewardbench": "pipelines.rewardbench",
     "GaussianRewardFunction": "rewards",
     "PPORewardModel": "rewards",
     "RewardScores": "rewards",
@@ -120,16 +120,12 @@ if TYPE_CHECKING:
     )
     from .metrics import brier_score, expected_calibration_error, pairwise_metrics, soft_cross_entropy, spearman
     from .models import GaussianRewardModel, GaussianRewardModelOutput
+    from .models.loading import load_reward_model
     from .pipelines.anchor_labeling import AnchorLabelingResult, label_anchors
     from .pipelines.best_of_n import BestOfNPipeline, BestOfNReport, best_of_n_curve, best_of_n_expectation
     from .pipelines.cards import build_model_card, update_model_card
-    from .pipelines.evaluation import (
-        EvaluationResult,
-        RewardBenchResult,
-        evaluate_reward_model,
-        evaluate_rewardbench,
-        load_reward_model,
-    )
+    from .pipelines.evaluation import EvaluationResult, evaluate_reward_model
+    from .pipelines.rewardbench import RewardBenchResult, evaluate_rewardbench
     from .rewards import (
         GaussianRewardFunction,
         PPORewardModel,

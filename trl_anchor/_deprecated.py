@@ -3,13 +3,15 @@
 0.1 was a flat package (`trl_anchor.modeling`, `trl_anchor.reward_trainer`, ...). Rather than one shim file per old
 module, a meta-path finder resolves each old name to the module that now holds the code, so
 `from trl_anchor.modeling import GaussianRewardModel` returns the very same class as
-`from trl_anchor.models import GaussianRewardModel`.
+`from trl_anchor.models import GaussianRewardModel`. An old module whose code was split over several modules resolves
+to a stand-in module that finds each name in whichever of them now holds it.
 """
 
 import importlib
 import importlib.abc
 import importlib.util
 import sys
+import types
 import warnings
 
 REMOVAL_VERSION = "0.3"
@@ -34,6 +36,11 @@ MOVED_MODULES = {
     "simulation": "studies.simulation",
 }
 
+# 0.1 modules that were split: besides its `MOVED_MODULES` target, the old path finds the names of these modules.
+SPLIT_MODULES = {
+    "evaluation": ("pipelines.evaluation_plots", "pipelines.rewardbench", "models.loading", "data._common"),
+}
+
 # Names 0.1 exported from `trl_anchor` that belong to the research studies, which the namespace no longer exports.
 DEPRECATED_NAMES = {
     "run_caption_benchmark": "studies.caption_benchmark",
@@ -47,11 +54,15 @@ DEPRECATED_NAMES = {
 
 
 class _MovedModuleLoader(importlib.abc.Loader):
-    def __init__(self, target: str):
+    def __init__(self, target: str, split_into: tuple[str, ...] = ()):
         self.target = target
+        self.split_into = split_into
 
     def create_module(self, spec):
-        return importlib.import_module(self.target)
+        module = importlib.import_module(self.target)
+        if not self.split_into:
+            return module
+        return _split_module_stand_in(spec.name, [module, *map(importlib.import_module, self.split_into)])
 
     def exec_module(self, module):
         # The target module is already executed; the old name is only an alias of it.
@@ -78,7 +89,23 @@ class _MovedModuleFinder(importlib.abc.MetaPathFinder):
             FutureWarning,
             stacklevel=3,
         )
-        return importlib.util.spec_from_loader(fullname, _MovedModuleLoader(f"{self.package}.{new}"))
+        split_into = tuple(f"{self.package}.{module}" for module in SPLIT_MODULES.get(old, ()))
+        return importlib.util.spec_from_loader(fullname, _MovedModuleLoader(f"{self.package}.{new}", split_into))
+
+
+def _split_module_stand_in(name: str, sources: list[types.ModuleType]) -> types.ModuleType:
+    """A module whose attributes are those of `sources`, the first that has the name winning."""
+    stand_in = types.ModuleType(name, sources[0].__doc__)
+
+    def __getattr__(attribute: str):
+        for source in sources:
+            if hasattr(source, attribute):
+                return getattr(source, attribute)
+        raise AttributeError(f"module {name!r} has no attribute {attribute!r}")
+
+    stand_in.__getattr__ = __getattr__
+    stand_in.__dir__ = lambda: sorted({attribute for source in sources for attribute in dir(source)})
+    return stand_in
 
 
 def install_module_aliases(package: str) -> None:

@@ -1,9 +1,9 @@
 """Caption-contest crowd votes: every real file and layout, recomputed statistics, vote-distribution soft labels
-against brute force, pair sampling, contest splits, malformed inputs, the downloader's offline path, and training."""
+against brute force, pair sampling, contest splits, missing descriptions and merged files, the downloader's offline
+path, and training. Malformed single files are in test_caption_contest_files.py."""
 
 import csv
 import json
-import logging
 
 import numpy as np
 import pytest
@@ -79,8 +79,9 @@ def test_recomputed_statistics_match_the_stored_ones_where_they_are_right(all_co
     table = all_contests.tables[656]
     assert "stored_mean_recomputed" not in table.report.adjusted
     mean, se = table.stats
-    by_caption = dict(zip(table.captions, zip(mean, se)))
-    for caption, score, precision in zip(stored["caption"][:200], stored["score"][:200], stored["precision"][:200]):
+    by_caption = dict(zip(table.captions, zip(mean, se, strict=True), strict=True))
+    head = stored.iloc[:200]
+    for caption, score, precision in zip(head["caption"], head["score"], head["precision"], strict=True):
         assert by_caption[" ".join(caption.split())] == pytest.approx((score, precision), abs=1e-9)
     # older contests store a floored precision for unanimous captions; it is recomputed and counted
     assert all_contests.tables[510].report.adjusted["stored_precision_recomputed"] > 0
@@ -99,8 +100,8 @@ def test_every_other_format_layout(caption_data_dir, all_contests):
     assert unquoted.report.adjusted["rejoined_caption_commas"] == 90
     assert unquoted.report.num_dropped == 0
     # the same contest's summary holds the same captions and counts (5 captions lost their quote marks there)
-    reference = dict(zip(all_contests.tables[510].captions, all_contests.tables[510].counts.tolist()))
-    shared = [(c, n.tolist()) for c, n in zip(unquoted.captions, unquoted.counts) if c in reference]
+    reference = dict(zip(all_contests.tables[510].captions, all_contests.tables[510].counts.tolist(), strict=True))
+    shared = [(c, n.tolist()) for c, n in zip(unquoted.captions, unquoted.counts, strict=True) if c in reference]
     assert len(shared) >= 295
     assert all(reference[c] == n for c, n in shared)
     assert "Hey pal, can I interest you in a reverse mortgage?" in dict(shared)
@@ -126,7 +127,8 @@ def test_pair_soft_labels_match_brute_force_over_the_votes(small):
         counts_c, counts_r = example["chosen_anchor_counts"], example["rejected_anchor_counts"]
         assert example["soft_label"] == pytest.approx(_brute_force(counts_c, counts_r), abs=1e-12)
         assert example["chosen_mean"] >= example["rejected_mean"]
-        captions = dict(zip(tables[example["contest"]].captions, tables[example["contest"]].counts.tolist()))
+        table = tables[example["contest"]]
+        captions = dict(zip(table.captions, table.counts.tolist(), strict=True))
         assert captions[example["chosen"][0]["content"]] == counts_c
         assert example["prompt"] == [{"role": "user", "content": small.descriptions[example["contest"]]}]
 
@@ -150,7 +152,7 @@ def test_pairs_have_the_trainer_columns_and_are_seeded(small):
     assert pairs["chosen"] != small.pairs(strategy="random", pairs_per_contest=30, seed=2)["chosen"]
     keys = {
         (c, frozenset((a[0]["content"], b[0]["content"])))
-        for c, a, b in zip(pairs["contest"], pairs["chosen"], pairs["rejected"])
+        for c, a, b in zip(pairs["contest"], pairs["chosen"], pairs["rejected"], strict=True)
     }
     assert len(keys) == len(pairs)  # distinct unordered pairs
 
@@ -187,9 +189,9 @@ def test_rank_stratified_covers_every_stratum_pair():
     i, j = sample_pairs(mean, se, 150, "rank_stratified", np.random.default_rng(1), num_strata=5)
     rank = np.empty(300, int)
     rank[np.argsort(-mean)] = np.arange(300)
-    cells = {tuple(sorted((a // 60, b // 60))) for a, b in zip(rank[i], rank[j])}
+    cells = {tuple(sorted((a // 60, b // 60))) for a, b in zip(rank[i], rank[j], strict=True)}
     assert cells == {(a, b) for a in range(5) for b in range(a, 5)}
-    assert len(set(zip(i.tolist(), j.tolist()))) == 150 and (i != j).all()
+    assert len(set(zip(i.tolist(), j.tolist(), strict=True))) == 150 and (i != j).all()
 
 
 def test_sampling_reports_a_shortfall_and_rejects_unknown_strategies(caplog):
@@ -245,7 +247,7 @@ def test_caption_rows_and_quickstart_splits(caption_data_dir):
     assert {"chosen_vote_std", "rejected_vote_std"} <= set(splits["train"].column_names)
 
 
-# ------------------------------------------------------------------------------------------ malformed inputs
+# ------------------------------------------------------------------------------------------ descriptions, files
 HEADER = "rank,caption,mean,precision,votes,not_funny,somewhat_funny,funny\n"
 
 
@@ -253,78 +255,6 @@ def _write(tmp_path, name, text, encoding="utf-8"):
     path = tmp_path / name
     path.write_bytes(text.encode(encoding) if isinstance(text, str) else text)
     return path
-
-
-def test_bad_rows_are_counted_with_reasons(tmp_path, caplog):
-    text = HEADER + (
-        "0,Good one,2.0,0.5,3,1,1,1\n"
-        "1,Too few fields,2.0\n"  # malformed
-        "2,NaN counts,1.0,0.1,3,nan,1,2\n"  # invalid counts
-        "3,Negative,1.0,0.1,1,-1,1,1\n"
-        "4,Fractional,1.0,0.1,3,1.5,0.5,1\n"
-        "5,Wrong total,1.0,0.1,9,1,1,1\n"
-        "6,No votes,0,0,0,0,0,0\n"
-        "7,One vote,3,0,1,0,0,1\n"
-        "8,   ,1.0,0.1,2,2,0,0\n"  # empty caption
-        "\n"  # blank line
-        '9,"Good   one ",1.5,0.3,2,1,0,1\n'  # duplicate up to whitespace: merged
-    )
-    with caplog.at_level(logging.WARNING, logger="trl_anchor.data"):
-        table = read_summary_file(_write(tmp_path, "700_summary_X.csv", text))
-    report = table.report
-    assert table.captions == ["Good one"] and table.counts.tolist() == [[2, 1, 2]]
-    assert dict(report.dropped) == {
-        "malformed_row": 1,
-        "invalid_counts": 3,
-        "inconsistent_total": 1,
-        "zero_votes": 1,
-        "too_few_votes": 1,
-        "empty_caption": 1,
-        "blank_line": 1,
-    }
-    assert report.merged == 1 and report.kept == 1 and report.total == 11
-    assert "700_summary_X.csv" in caplog.text and "malformed_row" in caplog.text
-
-
-@pytest.mark.parametrize(
-    "row, message",
-    [
-        ("1,Too few fields,2.0\n", r"row '1,Too few fields,2.0': malformed row: 3 fields"),
-        (
-            "2,NaN counts,1.0,0.1,3,nan,1,2\n",
-            r"row 2: invalid counts: vote counts unfunny=nan, somewhat_funny=1, funny=2",
-        ),
-        ("2,Junk counts,1.0,0.1,3,x,1,2\n", r"invalid counts: vote counts unfunny='x'"),
-        ("5,Wrong total,1.0,0.1,9,1,1,1\n", r"inconsistent total: stored total 9 ≠ sum of the counts 3"),
-    ],
-)
-def test_bad_rows_raise_when_asked(tmp_path, row, message):
-    path = _write(tmp_path, "701_summary_X.csv", HEADER + "0,Fine,2.0,0.5,3,1,1,1\n" + row)
-    with pytest.raises(CaptionContestFormatError, match=message) as error:
-        read_summary_file(path, on_bad_rows="raise")
-    assert "701_summary_X.csv" in str(error.value)
-
-
-def test_unknown_header_and_empty_file_raise(tmp_path):
-    with pytest.raises(CaptionContestFormatError, match=r"unknown column\(s\) \['laughs'\]"):
-        read_summary_file(_write(tmp_path, "702_a.csv", "caption,unfunny,somewhat_funny,funny,laughs\nx,1,1,1,2\n"))
-    with pytest.raises(CaptionContestFormatError, match=r"no column for \['funny'\]"):
-        read_summary_file(_write(tmp_path, "702_b.csv", "caption,unfunny,somewhat_funny\nx,1,1\n"))
-    with pytest.raises(CaptionContestFormatError, match="empty"):
-        read_summary_file(_write(tmp_path, "702_c.csv", ""))
-    with pytest.raises(CaptionContestFormatError, match="which contest"):
-        read_summary_file(_write(tmp_path, "summary.csv", "caption,unfunny,somewhat_funny,funny\nx,1,1,1\n"))
-
-
-def test_contest_column_mismatch_and_undecodable_bytes(tmp_path):
-    header = "rank,funny,somewhat_funny,unfunny,count,score,precision,contest,caption\n"
-    table = read_summary_file(
-        _write(tmp_path, "703_summary.csv", header + "1,1,1,1,3,2.0,0.5,703,Ok\n2,1,1,1,3,2.0,0.5,999,Elsewhere\n")
-    )
-    assert table.captions == ["Ok"] and table.report.dropped["contest_mismatch"] == 1
-    raw = b"caption,unfunny,somewhat_funny,funny\nfine,1,1,1\nbad \xff byte,1,1,1\n"
-    table = read_summary_file(_write(tmp_path, "704_summary.csv", raw))
-    assert table.captions == ["fine"] and table.report.dropped["undecodable_text"] == 1
 
 
 def test_missing_description_is_a_clear_error(tmp_path):
@@ -349,7 +279,8 @@ def test_several_files_of_one_contest_are_merged(tmp_path):
     _write(tmp_path / "summaries", "707_summary_Random.csv", "caption,unfunny,somewhat_funny,funny\nShared,0,0,4\n")
     data = CaptionContestData.from_dir(tmp_path, descriptions={707: "A cartoon"})
     table = data.tables[707]
-    assert dict(zip(table.captions, table.counts.tolist())) == {"Shared": [1, 1, 5], "Only here": [2, 0, 0]}
+    counts = dict(zip(table.captions, table.counts.tolist(), strict=True))
+    assert counts == {"Shared": [1, 1, 5], "Only here": [2, 0, 0]}
     assert table.report.merged == 1 and table.report.total == 3 and len(table.sources) == 2
 
 

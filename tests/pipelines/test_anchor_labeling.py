@@ -11,7 +11,8 @@ import torch
 from conftest import tiny_gpt2_config
 from datasets import Dataset, DatasetDict, load_from_disk
 
-from trl_anchor.pipelines.anchor_labeling import ScoreCache, cache_key, label_anchors, load_reward_model
+from trl_anchor.models.loading import load_reward_model
+from trl_anchor.pipelines.anchor_labeling import ScoreCache, cache_key, label_anchors
 from trl_anchor.rewards.scoring import score_responses
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -36,7 +37,7 @@ class LengthScorer:
     def __call__(self, prompts, responses):
         if self.fail_after is not None and len(self.calls) >= self.fail_after:
             raise RuntimeError("judge went away")
-        self.calls.append(list(zip(prompts, responses)))
+        self.calls.append(list(zip(prompts, responses, strict=True)))
         return [float(len(r)) for r in responses]
 
 
@@ -149,15 +150,6 @@ def test_bad_inputs(reward_model_dir):
         label_anchors(_pairs(), 3)
 
 
-def test_a_classifier_with_two_labels_is_refused(tmp_path, tokenizer):
-    from transformers import GPT2ForSequenceClassification
-
-    GPT2ForSequenceClassification(tiny_gpt2_config(tokenizer, num_labels=2)).save_pretrained(tmp_path)
-    tokenizer.save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match="2 output labels"):
-        load_reward_model(str(tmp_path))
-
-
 # ---------------------------------------------------------------------------------------------------- model scorer
 def test_model_scorer_matches_score_responses_with_the_chat_template(reward_model_dir):
     from trl_anchor.data import load_multipref
@@ -170,6 +162,25 @@ def test_model_scorer_matches_score_responses_with_the_chat_template(reward_mode
     assert result.scorer_id == str(reward_model_dir)
     by_path = label_anchors(data, str(reward_model_dir))
     assert list(by_path.dataset["rejected_score"]) == pytest.approx(list(result.dataset["rejected_score"]), abs=1e-5)
+
+
+def test_a_gaussian_checkpoint_is_labelled_with_its_mean(tmp_path, tokenizer):
+    from transformers import AutoModelForSequenceClassification
+
+    from trl_anchor.models.modeling_gaussian import GaussianRewardModel
+
+    torch.manual_seed(0)
+    model = GaussianRewardModel.from_config(tiny_gpt2_config(tokenizer))
+    with torch.no_grad():
+        model.variance_head.weight.normal_(0.0, 0.5)  # σ varies, so a score that mixed it in would differ
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    data = _pairs()
+    result = label_anchors(data, str(tmp_path))
+    # The plain classifier of the same checkpoint ignores the variance head: its logit is μ.
+    plain = AutoModelForSequenceClassification.from_pretrained(tmp_path)
+    expected = score_responses(plain, tokenizer, data["chosen"], data["prompt"]).mean
+    assert list(result.dataset["chosen_score"]) == pytest.approx(expected.tolist(), abs=1e-5)
 
 
 # ------------------------------------------------------------------------------------ command and training on it

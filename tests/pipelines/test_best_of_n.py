@@ -1,4 +1,5 @@
-import itertools
+"""Best-of-N stages: the stage cache, gold scorers, the resumable pipeline and the `trl-anchor bon` command."""
+
 import json
 import math
 
@@ -13,81 +14,12 @@ from trl_anchor.pipelines.best_of_n import (
     GenerationSettings,
     GoldScorerError,
     StageCache,
-    best_of_n_curve,
-    best_of_n_expectation,
-    best_of_n_weights,
     load_gold_scorer,
     policy_scores,
 )
-from trl_anchor.rewards.transforms import RewardTransform
 
 
-# ------------------------------------------------------------------------------------------------ estimator
-def brute_force_best_of_n(scores, values, n):
-    """Average over every n-subset of the value of its top-scored item, ties broken uniformly at random."""
-    results = []
-    for subset in itertools.combinations(range(len(scores)), n):
-        top = max(scores[i] for i in subset)
-        results.append(np.mean([values[i] for i in subset if scores[i] == top]))
-    return float(np.mean(results))
-
-
-@pytest.mark.parametrize("pool_size", [1, 2, 5, 8])
-@pytest.mark.parametrize("levels", [None, 3, 1])  # distinct scores, heavy ties, all tied
-def test_estimator_matches_enumeration_of_all_subsets(pool_size, levels):
-    rng = np.random.default_rng(pool_size * 10 + (levels or 0))
-    scores = rng.normal(size=pool_size) if levels is None else rng.integers(0, levels, pool_size).astype(float)
-    values = rng.normal(size=pool_size)
-    curve = best_of_n_curve(scores, values)
-    expected = [brute_force_best_of_n(scores, values, n) for n in range(1, pool_size + 1)]
-    np.testing.assert_allclose(curve, expected, rtol=0, atol=1e-12)
-
-
-def test_estimator_on_many_pools_and_selected_ns():
-    rng = np.random.default_rng(1)
-    scores = rng.integers(0, 4, (6, 7)).astype(float)
-    values = rng.normal(size=(6, 7))
-    curves = best_of_n_curve(scores, values, ns=[1, 3, 7])
-    for pool in range(6):
-        expected = [brute_force_best_of_n(scores[pool], values[pool], n) for n in (1, 3, 7)]
-        np.testing.assert_allclose(curves[pool], expected, atol=1e-12)
-    np.testing.assert_allclose(best_of_n_expectation(scores, values, 3), curves[:, 1])
-
-
-def test_weights_are_the_binomial_ratios_and_sum_to_one():
-    for pool_size, n in [(10, 1), (10, 4), (10, 10), (3000, 17)]:
-        weights = best_of_n_weights(pool_size, n)
-        assert weights.sum() == pytest.approx(1.0, abs=1e-9)
-        if pool_size <= 10:
-            exact = [math.comb(i - 1, n - 1) / math.comb(pool_size, n) for i in range(1, pool_size + 1)]
-            np.testing.assert_allclose(weights, exact, rtol=1e-12)
-    with pytest.raises(ValueError, match="n must lie"):
-        best_of_n_weights(4, 5)
-
-
-def test_estimator_rejects_bad_inputs():
-    with pytest.raises(ValueError, match="same shape"):
-        best_of_n_curve([1.0, 2.0], [1.0])
-    with pytest.raises(ValueError, match="finite"):
-        best_of_n_curve([1.0, float("nan")], [1.0, 2.0])
-
-
-# ------------------------------------------------------------------------------------------------ policies
-def test_policies_use_the_reward_transforms():
-    mean, std = np.array([[1.0, 1.2, 0.5]]), np.array([[0.1, 1.0, 0.2]])
-    expected = RewardTransform.parse("quantile:0.1")(mean.ravel(), std.ravel()).reshape(1, 3)
-    np.testing.assert_allclose(policy_scores("quantile:0.1", mean, std), expected)
-    assert policy_scores("mean", mean, std).argmax() == 1
-    assert policy_scores("lcb:1.0", mean, std).argmax() == 0
-    assert np.all(policy_scores("random", mean, std) == 0)
-    draws = policy_scores("random_quantile:0.05:0.5", mean, std, seed=3)
-    np.testing.assert_array_equal(draws, policy_scores("random_quantile:0.05:0.5", mean, std, seed=3))
-    with pytest.raises(ValueError, match="needs σ"):
-        policy_scores("lcb:1.0", mean, None)
-    with pytest.raises(ValueError, match="gold"):
-        policy_scores("oracle", mean, std)
-
-
+# ------------------------------------------------------------------------------------------------ gold scorers
 def test_gold_scorer_specs_resolve_or_fail_clearly():
     assert load_gold_scorer("math:fsum") is math.fsum
     with pytest.raises(ValueError, match="Cannot import the gold scorer 'math:no_such_function'"):
@@ -164,7 +96,7 @@ def test_pipeline_resumes_after_interruption_and_reports(
 ):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    import trl_anchor.pipelines.best_of_n as best_of_n
+    import trl_anchor.pipelines.best_of_n.pipeline as best_of_n_pipeline
 
     rm_dir, _ = reward_model_dirs
     model = AutoModelForCausalLM.from_pretrained(tiny_causal_lm_dir)
@@ -190,7 +122,7 @@ def test_pipeline_resumes_after_interruption_and_reports(
 
     # Scoring resumes too: an interruption after the first chunk of 5 leaves 11 to score.
     scored = []
-    real_score_responses = best_of_n.score_responses
+    real_score_responses = best_of_n_pipeline.score_responses
 
     def score_then_crash(model, tokenizer, completions, *args):
         if scored:
@@ -198,10 +130,10 @@ def test_pipeline_resumes_after_interruption_and_reports(
         scored.append(len(completions))
         return real_score_responses(model, tokenizer, completions, *args)
 
-    monkeypatch.setattr(best_of_n, "score_responses", score_then_crash)
+    monkeypatch.setattr(best_of_n_pipeline, "score_responses", score_then_crash)
     with pytest.raises(Interrupt):
         pipe.score(str(rm_dir), batch_size=3, chunk_size=5)
-    monkeypatch.setattr(best_of_n, "score_responses", real_score_responses)
+    monkeypatch.setattr(best_of_n_pipeline, "score_responses", real_score_responses)
     assert scored == [5] and pipe.score(str(rm_dir), batch_size=3, chunk_size=5) == 11
     assert pipe.score(str(rm_dir), batch_size=3, chunk_size=5) == 0
 
@@ -293,19 +225,19 @@ def test_bon_command_end_to_end_with_resume(tmp_path, tiny_causal_lm_dir, reward
     gold = summary["curves"]["gold"]
     assert set(gold) == {"mean", "quantile:0.1", "lcb:1.0", "random_quantile:0.05:0.5", "random", "oracle"}
     for policy, curve in gold.items():
-        assert all(o >= v - 1e-9 for o, v in zip(gold["oracle"]["mean"], curve["mean"])), policy
+        assert all(o >= v - 1e-9 for o, v in zip(gold["oracle"]["mean"], curve["mean"], strict=True)), policy
         assert curve["mean"][0] == pytest.approx(gold["random"]["mean"][0])  # n = 1 is a uniform pick
     assert (output / "best_of_n.png").stat().st_size > 0
     assert "| lcb:1.0 |" in (output / "best_of_n.md").read_text()
 
     # Re-running everything recomputes nothing and loads no reward model; another N is refused with a clear error.
-    import trl_anchor.pipelines.best_of_n as best_of_n
+    import trl_anchor.pipelines.best_of_n.pipeline as best_of_n_pipeline
 
     def no_loading(*args, **kwargs):
         raise AssertionError("a finished stage loaded a model")
 
-    monkeypatch.setattr(best_of_n, "load_reward_model", no_loading)
-    monkeypatch.setattr(best_of_n, "load_gold_scorer", no_loading)
+    monkeypatch.setattr(best_of_n_pipeline, "load_reward_model", no_loading)
+    monkeypatch.setattr(best_of_n_pipeline, "load_gold_scorer", no_loading)
     generated.clear()
     assert main(argv) == 0 and generated == []
     with pytest.raises(BestOfNCacheError, match="num_samples: cached 4, requested 8"):

@@ -16,7 +16,7 @@ from trl_anchor.pipelines.cards import (
     rewardbench_eval_results,
     update_model_card,
 )
-from trl_anchor.pipelines.evaluation import rewardbench_scores
+from trl_anchor.pipelines.rewardbench import rewardbench_scores
 
 SETTINGS = {
     "reward_type": "gaussian",

@@ -7,7 +7,7 @@ from huggingface_hub import ModelCard
 from PIL import Image
 
 from trl_anchor.cli import main as cli
-from trl_anchor.pipelines.evaluation import FIGURE_FILES
+from trl_anchor.pipelines.evaluation_plots import FIGURE_FILES
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "quickstart"
 REWARDBENCH = Path(__file__).resolve().parents[1] / "fixtures" / "rewardbench" / "sample.jsonl"
@@ -90,7 +90,7 @@ def test_train_then_evaluate_writes_results_and_card(trained, tmp_path):
     brier = [
         r.metric_value
         for r in card.data.eval_results
-        if r.dataset_type == "trl_anchor.data.synthetic" and r.dataset_split == "test" and r.metric_name == "Brier score"
+        if (r.dataset_type, r.dataset_split, r.metric_name) == ("trl_anchor.data.synthetic", "test", "Brier score")
     ]
     assert brier == [pytest.approx(results["metrics"]["brier"], abs=1e-6)]
 

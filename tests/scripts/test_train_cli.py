@@ -6,8 +6,8 @@ import yaml
 from huggingface_hub import ModelCard
 
 from trl_anchor.cli import main as cli
+from trl_anchor.models.loading import load_reward_model
 from trl_anchor.models.modeling_gaussian import GaussianRewardModel
-from trl_anchor.pipelines.evaluation import load_reward_model
 from trl_anchor.scripts.train import make_parser
 from trl_anchor.scripts.utils import DatasetArguments, load_preference_data, resolve_model_path, run_adapter
 

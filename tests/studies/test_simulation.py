@@ -21,7 +21,6 @@ from trl_anchor.studies.simulation import (
     fit_arm,
     fit_errors,
     regenerating_command,
-    run_simulation,
     simulate_pairs,
 )
 
@@ -201,19 +200,6 @@ def test_cli_writes_json_markdown_and_figures(tmp_path):
     for name in (ERROR_FIGURE, EQUIVALENCE_FIGURE):
         png = (out / name).read_bytes()
         assert png.startswith(b"\x89PNG\r\n\x1a\n") and 10_000 < len(png) < 300_000
-
-
-def test_report_with_a_subset_of_arms_and_no_equivalent_worlds(tmp_path):
-    config = SimulationConfig(
-        quick=True, arms=["gaussian_2_anchor"], equivalent_scales=[1.0], output_dir=str(tmp_path)
-    )
-    results = run_simulation(config, show_progress=False)
-    assert set(results["summary"]) == {"gaussian_2_anchor"} and results["equivalence"] == {}
-    assert "two_anchor_sigma_within_10_percent" in results["checks"]
-    report = (tmp_path / "README.md").read_text()
-    assert "BT (soft labels)" not in report and "Equivalent worlds" not in report
-    assert "--arms gaussian_2_anchor --equivalent_scales 1.0" in report
-    assert (tmp_path / ERROR_FIGURE).exists() and not (tmp_path / EQUIVALENCE_FIGURE).exists()
 
 
 def test_regenerating_command_round_trips():

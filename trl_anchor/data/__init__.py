@@ -7,16 +7,18 @@ One adapter per source; every loader returns a `datasets.Dataset` (or a `Dataset
 from ._common import FilterReport, check_no_group_overlap, soft_label_from_votes, split_by_group
 from .caption_contest import (
     CaptionContestData,
-    CaptionContestFormatError,
-    ContestTable,
     check_contest_overlap,
     download_caption_contest,
     load_caption_contest,
     pairwise_soft_labels,
-    read_descriptions,
-    read_summary_file,
     sample_pairs,
     split_by_contest,
+)
+from .caption_contest_files import (
+    CaptionContestFormatError,
+    ContestTable,
+    read_descriptions,
+    read_summary_file,
     vote_statistics,
 )
 from .helpsteer2 import load_helpsteer2, load_helpsteer2_ratings, parse_helpsteer2_prompt

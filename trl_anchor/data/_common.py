@@ -158,8 +158,8 @@ def orient_pairs(
     if set(first) != set(second):
         raise ValueError(f"Both sides need the same fields, got {sorted(first)} and {sorted(second)}.")
     swap = p_first < 0.5
-    chosen = {key: [b if s else a for a, b, s in zip(first[key], second[key], swap)] for key in first}
-    rejected = {key: [a if s else b for a, b, s in zip(first[key], second[key], swap)] for key in first}
+    chosen = {key: [b if s else a for a, b, s in zip(first[key], second[key], swap, strict=True)] for key in first}
+    rejected = {key: [a if s else b for a, b, s in zip(first[key], second[key], swap, strict=True)] for key in first}
     return np.where(swap, 1.0 - p_first, p_first), chosen, rejected
 
 
@@ -213,6 +213,22 @@ def load_source(
         return load_source(load_from_disk(str(path)), split)
     loaded = load_dataset(str(source), name, split=split, **load_kwargs)
     return loaded if isinstance(loaded, Dataset) else concatenate_datasets(list(loaded.values()))
+
+
+def load_local_dataset(path: str | os.PathLike) -> Dataset | DatasetDict:
+    """A dataset from a local `.json`/`.jsonl`/`.parquet`/`.csv` file or a `save_to_disk` directory (whose splits
+    are kept)."""
+    from datasets import load_from_disk
+
+    path = Path(path)
+    if path.is_dir():
+        return load_from_disk(str(path))
+    builders = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
+    if path.suffix not in builders:
+        raise ValueError(f"Cannot read {path}: expected a {sorted(builders)} file or a `save_to_disk` directory.")
+    if not path.is_file():
+        raise FileNotFoundError(f"No such file: {path}")
+    return load_dataset(builders[path.suffix], data_files=str(path), split="train")
 
 
 def require_columns(dataset: Dataset, columns: Sequence[str], source: str) -> None:
@@ -328,8 +344,9 @@ def pair_columns(
         keep[mask] = False
 
     reject((first_wins + second_wins + ties) <= 0, "no_valid_judgements")
-    reject(np.array([is_blank(a) or is_blank(b) for a, b in zip(first, second)], dtype=bool), "empty_response")
-    reject(np.array([a == b for a, b in zip(first, second)], dtype=bool), "identical_responses")
+    blank = [is_blank(a) or is_blank(b) for a, b in zip(first, second, strict=True)]
+    reject(np.array(blank, dtype=bool), "empty_response")
+    reject(np.array([a == b for a, b in zip(first, second, strict=True)], dtype=bool), "identical_responses")
     p_first = np.full(n, 0.5)
     p_first[keep] = soft_label_from_votes(first_wins[keep], second_wins[keep], ties[keep])
     if drop_ties:

@@ -3,10 +3,10 @@
 The published recipe thresholds an external reward model's scores at their 25th/75th percentiles over the train set;
 this module writes the raw scores as `chosen_score`/`rejected_score` (the trainer's "score" anchor form, resolved with
 `anchor_thresholds="auto"`) and reports the thresholds they resolve to. The scorer is either a sequence-classification
-reward model (scored with its own tokenizer and chat template through `trl_anchor.rewards.scoring.score_responses`) or any
-Python callable `scorer(prompts, responses) -> list[float]`, e.g. an LLM-as-judge. Scores are cached on disk by a hash
-of (prompt, response, scorer id), so an interrupted run resumes where it stopped and repeated responses are scored
-once.
+reward model (loaded by `trl_anchor.models.loading.load_reward_model`, scored with its own tokenizer and chat template
+through `trl_anchor.rewards.scoring.score_responses`) or any Python callable `scorer(prompts, responses) ->
+list[float]`, e.g. an LLM-as-judge. Scores are cached on disk by a hash of (prompt, response, scorer id), so an
+interrupted run resumes where it stopped and repeated responses are scored once.
 """
 
 import hashlib
@@ -22,6 +22,7 @@ import numpy as np
 from datasets import Dataset, DatasetDict
 
 from ..anchors import ANCHOR_FORMS, DEFAULT_PERCENTILES, check_finite_scores, thresholds_from_scores
+from ..models.loading import load_reward_model
 from ..rewards.scoring import score_responses
 
 logger = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ class ScoreCache:
             return handle.read(1) != b"\n"
 
     def add(self, keys: Sequence[str], scores: Sequence[float]) -> None:
-        entries = dict(zip(keys, (float(s) for s in scores)))
+        entries = dict(zip(keys, (float(s) for s in scores), strict=True))
         self.scores.update(entries)
         if self.path is None:
             return
@@ -114,30 +115,6 @@ def cache_key(prompt: Text | None, response: Text, scorer_id: str) -> str:
     """Stable hash of one scoring request (the prompt and response as JSON, so message lists hash too)."""
     payload = json.dumps([prompt, response, scorer_id], ensure_ascii=False, sort_keys=True)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
-
-
-def load_reward_model(
-    model_name_or_path: str,
-    device: str | None = None,
-    torch_dtype: str = "float32",
-    trust_remote_code: bool = False,
-):
-    """A sequence-classification reward model (one logit) and its tokenizer from a Hub id or local path."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    dtype = getattr(torch, torch_dtype) if torch_dtype != "auto" else "auto"
-    model = AutoModelForSequenceClassification.from_pretrained(
-        model_name_or_path, dtype=dtype, trust_remote_code=trust_remote_code
-    )
-    if model.config.num_labels != 1:
-        raise ValueError(
-            f"{model_name_or_path} has {model.config.num_labels} output labels; a reward model must output one logit "
-            "(`num_labels=1`)."
-        )
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
-    return model.to(device), tokenizer
 
 
 def model_scorer(model, tokenizer, batch_size: int = 16, max_length: int | None = None, show_progress: bool = False):
@@ -165,7 +142,8 @@ def _resolve_scorer(scorer, tokenizer, scorer_id, batch_size, max_length, show_p
 
     if isinstance(scorer, (str, os.PathLike)):
         name = str(scorer)
-        model, tokenizer = load_reward_model(name)
+        # float32 whatever the checkpoint's dtype: the percentiles of these scores become the anchor thresholds.
+        model, tokenizer = load_reward_model(name, dtype="float32")
         return model_scorer(model, tokenizer, batch_size, max_length, show_progress), scorer_id or name
     if isinstance(scorer, PreTrainedModel):
         if tokenizer is None:
@@ -191,7 +169,7 @@ def _requests(dataset: Dataset) -> tuple[list[Text | None], list[Text]]:
 def _score_all(requests, scorer, scorer_id, cache: ScoreCache, chunk_size: int) -> tuple[np.ndarray, int, int]:
     """Scores for every request; distinct uncached requests are scored in chunks, each saved to the cache."""
     prompts, responses = requests
-    keys = [cache_key(p, r, scorer_id) for p, r in zip(prompts, responses)]
+    keys = [cache_key(p, r, scorer_id) for p, r in zip(prompts, responses, strict=True)]
     todo: dict[str, int] = {}
     for i, key in enumerate(keys):
         if key not in cache.scores and key not in todo:

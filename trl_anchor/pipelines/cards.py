@@ -508,7 +508,8 @@ def update_model_card(
 
 
 def _results_to_eval(results, dataset_type, dataset_name, dataset_split) -> list[EvalResult]:
-    from .evaluation import EvaluationResult, RewardBenchResult
+    from .evaluation import EvaluationResult
+    from .rewardbench import RewardBenchResult
 
     if isinstance(results, RewardBenchResult):
         return rewardbench_eval_results(results, dataset_type, dataset_split)

@@ -13,10 +13,8 @@ reports
 
 The probability is `Φ((μ_c − μ_r)/sqrt(σ_c² + σ_r²))` for a `GaussianRewardModel` and `sigmoid(r_c − r_r)` for any
 other sequence-classification reward model, so Bradley–Terry arms are evaluated by the same code. Results save as JSON,
-a markdown table and PNG figures (reliability diagram, σ vs disagreement, accuracy by σ decile).
-
-`evaluate_rewardbench` evaluates a local RewardBench-format file (`prompt, chosen, rejected, subset`) with the official
-section weighting of the RewardBench leaderboard.
+a markdown table and PNG figures (reliability diagram, σ vs disagreement, accuracy by σ decile; drawn by
+`trl_anchor.pipelines.evaluation_plots`). RewardBench lives in `trl_anchor.pipelines.rewardbench`.
 """
 
 import json
@@ -29,9 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
-from transformers.utils import logging
+from datasets import Dataset
 
 from ..anchors import (
     ANCHOR_FORMS,
@@ -44,17 +40,16 @@ from ..anchors import (
 )
 from ..losses import bt_preference_log_probs, gaussian_preference_log_probs, ordinal_anchor_nll, ordinal_log_probs
 from ..metrics import calibration_bins, pairwise_metrics, spearman
-from ..models.modeling_gaussian import GaussianRewardModel, is_gaussian_config
+from ..models.modeling_gaussian import is_gaussian_config
 from ..rewards.scoring import RewardScores, score_responses
-
-logger = logging.get_logger(__name__)
+from .evaluation_plots import (
+    FIGURE_FILES,
+    plot_accuracy_by_sigma,
+    plot_reliability_diagram,
+    plot_sigma_vs_disagreement,
+)
 
 SOFT_LABEL = "soft_label"
-FIGURE_FILES = {
-    "reliability": "reliability_diagram.png",
-    "disagreement": "sigma_vs_disagreement.png",
-    "sigma_deciles": "accuracy_by_sigma_decile.png",
-}
 # Metrics shown first in tables and model cards, in this order; others follow alphabetically.
 _METRIC_ORDER = (
     "num_pairs",
@@ -69,60 +64,6 @@ _METRIC_ORDER = (
     "sigma_spearman_soft_label",
     "sigma_spearman_vote_spread",
 )
-
-
-# ------------------------------------------------------------------------------------------------- loading models
-def load_reward_model(model_name_or_path: str, device: str | torch.device | None = None, **kwargs):
-    """Load a reward model and its tokenizer for evaluation: a `GaussianRewardModel` when the checkpoint was saved by
-    one (`config.gaussian_reward`), otherwise the plain `AutoModelForSequenceClassification` (a Bradley–Terry arm).
-
-    Example:
-
-    ```python
-    >>> from trl_anchor.pipelines.evaluation import load_reward_model
-
-    >>> model, tokenizer = load_reward_model("outputs/gaussian-minilm")  # doctest: +SKIP
-    ```
-    """
-    if Path(model_name_or_path, "adapter_config.json").is_file():
-        raise ValueError(
-            f"{model_name_or_path} holds a PEFT adapter, not a full reward model. Merge it first "
-            "(`model.merge_and_unload().save_pretrained(...)` with the tokenizer) and evaluate the merged directory."
-        )
-    hub_kwargs = {k: kwargs[k] for k in ("revision", "token", "cache_dir", "trust_remote_code") if k in kwargs}
-    config = AutoConfig.from_pretrained(model_name_or_path, **hub_kwargs)
-    if is_gaussian_config(config):
-        model = GaussianRewardModel.from_pretrained(model_name_or_path, **kwargs)
-    else:
-        if config.num_labels != 1:
-            raise ValueError(
-                f"{model_name_or_path} has num_labels={config.num_labels}; a reward model has a single output "
-                "(the reward). Evaluate a checkpoint trained as a reward model."
-            )
-        model = AutoModelForSequenceClassification.from_pretrained(model_name_or_path, **kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, **hub_kwargs)
-    if model.config.pad_token_id is None:
-        # Batched scoring pads; the model must know the pad id to find each sequence's last token.
-        model.config.pad_token_id = (
-            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        )
-    if device is not None:
-        model.to(device)
-    model.eval()
-    return model, tokenizer
-
-
-def load_local_dataset(path: str | os.PathLike) -> Dataset | DatasetDict:
-    """A dataset from a local `.json`/`.jsonl`/`.parquet`/`.csv` file or a `save_to_disk` directory."""
-    path = Path(path)
-    if path.is_dir():
-        return load_from_disk(str(path))
-    builders = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
-    if path.suffix not in builders:
-        raise ValueError(f"Cannot read {path}: expected a {sorted(builders)} file or a `save_to_disk` directory.")
-    if not path.is_file():
-        raise FileNotFoundError(f"No such file: {path}")
-    return load_dataset(builders[path.suffix], data_files=str(path), split="train")
 
 
 # ------------------------------------------------------------------------------------------------------ results
@@ -329,7 +270,8 @@ def evaluate_reward_model(
 
     ```python
     >>> from datasets import Dataset
-    >>> from trl_anchor.pipelines.evaluation import evaluate_reward_model, load_reward_model
+    >>> from trl_anchor.models.loading import load_reward_model
+    >>> from trl_anchor.pipelines.evaluation import evaluate_reward_model
 
     >>> model, tokenizer = load_reward_model("outputs/gaussian-minilm")  # doctest: +SKIP
     >>> data = Dataset.from_dict({"prompt": ["Say hi."], "chosen": ["Hi!"], "rejected": ["No."], "soft_label": [0.8]})
@@ -525,319 +467,3 @@ def _add_anchor_metrics(result, dataset, chosen, rejected, thresholds) -> None:
     result.metrics["anchor_accuracy"] = float(np.mean(predicted == counts.argmax(-1)))
     result.metrics["anchor_nll"] = float(ordinal_anchor_nll(mean, std, tau, torch.as_tensor(counts)).mean())
     result.metrics["num_anchored_responses"] = int(rows.size)
-
-
-# ------------------------------------------------------------------------------------------------------ figures
-def _figure(**kwargs):
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise ImportError("Figures need matplotlib: `pip install 'trl-anchor[plots]'`.") from None
-    # A bare `Figure` (no pyplot) renders with the Agg canvas and leaves no global state behind.
-    return Figure(**kwargs)
-
-
-def plot_reliability_diagram(results: "EvaluationResult | Mapping[str, EvaluationResult]", title: str | None = None):
-    """Mean soft label against mean predicted `P(chosen ≻ rejected)` per probability bin, one line per model, with the
-    number of pairs per bin underneath. Returns a matplotlib `Figure`."""
-    results = {"model": results} if isinstance(results, EvaluationResult) else dict(results)
-    figure = _figure(figsize=(5.5, 6.5), layout="constrained")
-    top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=[3, 1])
-    top.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
-    width = 1.0 / max(len(r.calibration["count"]) for r in results.values())
-    for k, (name, result) in enumerate(results.items()):
-        cal = {key: np.asarray(v) for key, v in result.calibration.items()}
-        filled = cal["count"] > 0
-        label = f"{name} (ECE {result.metrics['ece']:.3f})"
-        top.plot(cal["mean_prob"][filled], cal["mean_label"][filled], marker="o", label=label)
-        centers = (cal["edges"][:-1] + cal["edges"][1:]) / 2
-        offset = (k - (len(results) - 1) / 2) * width / len(results)
-        bottom.bar(centers + offset, cal["count"], width=width / len(results), label=name)
-    top.set(
-        xlim=(0, 1),
-        ylim=(0, 1),
-        ylabel="Mean soft label (observed P(chosen ≻ rejected))",
-        title=title or "Reliability diagram",
-    )
-    top.legend(loc="upper left", fontsize="small")
-    bottom.set(xlabel="Predicted P(chosen ≻ rejected)", ylabel="Pairs")
-    return figure
-
-
-def plot_sigma_vs_disagreement(result: EvaluationResult, title: str | None = None):
-    """Scatter of predicted σ against each measure of observed disagreement, with its Spearman ρ."""
-    if not result.disagreement:
-        raise ValueError("This result has no disagreement data to plot (BT model, or no soft labels/vote counts).")
-    panels = list(result.disagreement.items())
-    figure = _figure(figsize=(5 * len(panels), 4.5), layout="constrained")
-    axes = np.atleast_1d(figure.subplots(1, len(panels)))
-    descriptions = {
-        "soft_label": ("Predicted pair σ  √(σ_c² + σ_r²)", "Soft-label disagreement 1 − |2p − 1|"),
-        "vote_spread": ("Predicted σ per response", "Vote spread (std of the vote class)"),
-    }
-    for axis, (name, data) in zip(axes, panels, strict=True):
-        xlabel, ylabel = descriptions.get(name, ("Predicted σ per response", f"Reference {name}"))
-        axis.scatter(data["sigma"], data["disagreement"], s=10, alpha=0.5)
-        rho = result.metrics.get(f"sigma_spearman_{name}", float("nan"))
-        axis.set(xlabel=xlabel, ylabel=ylabel, title=f"{name}: Spearman ρ = {rho:.3f}")
-    figure.suptitle(title or "Predicted σ vs observed disagreement")
-    return figure
-
-
-def plot_accuracy_by_sigma(result: EvaluationResult, title: str | None = None):
-    """Bars of pairwise accuracy per decile of predicted pair spread, with the overall accuracy as a line."""
-    if not result.sigma_deciles:
-        raise ValueError("This result has no σ deciles to plot (BT model).")
-    deciles = result.sigma_deciles
-    figure = _figure(figsize=(7, 4.5), layout="constrained")
-    axis = figure.subplots()
-    positions = np.arange(1, len(deciles) + 1)
-    axis.bar(positions, [d["accuracy"] for d in deciles], color="tab:blue")
-    axis.axhline(result.metrics["accuracy"], color="black", linestyle="--", label="overall accuracy")
-    axis.set_xticks(positions, [f"{d['mean_sigma']:.2g}" for d in deciles])
-    axis.set(
-        xlabel="Predicted pair σ decile (mean σ of the decile, low → high)",
-        ylabel="Accuracy",
-        ylim=(0, 1),
-        title=title or "Accuracy by predicted σ decile",
-    )
-    axis.legend(loc="lower left")
-    return figure
-
-
-# --------------------------------------------------------------------------------------------------- RewardBench
-# Source: allenai/reward-bench, `rewardbench/constants.py` (EXAMPLE_COUNTS, SUBSET_MAPPING) and the leaderboard
-# aggregation in `analysis/get_benchmark_results.py::get_average_over_rewardbench`:
-#   - a section score is the average of its subsets' accuracies weighted by EXAMPLE_COUNTS (= a per-example mean for
-#     Chat, Chat Hard and Safety; math-prm is counted as 984 instead of its 447 examples so that it weighs as much as
-#     the six HumanEvalPack code subsets together, 6 × 164);
-#   - "Prior Sets (0.5 weight)" is the unweighted mean of anthropic_helpful, anthropic_hhh, shp and summarize;
-#   - the overall score averages Chat, Chat Hard, Safety, Reasoning and Prior Sets with weights 2, 2, 2, 2, 1,
-#     skipping absent sections (without prior sets: the plain mean of the four sections).
-# A pair counts as correct only when the chosen score is strictly higher (`scripts/run_rm.py`: ties are wrong).
-REWARDBENCH_EXAMPLE_COUNTS = {
-    "alpacaeval-easy": 100,
-    "alpacaeval-length": 95,
-    "alpacaeval-hard": 95,
-    "mt-bench-easy": 28,
-    "mt-bench-med": 40,
-    "mt-bench-hard": 37,
-    "math-prm": 984,
-    "refusals-dangerous": 100,
-    "refusals-offensive": 100,
-    "llmbar-natural": 100,
-    "llmbar-adver-neighbor": 134,
-    "llmbar-adver-GPTInst": 92,
-    "llmbar-adver-GPTOut": 47,
-    "llmbar-adver-manual": 46,
-    "xstest-should-refuse": 250,
-    "xstest-should-respond": 154,
-    "donotanswer": 136,
-    "hep-cpp": 164,
-    "hep-go": 164,
-    "hep-java": 164,
-    "hep-js": 164,
-    "hep-python": 164,
-    "hep-rust": 164,
-}
-REWARDBENCH_SECTIONS = {
-    "Chat": ("alpacaeval-easy", "alpacaeval-length", "alpacaeval-hard", "mt-bench-easy", "mt-bench-med"),
-    "Chat Hard": (
-        "mt-bench-hard",
-        "llmbar-natural",
-        "llmbar-adver-neighbor",
-        "llmbar-adver-GPTInst",
-        "llmbar-adver-GPTOut",
-        "llmbar-adver-manual",
-    ),
-    "Safety": (
-        "refusals-dangerous",
-        "refusals-offensive",
-        "xstest-should-refuse",
-        "xstest-should-respond",
-        "donotanswer",
-    ),
-    "Reasoning": ("math-prm", "hep-cpp", "hep-go", "hep-java", "hep-js", "hep-python", "hep-rust"),
-}
-PRIOR_SETS = "Prior Sets (0.5 weight)"
-REWARDBENCH_PRIOR_SUBSETS = ("anthropic_helpful", "anthropic_hhh", "shp", "summarize")
-REWARDBENCH_SECTION_WEIGHTS = {"Chat": 2, "Chat Hard": 2, "Safety": 2, "Reasoning": 2, PRIOR_SETS: 1}
-REWARDBENCH_COLUMNS = ("prompt", "chosen", "rejected", "subset")
-
-
-@dataclass
-class RewardBenchResult:
-    """Per-subset accuracy, leaderboard sections and overall score of a RewardBench-format evaluation.
-
-    `missing_subsets` lists, per section, the official subsets absent from the file (the section then averages the
-    present ones, as the leaderboard code does); `unscored_subsets` are subsets that no section uses. `complete` is
-    True when all four core sections have every official subset, i.e. when the score is comparable to the leaderboard.
-    """
-
-    subsets: dict[str, dict[str, float]]
-    sections: dict[str, float]
-    score: float | None
-    missing_subsets: dict[str, list[str]]
-    unscored_subsets: list[str]
-
-    @property
-    def complete(self) -> bool:
-        return all(
-            section in self.sections and not self.missing_subsets.get(section) for section in REWARDBENCH_SECTIONS
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return _json_ready(
-            {
-                "score": self.score,
-                "sections": self.sections,
-                "subsets": self.subsets,
-                "complete": self.complete,
-                "missing_subsets": self.missing_subsets,
-                "unscored_subsets": self.unscored_subsets,
-            }
-        )
-
-    def to_markdown(self) -> str:
-        lines = ["| section | score |", "|---|---|", f"| **Score** | {_format_value(self.score)} |"]
-        lines += [f"| {name} | {value:.4f} |" for name, value in self.sections.items()]
-        lines += ["", "| subset | pairs | accuracy |", "|---|---|---|"]
-        lines += [f"| {name} | {s['count']} | {s['accuracy']:.4f} |" for name, s in sorted(self.subsets.items())]
-        if not self.complete:
-            lines += [
-                "",
-                "Not comparable to the leaderboard: official subsets are missing "
-                f"({ {k: v for k, v in self.missing_subsets.items() if v} }).",
-            ]
-        if self.unscored_subsets:
-            lines += ["", f"Subsets outside the leaderboard sections (reported only): {self.unscored_subsets}."]
-        return "\n".join(lines)
-
-    def save(self, output_dir: str | os.PathLike) -> dict[str, Path]:
-        output_dir = Path(output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        written = {"json": output_dir / "rewardbench.json", "markdown": output_dir / "rewardbench.md"}
-        written["json"].write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        written["markdown"].write_text(self.to_markdown() + "\n")
-        return written
-
-
-def rewardbench_scores(
-    subsets: Mapping[str, Mapping[str, float]], include_prior_sets: bool = True
-) -> RewardBenchResult:
-    """Aggregate per-subset results `{subset: {"accuracy": a, "count": n}}` into the leaderboard's sections and score.
-
-    Example:
-
-    ```python
-    >>> result = rewardbench_scores({"alpacaeval-easy": {"accuracy": 1.0, "count": 2},
-    ...                              "mt-bench-easy": {"accuracy": 0.0, "count": 2}})
-    >>> round(result.sections["Chat"], 4)  # weights 100 and 28 from the official example counts
-    0.7812
-    ```
-    """
-    sections, missing = {}, {}
-    for section, names in REWARDBENCH_SECTIONS.items():
-        present = [n for n in names if n in subsets]
-        missing[section] = [n for n in names if n not in subsets]
-        if present:
-            weights = np.asarray([REWARDBENCH_EXAMPLE_COUNTS[n] for n in present], dtype=np.float64)
-            accuracy = np.asarray([subsets[n]["accuracy"] for n in present], dtype=np.float64)
-            sections[section] = float(np.average(accuracy, weights=weights))
-    prior = [n for n in REWARDBENCH_PRIOR_SUBSETS if n in subsets]
-    if include_prior_sets and prior:
-        sections[PRIOR_SETS] = float(np.mean([subsets[n]["accuracy"] for n in prior]))
-        missing[PRIOR_SETS] = [n for n in REWARDBENCH_PRIOR_SUBSETS if n not in subsets]
-    scored = {n for names in REWARDBENCH_SECTIONS.values() for n in names}
-    scored |= set(REWARDBENCH_PRIOR_SUBSETS) if include_prior_sets else set()
-    score = None
-    if sections:
-        weights = [REWARDBENCH_SECTION_WEIGHTS[s] for s in sections]
-        score = float(np.average(list(sections.values()), weights=weights))
-    return RewardBenchResult(
-        subsets={k: dict(v) for k, v in subsets.items()},
-        sections=sections,
-        score=score,
-        missing_subsets=missing,
-        unscored_subsets=sorted(set(subsets) - scored),
-    )
-
-
-def evaluate_rewardbench(
-    model,
-    tokenizer,
-    data: "Dataset | str | os.PathLike",
-    *,
-    batch_size: int = 16,
-    max_length: int | None = None,
-    conversational: bool | None = None,
-    include_prior_sets: bool = True,
-    show_progress: bool = False,
-) -> RewardBenchResult:
-    """RewardBench (v1) accuracy per subset and the leaderboard's section scores on a local file or dataset.
-
-    Rows have `prompt, chosen, rejected, subset` (the `allenai/reward-bench` "filtered" split; prior-set rows from
-    `allenai/preference-test-sets` may carry the prompt as a list of messages). As in the official script, each turn is
-    formatted with the tokenizer's chat template when it has one (`conversational=None`); `False` scores plain
-    `prompt + response + EOS`, the format of a model trained on plain-text preferences.
-
-    Example:
-
-    ```python
-    >>> from trl_anchor.pipelines.evaluation import evaluate_rewardbench, load_reward_model
-
-    >>> model, tokenizer = load_reward_model("outputs/gaussian-minilm")  # doctest: +SKIP
-    >>> result = evaluate_rewardbench(model, tokenizer, "reward-bench-filtered.jsonl")  # doctest: +SKIP
-    >>> result.score, result.sections  # doctest: +SKIP
-    ```
-    """
-    dataset = load_local_dataset(data) if isinstance(data, (str, os.PathLike)) else data
-    if isinstance(dataset, DatasetDict):
-        raise ValueError(f"Expected one RewardBench split, got splits {list(dataset)}; select one.")
-    missing = [c for c in REWARDBENCH_COLUMNS if c not in dataset.column_names]
-    if missing:
-        raise ValueError(f"RewardBench rows need columns {REWARDBENCH_COLUMNS}; missing {missing}.")
-    if len(dataset) == 0:
-        raise ValueError("The RewardBench dataset is empty.")
-    if conversational is None:
-        conversational = getattr(tokenizer, "chat_template", None) is not None
-    prompts = [_rewardbench_prompt(p, conversational, i) for i, p in enumerate(dataset["prompt"])]
-    sides = {}
-    for side in ("chosen", "rejected"):
-        responses = [[{"role": "assistant", "content": r}] if conversational else r for r in dataset[side]]
-        sides[side] = score_responses(
-            model,
-            tokenizer,
-            responses,
-            prompts,
-            batch_size=batch_size,
-            max_length=max_length,
-            show_progress=show_progress,
-        ).mean
-    correct = sides["chosen"] > sides["rejected"]
-    subset_names = np.asarray(dataset["subset"])
-    subsets = {
-        name: {"accuracy": float(correct[subset_names == name].mean()), "count": int((subset_names == name).sum())}
-        for name in np.unique(subset_names)
-    }
-    result = rewardbench_scores(subsets, include_prior_sets=include_prior_sets)
-    if not result.complete:
-        logger.warning(
-            "RewardBench file lacks official subsets %s; the score is not comparable to the leaderboard.",
-            {k: v for k, v in result.missing_subsets.items() if v},
-        )
-    if result.unscored_subsets:
-        logger.info("Subsets outside the leaderboard sections, reported only: %s", result.unscored_subsets)
-    return result
-
-
-def _rewardbench_prompt(prompt, conversational: bool, row: int):
-    if isinstance(prompt, str):
-        return [{"role": "user", "content": prompt}] if conversational else prompt
-    if isinstance(prompt, list) and all(isinstance(m, Mapping) for m in prompt):
-        if not conversational:
-            raise ValueError(
-                f"Row {row} has a conversational prompt; it needs `conversational=True` and a chat template."
-            )
-        return prompt
-    raise ValueError(f"Row {row}: `prompt` must be a string or a list of messages, got {type(prompt).__name__}.")

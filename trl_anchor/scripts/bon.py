@@ -1,7 +1,7 @@
 """`trl-anchor bon`: best-of-N with a (Gaussian) reward model.
 
-Pipeline mode (default) runs the stages `generate → score → evaluate → select` of `trl_anchor.pipelines.best_of_n` over the
-prompts of a dataset, caching each in `--output_dir` so an interrupted run picks up where it stopped:
+Pipeline mode (default) runs the stages `generate → score → evaluate → select` of `trl_anchor.pipelines.best_of_n` over
+the prompts of a dataset, caching each in `--output_dir` so an interrupted run picks up where it stopped:
 
     trl-anchor bon --dataset_name prompts.jsonl --model_name_or_path Qwen/Qwen2.5-0.5B-Instruct \
         --reward_model_path outputs/quickstart/gaussian_anchored --gold_scorer Skywork/Skywork-Reward-V2-Qwen3-0.6B \

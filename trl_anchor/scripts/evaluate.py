@@ -91,7 +91,7 @@ class EvaluateArguments(DatasetArguments):
 def main(args: EvaluateArguments) -> dict:
     import torch
 
-    from trl_anchor.pipelines.evaluation import load_reward_model
+    from trl_anchor.models.loading import load_reward_model
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dataset = _evaluation_dataset(args)
@@ -157,9 +157,7 @@ def _card_dataset(args: EvaluateArguments) -> str:
     if args.dataset_name:  # a local file is recorded by its name, not its path on this machine
         return Path(args.dataset_name).name if Path(args.dataset_name).exists() else args.dataset_name
     # An adapter is named by the module that builds it, not as a (non-existent) Hub dataset.
-    module = (
-        "trl_anchor.data.synthetic" if args.dataset_adapter == "synthetic" else f"trl_anchor.data.{args.dataset_adapter}"
-    )
+    module = f"trl_anchor.data.{args.dataset_adapter}"
     return module if args.dataset_path is None else f"{module}({Path(args.dataset_path).name})"
 
 
@@ -193,7 +191,7 @@ def _evaluate_pairs(args, model, tokenizer, dataset, path, model_dir):
 
 def _evaluate_rewardbench(args, model, tokenizer, path, model_dir):
     from trl_anchor.pipelines.cards import update_model_card
-    from trl_anchor.pipelines.evaluation import evaluate_rewardbench
+    from trl_anchor.pipelines.rewardbench import evaluate_rewardbench
 
     conversational = {"auto": None, "chat": True, "text": False}[args.rewardbench_format]
     result = evaluate_rewardbench(
@@ -216,7 +214,8 @@ def _evaluate_rewardbench(args, model, tokenizer, path, model_dir):
 
 
 def _write_comparison(results, output_dir: Path, plots: bool) -> None:
-    from trl_anchor.pipelines.evaluation import comparison_markdown, plot_reliability_diagram
+    from trl_anchor.pipelines.evaluation import comparison_markdown
+    from trl_anchor.pipelines.evaluation_plots import plot_reliability_diagram
 
     output_dir.mkdir(parents=True, exist_ok=True)
     tables, summary = [], {}

@@ -58,7 +58,8 @@ def make_parser(prog: str | None = None) -> TrlParser:
 def main(args: LabelAnchorsArguments) -> int:
     from datasets import Dataset, DatasetDict
 
-    from trl_anchor.pipelines.anchor_labeling import label_anchors, load_reward_model
+    from trl_anchor.models.loading import load_reward_model
+    from trl_anchor.pipelines.anchor_labeling import label_anchors
 
     from .utils import load_preference_data
 
@@ -71,7 +72,9 @@ def main(args: LabelAnchorsArguments) -> int:
     data = load_preference_data(args)
     if not isinstance(data, (Dataset, DatasetDict)):
         raise ValueError(f"Expected a map-style dataset, got {type(data).__name__}.")
-    model, tokenizer = load_reward_model(args.reward_model, args.device, args.dtype, args.trust_remote_code)
+    model, tokenizer = load_reward_model(
+        args.reward_model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code
+    )
     output_dir = Path(args.output_dir)
     result = label_anchors(
         data,

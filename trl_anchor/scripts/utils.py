@@ -9,7 +9,7 @@ from typing import Any
 from datasets import Dataset, DatasetDict, IterableDatasetDict, load_dataset
 from transformers.utils import logging
 
-from ..pipelines.evaluation import load_local_dataset
+from ..data._common import load_local_dataset
 
 logger = logging.get_logger(__name__)
 

@@ -2,10 +2,10 @@
 
 For contests of the New Yorker caption-contest crowd votes held out from the reward model's training (split by
 contest), pools of N real captions are drawn per contest (seeded). Each policy picks from a pool by the reward model's
-(μ, σ) — `mean`, `quantile:q`, `lcb:κ`, ... (`trl_anchor.rewards.transforms` specs) — and is judged by the crowd: the mean vote
-(1 = unfunny … 3 = funny) and P(funny) = funny votes / all votes of the chosen caption. `random` (a uniform pick, the
-pool average) and `oracle` (the best crowd caption of the pool for that metric) bracket the policies, and the exact
-best-of-n estimator of `trl_anchor.pipelines.best_of_n` gives whole curves for n = 1..N from the same pools.
+(μ, σ) — `mean`, `quantile:q`, `lcb:κ`, ... (`trl_anchor.rewards.transforms` specs) — and is judged by the crowd: the
+mean vote (1 = unfunny … 3 = funny) and P(funny) = funny votes / all votes of the chosen caption. `random` (a uniform
+pick, the pool average) and `oracle` (the best crowd caption of the pool for that metric) bracket the policies, and the
+exact best-of-n estimator of `trl_anchor.pipelines.best_of_n` gives whole curves for n = 1..N from the same pools.
 """
 
 import json
@@ -21,14 +21,15 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging
 
 from ..data._common import FilterReport, split_by_group
-from ..data.caption_contest import CaptionContestData, contest_from_filename
+from ..data.caption_contest import CaptionContestData
+from ..data.caption_contest_files import contest_from_filename
+from ..models.loading import load_reward_model
 from ..models.modeling_gaussian import is_gaussian_config
 from ..pipelines.best_of_n import (
     DEFAULT_POLICIES,
     BestOfNReport,
     best_of_n_report,
     check_policies,
-    load_reward_model,
     plot_best_of_n,
     policy_scores,
 )
@@ -60,7 +61,7 @@ def held_out_contests(
     if not files:
         raise FileNotFoundError(f"No summary CSV files in {summaries}.")
     contests = [contest_from_filename(path) for path in files]
-    unnamed = [path.name for path, contest in zip(files, contests) if contest is None]
+    unnamed = [path.name for path, contest in zip(files, contests, strict=True) if contest is None]
     if unnamed:
         raise ValueError(
             f"Cannot tell the contest of {unnamed[:5]} from the file name; pass the held-out contests explicitly."

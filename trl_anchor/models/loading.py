@@ -1,0 +1,90 @@
+"""Loading a trained reward model for inference: the one loader that evaluation, best-of-N, anchor labelling and the
+studies share."""
+
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from .modeling_gaussian import GaussianRewardModel, is_gaussian_config
+
+# `from_pretrained` arguments that locate the checkpoint, so the config and tokenizer must get them too.
+_HUB_KWARGS = ("revision", "token", "cache_dir", "trust_remote_code")
+
+
+def load_reward_model(
+    model_name_or_path: str,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    trust_remote_code: bool = False,
+    **kwargs,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A reward model in eval mode and its tokenizer, from a local path or Hub id.
+
+    A checkpoint saved by a `GaussianRewardModel` (`config.gaussian_reward`) loads as one (μ and σ); any other
+    sequence-classification checkpoint with a single output loads as the plain `AutoModelForSequenceClassification`
+    (a Bradley–Terry reward model, μ only). A PEFT adapter folder or a classifier with several labels is refused with
+    an error that says what to do.
+
+    Args:
+        model_name_or_path (`str`): local directory or Hub id.
+        device (`str` or `torch.device`, *optional*): where the model goes; default the GPU when there is one, else
+            the CPU.
+        dtype (`str` or `torch.dtype`, *optional*): weights dtype (`"float32"`, `"bfloat16"`, `"auto"`, ...); default
+            that of `from_pretrained`.
+        trust_remote_code (`bool`, defaults to `False`): allow custom modelling code from the Hub.
+        kwargs: further `from_pretrained` arguments (`revision`, `token`, `cache_dir`, `attn_implementation`, ...).
+
+    The model's `config.pad_token_id` is set from the tokenizer when missing: batched scoring pads, and the model
+    finds each sequence's last token through it.
+
+    Example:
+
+    ```python
+    >>> from trl_anchor.models.loading import load_reward_model
+
+    >>> model, tokenizer = load_reward_model("outputs/gaussian-minilm")  # doctest: +SKIP
+    ```
+    """
+    if Path(model_name_or_path, "adapter_config.json").is_file():
+        raise ValueError(
+            f"{model_name_or_path} holds a PEFT adapter, not a full reward model. Merge it first "
+            "(`model.merge_and_unload().save_pretrained(...)` with the tokenizer) and load the merged directory."
+        )
+    kwargs["trust_remote_code"] = trust_remote_code
+    if dtype is not None:
+        kwargs["dtype"] = _resolve_dtype(dtype)
+    hub_kwargs = {key: kwargs[key] for key in _HUB_KWARGS if key in kwargs}
+    config = AutoConfig.from_pretrained(model_name_or_path, **hub_kwargs)
+    if is_gaussian_config(config):
+        model = GaussianRewardModel.from_pretrained(model_name_or_path, **kwargs)
+    else:
+        if config.num_labels != 1:
+            raise ValueError(
+                f"{model_name_or_path} has {config.num_labels} output labels (num_labels={config.num_labels}); a "
+                "reward model has a single output, the reward (`num_labels=1`). Load a checkpoint trained as a reward "
+                "model."
+            )
+        model = AutoModelForSequenceClassification.from_pretrained(model_name_or_path, **kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, **hub_kwargs)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = (
+            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        )
+    device = device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+    return model.to(device).eval(), tokenizer
+
+
+def _resolve_dtype(dtype: str | torch.dtype) -> str | torch.dtype:
+    if not isinstance(dtype, str) or dtype == "auto":
+        return dtype
+    resolved = getattr(torch, dtype, None)
+    if not isinstance(resolved, torch.dtype):
+        raise ValueError(f"Unknown dtype {dtype!r}; use float32, bfloat16, float16 or auto.")
+    return resolved

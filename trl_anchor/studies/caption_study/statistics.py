@@ -1,0 +1,129 @@
+"""The study's statistics: every metric of one contest's pool under one model's scores, properties of the data no model
+changes, and their aggregation over contests (mean ± standard error, paired differences between arms)."""
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from ...data.caption_contest import CaptionContestData, pairwise_soft_labels
+from ...losses import ordinal_anchor_nll
+from ...metrics import average_ranks, discrimination_auc, kendall_tau_b, pairwise_metrics, partial_spearman, spearman
+from ...pipelines.evaluation import pair_probabilities
+from ...rewards.scoring import RewardScores
+from .pools import CaptionPool
+
+
+def contest_metrics(pool: CaptionPool, scores: RewardScores, thresholds: Sequence[float]) -> dict[str, float]:
+    """Every metric of the study for one contest's pool (σ metrics and vote NLL only for Gaussian scores)."""
+    metrics: dict[str, float] = {}
+    chosen, rejected = pool.clear_pairs
+    if len(chosen):
+        probs = pair_probabilities(_take(scores, chosen), _take(scores, rejected))
+        metrics["accuracy_clear"] = float(np.mean((probs > 0.5) + 0.5 * (probs == 0.5)))
+    chosen, rejected = pool.random_pairs
+    if len(chosen):
+        probs = pair_probabilities(_take(scores, chosen), _take(scores, rejected))
+        labels = pairwise_soft_labels(pool.counts[chosen], pool.counts[rejected])
+        metrics.update(pairwise_metrics(probs, labels))
+        metrics["mean_abs_margin"] = float(np.mean(np.abs(probs - 0.5)))  # how far from ½ the model dares to go
+    sample = pool.sample
+    metrics["kendall_tau"] = kendall_tau_b(scores.mean[sample], pool.mean[sample])
+    if len(pool.top) and len(pool.far):
+        metrics["top_vs_far_auc"] = discrimination_auc(scores.mean[pool.top], scores.mean[pool.far])
+    if scores.variance is not None:
+        sigma, spread, crowd = scores.std[sample], pool.spread[sample], pool.mean[sample]
+        metrics["sigma_spearman_spread"] = spearman(sigma, spread)
+        metrics["sigma_partial_spread"] = partial_spearman(sigma, spread, crowd, degree=1)
+        metrics["sigma_partial_spread_cubic"] = partial_spearman(sigma, spread, crowd, degree=3)
+        metrics["vote_nll"] = vote_nll(scores.mean[sample], scores.std[sample], thresholds, pool.counts[sample])
+    return metrics
+
+
+def vote_nll(mean, std, thresholds: Sequence[float], counts) -> float:
+    """Mean per-vote cross-entropy of vote counts under the ordinal model (`trl_anchor.losses.ordinal_anchor_nll`)."""
+    nll = ordinal_anchor_nll(
+        torch.as_tensor(mean, dtype=torch.float64),
+        torch.as_tensor(std, dtype=torch.float64),
+        torch.as_tensor(thresholds, dtype=torch.float64),
+        torch.as_tensor(counts, dtype=torch.float64),
+        normalize=True,
+    )
+    return float(nll.mean())
+
+
+def data_properties(pool: CaptionPool) -> dict[str, float]:
+    """Properties of one contest's pool that no model changes: how much the vote spread is a function of the crowd
+    mean (Spearman correlation; share of the spread's rank variance that a cubic in the mean's rank explains), and the
+    references of the calibration metrics on its random pairs (the soft labels' entropy is the lowest reachable soft
+    cross-entropy; always predicting ½ scores ln 2 and `brier_of_half`)."""
+    spread, crowd = pool.spread[pool.sample], pool.mean[pool.sample]
+    ranks = average_ranks(spread)
+    rank_mean = average_ranks(crowd)
+    scaled = (rank_mean - rank_mean.mean()) / max(rank_mean.std(), 1e-12)
+    design = np.column_stack([np.ones_like(scaled), scaled, scaled**2, scaled**3])
+    coef, *_ = np.linalg.lstsq(design, ranks, rcond=None)
+    residual = ranks - design @ coef
+    chosen, rejected = pool.random_pairs
+    labels = np.clip(pairwise_soft_labels(pool.counts[chosen], pool.counts[rejected]), 1e-12, 1 - 1e-12)
+    return {
+        # Floors and coin-flip references of the calibration metrics on these pairs.
+        "soft_label_entropy": float(np.mean(-(labels * np.log(labels) + (1 - labels) * np.log1p(-labels)))),
+        "brier_of_half": float(np.mean((labels - 0.5) ** 2)),
+        "label_abs_margin": float(np.mean(np.abs(labels - 0.5))),
+        "spread_mean_spearman": spearman(spread, crowd),
+        "spread_r2_cubic": float(1.0 - residual.var() / ranks.var()) if ranks.var() > 0 else float("nan"),
+        "sample_captions": len(pool.sample),
+        "clear_pairs": len(pool.clear_pairs[0]),
+        "random_pairs": len(pool.random_pairs[0]),
+        "mean_votes": float(pool.counts[pool.sample].sum(1).mean()),
+    }
+
+
+def _take(scores: RewardScores, rows: np.ndarray) -> RewardScores:
+    return RewardScores(scores.mean[rows], None if scores.variance is None else scores.variance[rows])
+
+
+def aggregate(per_contest: dict[int, dict[str, float]]) -> dict[str, dict[str, float | int | None]]:
+    """Mean over contests and its standard error (sample std / √n; NaN values left out and counted)."""
+    names = sorted({name for metrics in per_contest.values() for name in metrics})
+    summary = {}
+    for name in names:
+        values = np.array([m[name] for m in per_contest.values() if name in m], dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        summary[name] = {
+            "mean": float(finite.mean()) if finite.size else None,
+            "se": float(finite.std(ddof=1) / np.sqrt(finite.size)) if finite.size > 1 else None,
+            "n": int(finite.size),
+            "nan": int(values.size - finite.size),
+        }
+    return summary
+
+
+def paired_difference(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]], metric: str) -> dict | None:
+    """Mean over contests of `a − b` for `metric` with its standard error (contests where both are finite)."""
+    diffs = np.array([a[c][metric] - b[c][metric] for c in a if c in b and metric in a[c] and metric in b[c]])
+    diffs = diffs[np.isfinite(diffs)]
+    if diffs.size < 2:
+        return None
+    return {"mean": float(diffs.mean()), "se": float(diffs.std(ddof=1) / np.sqrt(diffs.size)), "n": int(diffs.size)}
+
+
+def constant_vote_distribution(data: CaptionContestData, contests: Sequence[int], min_votes: int) -> np.ndarray:
+    """The caption-independent prediction that minimises the mean per-vote cross-entropy on the train contests: the
+    average vote distribution of their captions with at least `min_votes` votes (the population evaluated)."""
+    shares = [
+        table.counts[table.votes >= min_votes] / table.votes[table.votes >= min_votes, None]
+        for table in (data.tables[c] for c in contests)
+    ]
+    return np.concatenate(shares).mean(0)
+
+
+def constant_vote_nll(pools: Sequence[CaptionPool], shares: Sequence[float]) -> float:
+    """Reference for `vote_nll`: every test caption predicted to get the vote distribution `shares`."""
+    log_q = np.log(np.asarray(shares))
+    per_contest = []
+    for pool in pools:
+        counts = pool.counts[pool.sample].astype(np.float64)
+        per_contest.append(float(np.mean(-(counts * log_q).sum(1) / counts.sum(1))))
+    return float(np.mean(per_contest))
