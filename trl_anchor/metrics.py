@@ -61,6 +61,26 @@ def pairwise_metrics(probs, labels, num_bins: int = 10) -> dict[str, float]:
     }
 
 
+def vote_spread(counts) -> np.ndarray:
+    """Standard deviation of the class index (0..K) under each row's vote distribution: 0 when everyone agrees (the
+    spread of 1–3 caption votes is the same number).
+
+    Example:
+
+    ```python
+    >>> vote_spread([[4, 0, 0], [2, 0, 2]]).tolist()
+    [0.0, 1.0]
+    ```
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    dist = counts / counts.sum(-1, keepdims=True)
+    classes = np.arange(counts.shape[-1], dtype=np.float64)
+    mean = dist @ classes
+    spread = np.sqrt((dist * (classes[None, :] - mean[:, None]) ** 2).sum(-1))
+    # Equal spreads from different vote totals ([1, 0, 1] and [3, 0, 3]) must tie exactly for rank correlations.
+    return np.round(spread, 12)
+
+
 def average_ranks(values) -> np.ndarray:
     """Ranks 1..n with ties sharing their average rank (as `scipy.stats.rankdata(method="average")`)."""
     values = np.asarray(values, dtype=np.float64).reshape(-1)

@@ -10,6 +10,7 @@ import pytest
 from datasets import Dataset
 
 from trl_anchor.data.caption_contest import (
+    DEFAULT_MIN_VOTES,
     STRATEGIES,
     CaptionContestData,
     CaptionContestFormatError,
@@ -38,7 +39,7 @@ def small(caption_data_dir):
     return CaptionContestData.from_dir(caption_data_dir, contests=SMALL)
 
 
-def _independent_count(path, min_votes=2):
+def _independent_count(path, min_votes=DEFAULT_MIN_VOTES):
     """Kept and merged rows of a summary file recomputed with the csv module alone (no loader code)."""
     with open(path, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
@@ -56,13 +57,15 @@ def _independent_count(path, min_votes=2):
 
 
 # ------------------------------------------------------------------------------------------- real data, all files
-def test_reads_all_102_contests_with_per_file_reports(all_contests, caption_data_dir):
-    assert len(all_contests.tables) == 102
-    assert set(all_contests.tables) == set(all_contests.descriptions)
+def test_reads_every_usable_contest_with_per_file_reports(all_contests, caption_data_dir):
+    files = sorted((caption_data_dir / "summaries").glob("*.csv"))
+    assert len(files) == 102
+    assert len(all_contests.tables) == 102 - all_contests.source_report.num_dropped
+    assert set(all_contests.tables) <= set(all_contests.descriptions)
     for report in all_contests.reports:
         assert report.total == report.kept + report.merged + report.num_dropped, report.summary()
     assert sum(len(t) for t in all_contests.tables.values()) == sum(r.kept for r in all_contests.reports)
-    assert sum(r.total for r in all_contests.reports) > 560_000
+    assert sum(r.total for r in all_contests.reports) > 540_000
     assert sum(r.merged for r in all_contests.reports) > 0  # the README: some captions appear twice
     for contest in (545, 557, 653):
         path = next((caption_data_dir / "summaries").glob(f"{contest}_*.csv"))
@@ -70,6 +73,39 @@ def test_reads_all_102_contests_with_per_file_reports(all_contests, caption_data
         report = all_contests.tables[contest].report
         assert (report.total, report.kept, report.merged) == (total, kept, merged)
         assert report.dropped.get("empty_caption", 0) == empty and report.dropped.get("too_few_votes", 0) == few
+
+
+def test_loading_all_shared_data_reports_its_known_defects_by_rule(all_contests, caption_data_dir):
+    import pandas as pd
+
+    report = all_contests.source_report
+    assert report.unit == "files" and report.total == 102
+    assert dict(report.dropped) == {"corrupted_votes": 1, "not_funniness_question": 1, "no_usable_captions": 1}
+    assert report.examples["corrupted_votes"][0].startswith("592_summary_KLUCB.csv (")
+    assert report.examples["not_funniness_question"][0].startswith("560_summary_KLUCB_original.csv (")
+    assert report.examples["no_usable_captions"][0].startswith("513_summary_LilUCB.csv (0 captions")
+    assert report.adjusted == {"duplicate_description": 2}
+    assert report.examples["duplicate_description"] == ["contests [644, 645]"]
+    assert {513, 560, 592}.isdisjoint(all_contests.tables) and {562, 572, 644, 645} <= set(all_contests.tables)
+    # The shares the rule judged, recomputed from the raw files with pandas: 592 is corrupted; 562 and 572 have many
+    # unanimous captions overall (the README's 35-42%) but none among those with at least 30 votes, so they are kept.
+    for contest in (592, 562, 572, 608):
+        frame = pd.read_csv(next((caption_data_dir / "summaries").glob(f"{contest}_*.csv")), keep_default_na=False)
+        frame["caption"] = frame["caption"].map(lambda text: " ".join(str(text).split()))
+        columns = ["unfunny", "somewhat_funny", "funny"]
+        usable = (frame["caption"] != "") & (frame[columns].sum(axis=1) >= DEFAULT_MIN_VOTES)  # as the loader, rows
+        counts = frame[usable].groupby("caption", sort=False)[columns].sum().to_numpy()  # first, then duplicates
+        votes = counts.sum(1)
+        unanimous = (counts == votes[:, None]).any(1)
+        share = unanimous[votes >= 30].mean()
+        assert all_contests.sources.unanimity[contest].well_voted_share == pytest.approx(share)
+        assert (share > 0.5) == (contest == 592)
+        if contest in (562, 572):
+            overall = pd.read_csv(next((caption_data_dir / "summaries").glob(f"{contest}_*.csv")))[columns].to_numpy()
+            assert (overall == overall.sum(1, keepdims=True)).any(1).mean() > 0.34 and share == 0.0
+    for seed in range(10):
+        splits = all_contests.split_contests(test_size=0.1, validation_size=0.1, seed=seed)
+        assert sum({644, 645} <= set(ids) for ids in splits.values()) == 1
 
 
 def test_recomputed_statistics_match_the_stored_ones_where_they_are_right(all_contests, caption_data_dir):
@@ -84,12 +120,14 @@ def test_recomputed_statistics_match_the_stored_ones_where_they_are_right(all_co
     for caption, score, precision in zip(head["caption"], head["score"], head["precision"], strict=True):
         assert by_caption[" ".join(caption.split())] == pytest.approx((score, precision), abs=1e-9)
     # older contests store a floored precision for unanimous captions; it is recomputed and counted
-    assert all_contests.tables[510].report.adjusted["stored_precision_recomputed"] > 0
+    old = CaptionContestData.from_dir(caption_data_dir, contests=[510], min_votes=2).tables[510]
+    assert old.report.adjusted["stored_precision_recomputed"] > 0
 
 
 def test_every_other_format_layout(caption_data_dir, all_contests):
     tables = {
-        path.name: read_summary_file(path) for path in sorted((caption_data_dir / "other_formats").glob("*.csv"))
+        path.name: read_summary_file(path, min_votes=2)
+        for path in sorted((caption_data_dir / "other_formats").glob("*.csv"))
     }
     assert len(tables) == 4
     assert len({t.layout for t in tables.values()}) == 4
@@ -100,7 +138,8 @@ def test_every_other_format_layout(caption_data_dir, all_contests):
     assert unquoted.report.adjusted["rejoined_caption_commas"] == 90
     assert unquoted.report.num_dropped == 0
     # the same contest's summary holds the same captions and counts (5 captions lost their quote marks there)
-    reference = dict(zip(all_contests.tables[510].captions, all_contests.tables[510].counts.tolist(), strict=True))
+    summary = CaptionContestData.from_dir(caption_data_dir, contests=[510], min_votes=2).tables[510]
+    reference = dict(zip(summary.captions, summary.counts.tolist(), strict=True))
     shared = [(c, n.tolist()) for c, n in zip(unquoted.captions, unquoted.counts, strict=True) if c in reference]
     assert len(shared) >= 295
     assert all(reference[c] == n for c, n in shared)
@@ -208,18 +247,19 @@ def test_sampling_reports_a_shortfall_and_rejects_unknown_strategies(caplog):
 # ------------------------------------------------------------------------------------------------------ splits
 def test_splits_by_contest_never_overlap_and_are_seeded(caption_data_dir):
     contests = [510, 512, 513, 538, 636, 656]
-    splits = load_caption_contest(
-        caption_data_dir, contests=contests, pairs_per_contest=5, test_size=0.34, validation_size=0.17, seed=0
-    )
+    kwargs = dict(contests=contests, output="captions", test_size=0.34, validation_size=0.17, seed=0)
+    splits = load_caption_contest(caption_data_dir, **kwargs)
     groups = {name: set(split["contest"]) for name, split in splits.items()}
-    assert sorted(groups) == ["test", "train", "validation"]
-    assert set().union(*groups.values()) == set(contests)
-    assert sum(len(g) for g in groups.values()) == len(contests)
-    again = load_caption_contest(
-        caption_data_dir, contests=contests, pairs_per_contest=5, test_size=0.34, validation_size=0.17, seed=0
-    )
+    loaded = set(CaptionContestData.from_dir(caption_data_dir, contests=contests).tables)
+    assert 513 not in loaded  # no caption with 20 votes: left out, and counted
+    assert set().union(*groups.values()) == loaded
+    assert sum(len(g) for g in groups.values()) == len(loaded)
+    again = load_caption_contest(caption_data_dir, **kwargs)
     assert {n: set(s["contest"]) for n, s in again.items()} == groups
     check_contest_overlap(splits)
+    # The split is drawn over every contest found: leaving 513 out moves no other contest.
+    with_513 = load_caption_contest(caption_data_dir, min_votes=2, **kwargs)
+    assert {n: set(s["contest"]) - {513} for n, s in with_513.items()} == groups
 
 
 def test_overlapping_splits_raise():
@@ -261,27 +301,37 @@ def test_missing_description_is_a_clear_error(tmp_path):
     (tmp_path / "summaries").mkdir()
     _write(tmp_path / "summaries", "705_summary_X.csv", HEADER + "0,A,2.0,0.5,3,1,1,1\n1,B,1.0,0.0,2,2,0,0\n")
     _write(tmp_path, "descriptions.csv", "contest,description\n706,Another cartoon\n")
-    data = CaptionContestData.from_dir(tmp_path)
+    data = CaptionContestData.from_dir(tmp_path, min_votes=2)
     with pytest.raises(CaptionContestFormatError, match=r"No cartoon description for contest 705"):
         data.pairs(pairs_per_contest=1)
     with pytest.raises(CaptionContestFormatError, match="705"):
         data.captions()
     _write(tmp_path, "bad_descriptions.csv", "contest,description\nfive,A cartoon\n")
     with pytest.raises(CaptionContestFormatError, match="'five' is not an integer"):
-        CaptionContestData.from_dir(tmp_path, descriptions=tmp_path / "bad_descriptions.csv")
+        CaptionContestData.from_dir(tmp_path, descriptions=tmp_path / "bad_descriptions.csv", min_votes=2)
 
 
-def test_several_files_of_one_contest_are_merged(tmp_path):
+def test_several_algorithm_files_of_one_contest_are_not_summed_unless_asked(tmp_path):
     (tmp_path / "summaries").mkdir()
     _write(
         tmp_path / "summaries", "707_summary_KLUCB.csv", HEADER + "0,Shared,2.0,0.5,3,1,1,1\n1,Only here,1,0,2,2,0,0\n"
     )
     _write(tmp_path / "summaries", "707_summary_Random.csv", "caption,unfunny,somewhat_funny,funny\nShared,0,0,4\n")
-    data = CaptionContestData.from_dir(tmp_path, descriptions={707: "A cartoon"})
+    data = CaptionContestData.from_dir(tmp_path, descriptions={707: "A cartoon"}, min_votes=2)
     table = data.tables[707]
+    counts = dict(zip(table.captions, table.counts.tolist(), strict=True))
+    assert counts == {"Shared": [1, 1, 1], "Only here": [2, 0, 0]}
+    assert data.source_report.dropped == {"other_algorithm_file": 1}
+    assert "707_summary_Random.csv" in data.source_report.examples["other_algorithm_file"][0]
+
+    summed = CaptionContestData.from_dir(
+        tmp_path, descriptions={707: "A cartoon"}, min_votes=2, merge_algorithm_files=True
+    )
+    table = summed.tables[707]
     counts = dict(zip(table.captions, table.counts.tolist(), strict=True))
     assert counts == {"Shared": [1, 1, 5], "Only here": [2, 0, 0]}
     assert table.report.merged == 1 and table.report.total == 3 and len(table.sources) == 2
+    assert summed.source_report.adjusted == {"merged_algorithm_files": 1}
 
 
 # --------------------------------------------------------------------------------------------------- download

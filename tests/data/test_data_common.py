@@ -35,6 +35,7 @@ def test_filter_report_counts_logs_and_combines(caplog):
     both = FilterReport.combine("all", [report, FilterReport("b.csv", total=1, kept=1)])
     assert both.as_dict() == {
         "source": "all",
+        "unit": "rows",
         "total": 6,
         "kept": 3,
         "merged": 1,

@@ -15,23 +15,28 @@ from .caption_contest import (
     split_by_contest,
 )
 from .caption_contest_files import (
+    DEFAULT_MIN_VOTES,
     CaptionContestFormatError,
     ContestTable,
-    read_descriptions,
     read_summary_file,
+    separation_se,
     vote_statistics,
 )
+from .caption_contest_sources import SourceCheck, check_sources, read_descriptions, split_contests
 from .helpsteer2 import load_helpsteer2, load_helpsteer2_ratings, parse_helpsteer2_prompt
 from .helpsteer3 import load_helpsteer3
 from .multipref import load_multipref
 from .personal_llm import load_personal_llm
 
 __all__ = [
+    "DEFAULT_MIN_VOTES",
     "CaptionContestData",
     "CaptionContestFormatError",
     "ContestTable",
     "FilterReport",
+    "SourceCheck",
     "check_contest_overlap",
+    "check_sources",
     "check_no_group_overlap",
     "download_caption_contest",
     "load_caption_contest",
@@ -45,8 +50,10 @@ __all__ = [
     "read_descriptions",
     "read_summary_file",
     "sample_pairs",
+    "separation_se",
     "soft_label_from_votes",
     "split_by_contest",
     "split_by_group",
+    "split_contests",
     "vote_statistics",
 ]

@@ -32,7 +32,8 @@ class FilterReport:
 
     `dropped[reason]` counts rows left out, `merged` counts rows folded into another row (duplicates whose counts were
     added up), `adjusted[reason]` counts rows kept but changed (repaired fields, recomputed statistics);
-    `examples[reason]` keeps the first few locations for the log. `total == kept + merged + num_dropped`.
+    `examples[reason]` keeps the first few locations for the log. `total == kept + merged + num_dropped`. `unit` names
+    what is counted (rows by default; files for decisions on whole sources).
 
     Example:
 
@@ -52,6 +53,7 @@ class FilterReport:
     dropped: Counter = field(default_factory=Counter)
     adjusted: Counter = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
+    unit: str = "rows"
 
     def drop(self, reason: str, where: Any = None, count: int = 1) -> None:
         self.dropped[reason] += count
@@ -77,7 +79,7 @@ class FilterReport:
         return sum(self.dropped.values())
 
     def summary(self) -> str:
-        text = f"{self.source}: {self.total} rows read, {self.kept} kept"
+        text = f"{self.source}: {self.total} {self.unit} read, {self.kept} kept"
         if self.merged:
             text += f", {self.merged} merged into duplicates"
         if self.dropped:
@@ -109,6 +111,7 @@ class FilterReport:
     def as_dict(self) -> dict[str, Any]:
         return {
             "source": self.source,
+            "unit": self.unit,
             "total": self.total,
             "kept": self.kept,
             "merged": self.merged,

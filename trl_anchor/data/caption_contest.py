@@ -5,8 +5,10 @@ vote counts are natural two-anchor ordinal labels (`anchor_counts`, K = 2), and 
 soft preference label P(vote_a > vote_b) + ½ P(vote_a = vote_b) computed from their vote distributions.
 
 The files are read by `trl_anchor.data.caption_contest_files` (every CSV layout, each decision counted in a
-`FilterReport`); this module turns the parsed contests into caption rows and within-contest preference pairs, splits
-them by contest, and downloads the summaries.
+`FilterReport`) and checked by `trl_anchor.data.caption_contest_sources` (files that are not funniness ratings,
+corrupted vote counts, one description for several contests: found by rule, counted, left out by default); this module
+turns the parsed contests into caption rows and within-contest preference pairs (`caption_contest_pairs`), splits them
+by contest, and downloads the summaries.
 
 Credit: the NEXT team (nextml) and The New Yorker. Data: https://github.com/nextml/caption-contest-data.
 """
@@ -17,24 +19,18 @@ import os
 import re
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 from datasets import Dataset, DatasetDict
 
-from ._common import (
-    FilterReport,
-    check_no_group_overlap,
-    format_prompt,
-    format_response,
-    logger,
-    split_by_group,
-)
+from ._common import FilterReport, check_no_group_overlap, format_prompt, format_response, logger
 from .caption_contest_files import (
     BAD_ROW_POLICIES,
     CATEGORIES,
     COLUMN_ALIASES,
+    DEFAULT_MIN_VOTES,
     GARBLED_REASONS,
     REQUIRED_COLUMNS,
     VOTE_VALUES,
@@ -43,9 +39,16 @@ from .caption_contest_files import (
     canonical_header,
     contest_from_filename,
     merge_tables,
-    read_descriptions,
     read_summary_file,
     vote_statistics,
+)
+from .caption_contest_pairs import STRATEGIES, pairwise_soft_labels, sample_pairs, vote_spread
+from .caption_contest_sources import (
+    SourceCheck,
+    check_sources,
+    read_descriptions,
+    split_contests,
+    warn_shared_descriptions,
 )
 
 __all__ = [
@@ -53,6 +56,7 @@ __all__ = [
     "CATEGORIES",
     "COLUMN_ALIASES",
     "DEFAULT_CACHE_DIR",
+    "DEFAULT_MIN_VOTES",
     "GARBLED_REASONS",
     "GITHUB_LISTING_URL",
     "REQUIRED_COLUMNS",
@@ -73,128 +77,12 @@ __all__ = [
     "read_summary_file",
     "sample_pairs",
     "split_by_contest",
+    "split_contests",
     "vote_statistics",
 ]
 
-STRATEGIES = ("random", "rank_stratified", "clearly_separated")
 GITHUB_LISTING_URL = "https://api.github.com/repos/nextml/caption-contest-data/contents/contests/summaries"
 DEFAULT_CACHE_DIR = Path(os.environ.get("TRL_ANCHOR_CACHE", Path.home() / ".cache" / "trl_anchor")) / "caption_contest"
-_ENUMERATE_LIMIT = 200_000  # below this many candidate pairs, enumerate them all instead of rejection sampling
-_MAX_DRAW_ROUNDS = 200
-
-
-# --------------------------------------------------------------------------------------------- pair soft labels
-def pairwise_soft_labels(counts_a: np.ndarray, counts_b: np.ndarray) -> np.ndarray:
-    """P(X_a > X_b) + ½ P(X_a = X_b) for independent votes X_a, X_b drawn from the two captions' vote distributions.
-
-    Example:
-
-    ```python
-    >>> pairwise_soft_labels(np.array([[0, 0, 4]]), np.array([[2, 2, 0]])).tolist()
-    [1.0]
-    >>> pairwise_soft_labels(np.array([[1, 1, 1]]), np.array([[1, 1, 1]])).tolist()
-    [0.5]
-    ```
-    """
-    p_a = _distribution(counts_a)
-    p_b = _distribution(counts_b)
-    below_b = np.cumsum(p_b, axis=1) - p_b  # P(X_b < k) for each category k
-    win = (p_a * below_b).sum(1)
-    tie = (p_a * p_b).sum(1)
-    return win + 0.5 * tie
-
-
-def _vote_spread(counts: np.ndarray) -> np.ndarray:
-    """Standard deviation of a caption's individual votes (the crowd's disagreement, what σ should track)."""
-    p = _distribution(counts)
-    mean = p @ VOTE_VALUES
-    return np.sqrt(np.maximum(p @ VOTE_VALUES**2 - mean**2, 0.0))
-
-
-def _distribution(counts: np.ndarray) -> np.ndarray:
-    counts = np.asarray(counts, dtype=np.float64).reshape(-1, 3)
-    totals = counts.sum(1, keepdims=True)
-    if np.any(totals <= 0):
-        raise ValueError("A vote distribution needs at least one vote.")
-    return counts / totals
-
-
-# ----------------------------------------------------------------------------------------------- pair sampling
-def _canonical_pairs(i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    distinct = i != j
-    i, j = i[distinct], j[distinct]
-    return np.minimum(i, j), np.maximum(i, j)
-
-
-def _choose_pairs(rng, m, left, right, accept=None) -> tuple[np.ndarray, np.ndarray]:
-    """Up to `m` distinct unordered pairs (a ∈ left, b ∈ right, a ≠ b) passing `accept`, uniformly at random."""
-    if m <= 0 or len(left) == 0 or len(right) == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    if len(left) * len(right) <= _ENUMERATE_LIMIT:
-        i, j = (grid.ravel() for grid in np.meshgrid(left, right, indexing="ij"))
-        keys = np.unique(np.stack(_canonical_pairs(i, j), 1), axis=0)
-        if accept is not None:
-            keys = keys[accept(keys[:, 0], keys[:, 1])]
-        pick = rng.permutation(len(keys))[:m]
-        return keys[pick, 0], keys[pick, 1]
-    return _rejection_pairs(rng, m, np.asarray(left), np.asarray(right), accept)
-
-
-def _rejection_pairs(rng, m, left, right, accept):
-    seen: set[tuple[int, int]] = set()
-    found_i, found_j = [], []
-    for _ in range(_MAX_DRAW_ROUNDS):
-        draw = max(4 * (m - len(found_i)), 4096)  # rare acceptance (clearly separated) needs big draws
-        i, j = _canonical_pairs(rng.choice(left, draw), rng.choice(right, draw))
-        if accept is not None:
-            ok = accept(i, j)
-            i, j = i[ok], j[ok]
-        for a, b in zip(i.tolist(), j.tolist(), strict=True):
-            if (a, b) not in seen:
-                seen.add((a, b))
-                found_i.append(a)
-                found_j.append(b)
-                if len(found_i) == m:
-                    return np.asarray(found_i), np.asarray(found_j)
-    return np.asarray(found_i, dtype=np.int64), np.asarray(found_j, dtype=np.int64)
-
-
-def sample_pairs(
-    mean: np.ndarray,
-    se: np.ndarray,
-    num_pairs: int,
-    strategy: str = "random",
-    rng: np.random.Generator | None = None,
-    num_strata: int = 5,
-    separation: float = 3.0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Indices `(i, j)` of distinct caption pairs of one contest.
-
-    - `"random"`: uniform over all pairs.
-    - `"rank_stratified"`: captions ranked by mean and cut into `num_strata` equal strata; the pairs are spread evenly
-      over every (stratum, stratum) cell, so top-vs-top, top-vs-bottom, ... comparisons are all represented.
-    - `"clearly_separated"`: uniform over the pairs with |mean_a − mean_b| > `separation`·√(se_a² + se_b²).
-
-    Fewer pairs than asked come back when the contest has fewer eligible pairs.
-    """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"`strategy` must be one of {STRATEGIES}, got {strategy!r}.")
-    rng = np.random.default_rng() if rng is None else rng
-    everyone = np.arange(len(mean))
-    if strategy == "random":
-        return _choose_pairs(rng, num_pairs, everyone, everyone)
-    if strategy == "clearly_separated":
-
-        def accept(i, j):
-            return np.abs(mean[i] - mean[j]) > separation * np.sqrt(se[i] ** 2 + se[j] ** 2)
-
-        return _choose_pairs(rng, num_pairs, everyone, everyone, accept)
-    strata = np.array_split(np.argsort(-mean, kind="stable"), max(1, min(num_strata, len(mean))))
-    cells = [(a, b) for a in range(len(strata)) for b in range(a, len(strata))]
-    quotas = np.full(len(cells), num_pairs // len(cells))
-    quotas[: num_pairs % len(cells)] += 1
-    picked = [_choose_pairs(rng, int(q), strata[a], strata[b]) for (a, b), q in zip(cells, quotas, strict=True)]
-    return np.concatenate([p[0] for p in picked]), np.concatenate([p[1] for p in picked])
 
 
 # --------------------------------------------------------------------------------------------------- data set
@@ -211,9 +99,17 @@ class CaptionContestData:
     ```
     """
 
-    def __init__(self, tables: Mapping[int, ContestTable], descriptions: Mapping[int, str] | None = None):
+    def __init__(
+        self,
+        tables: Mapping[int, ContestTable],
+        descriptions: Mapping[int, str] | None = None,
+        sources: SourceCheck | None = None,
+    ):
         self.tables = dict(sorted(tables.items()))
         self.descriptions = dict(descriptions or {})
+        self.sources = sources or SourceCheck(self.tables, FilterReport("caption tables", unit="files"))
+        if sources is None:
+            self.sources.contests_found = list(self.tables)
 
     @classmethod
     def from_dir(
@@ -221,12 +117,20 @@ class CaptionContestData:
         data_dir: str | os.PathLike | None = None,
         contests: Iterable[int] | None = None,
         descriptions: str | os.PathLike | Mapping[int, str] | None = None,
-        min_votes: int = 2,
+        min_votes: int = DEFAULT_MIN_VOTES,
         on_bad_rows: str = "skip",
+        keep_suspect: bool | Sequence[str] = False,
+        merge_algorithm_files: bool = False,
         download: bool = False,
         cache_dir: str | os.PathLike | None = None,
     ) -> "CaptionContestData":
-        """Read `data_dir/summaries/*.csv` (every layout) and `data_dir/descriptions.csv`.
+        """Read `data_dir/summaries/*.csv` (every layout) and `data_dir/descriptions.csv`, and check the sources.
+
+        Files that do not hold funniness ratings, contests with corrupted vote counts and contests left without a
+        caption of `min_votes` votes are left out unless `keep_suspect` (True, or a list of reasons of
+        `caption_contest_sources.SOURCE_REASONS`) keeps them; one file per contest is used unless
+        `merge_algorithm_files=True` adds the votes of several algorithms' files; contests sharing a description are
+        warned about. Every decision is counted in `self.source_report` (`trl_anchor.data.caption_contest_sources`).
 
         Without a `data_dir`, `download=True` fetches the summaries from the public GitHub repository
         `nextml/caption-contest-data` into `cache_dir` (then `descriptions` must be given: the repository has none).
@@ -248,25 +152,37 @@ class CaptionContestData:
             raise FileNotFoundError(
                 f"No summary CSV files{'' if wanted is None else f' for contests {sorted(wanted)}'} in {summaries}."
             )
-        by_contest: dict[int, list[ContestTable]] = {}
-        for path in files:
-            table = read_summary_file(path, min_votes=min_votes, on_bad_rows=on_bad_rows, log=False)
-            by_contest.setdefault(table.contest, []).append(table)
-        tables = {c: ts[0] if len(ts) == 1 else merge_tables(ts) for c, ts in by_contest.items()}
-        for table in tables.values():
-            table.report.log(logging.INFO)  # per-file detail; the total below is a warning when rows were dropped
-        FilterReport.combine(
-            f"{len(tables)} caption contests in {summaries}", [t.report for t in tables.values()]
-        ).log()
+        sources = check_sources(
+            files, min_votes, on_bad_rows, keep_suspect, merge_algorithm_files, f"caption-contest files in {summaries}"
+        )
         if descriptions is None and (data_dir / "descriptions.csv").is_file():
             descriptions = data_dir / "descriptions.csv"
         if descriptions is not None and not isinstance(descriptions, Mapping):
             descriptions = read_descriptions(descriptions)
-        return cls(tables, descriptions)
+        warn_shared_descriptions(sources.report, descriptions or {}, sources.contests_found)
+        for table in sources.tables.values():
+            table.report.log(logging.INFO)  # per-file detail; the totals below are warnings when data was left out
+        sources.report.log()
+        FilterReport.combine(
+            f"{len(sources.tables)} caption contests in {summaries}", [t.report for t in sources.tables.values()]
+        ).log()
+        return cls(sources.tables, descriptions, sources)
 
     @property
     def reports(self) -> list[FilterReport]:
         return [table.report for table in self.tables.values()]
+
+    @property
+    def source_report(self) -> FilterReport:
+        """The decisions on whole files and contests (see `trl_anchor.data.caption_contest_sources`)."""
+        return self.sources.report
+
+    def split_contests(self, test_size: float = 0.1, validation_size: float = 0.0, seed: int = 0):
+        """Seeded train / validation / test contest ids of the loaded contests. The split is drawn over every contest
+        found in the files (a contest left out keeps its place, so excluding one never moves the others), contests
+        sharing a description in the same split (`caption_contest_sources.split_contests`)."""
+        assigned = split_contests(self.sources.contests_found, test_size, validation_size, seed, self.descriptions)
+        return {name: [c for c in ids if c in self.tables] for name, ids in assigned.items()}
 
     def description(self, contest: int) -> str:
         text = self.descriptions.get(contest, "")
@@ -319,12 +235,14 @@ class CaptionContestData:
         """
         if pairs_per_contest < 1:
             raise ValueError(f"`pairs_per_contest` must be ≥ 1, got {pairs_per_contest}.")
+        if not self.tables:
+            raise ValueError(f"No usable caption contest to draw pairs from ({self.source_report.summary()}).")
         parts = []
         for contest, table in self.tables.items():
             prompt = format_prompt(self.description(contest), conversational)
             rng = np.random.default_rng([seed, contest])
             mean, se = table.stats
-            i, j = sample_pairs(mean, se, pairs_per_contest, strategy, rng, num_strata, separation)
+            i, j = sample_pairs(mean, table.separation_se, pairs_per_contest, strategy, rng, num_strata, separation)
             parts.append(self._pair_columns(contest, table, prompt, i, j, mean, se, pairs_per_contest, conversational))
         return Dataset.from_dict({key: [v for part in parts for v in part[key]] for key in parts[0]})
 
@@ -341,7 +259,7 @@ class CaptionContestData:
             report.adjust("soft_label_below_half", count=int(below.size))
         report.log()
         captions = table.captions
-        vote_std = _vote_spread(table.counts)
+        vote_std = vote_spread(table.counts)
         return {
             "prompt": [prompt] * len(chosen),
             "chosen": [format_response(captions[k], conversational) for k in chosen],
@@ -360,15 +278,58 @@ class CaptionContestData:
 
 
 def split_by_contest(
-    dataset: Dataset, test_size: float = 0.1, validation_size: float = 0.0, seed: int = 0
+    dataset: Dataset,
+    test_size: float = 0.1,
+    validation_size: float = 0.0,
+    seed: int = 0,
+    contests: Iterable[int] | None = None,
 ) -> DatasetDict:
-    """Seeded train/(validation)/test split in which every contest lands in exactly one split."""
-    return split_by_group(dataset, "contest", test_size=test_size, validation_size=validation_size, seed=seed)
+    """Seeded train/(validation)/test split in which every contest lands in exactly one split, and contests whose rows
+    share a prompt text (a description copied onto another contest) land in the same one.
+
+    The split is drawn over `contests` (default: those in `dataset`); pass every contest of the source to get the
+    split that `load_caption_contest` makes, where a contest left out of the data keeps its place.
+    """
+    ids = np.asarray(dataset["contest"])
+    prompts = {}
+    if "prompt" in dataset.column_names:
+        for contest, prompt in zip(ids.tolist(), dataset["prompt"], strict=True):
+            prompts.setdefault(contest, _prompt_text(prompt))
+    universe = sorted(set(ids.tolist()) | {int(c) for c in (contests or ())})
+    return _select_splits(dataset, split_contests(universe, test_size, validation_size, seed, prompts))
+
+
+def _select_splits(dataset: Dataset, assignment: Mapping[str, list[int]]) -> DatasetDict:
+    ids = np.asarray(dataset["contest"])
+    splits = DatasetDict(
+        {
+            name: dataset.select(np.flatnonzero(np.isin(ids, members)))
+            for name, members in assignment.items()
+            if np.isin(ids, members).any()
+        }
+    )
+    check_contest_overlap(splits)
+    return splits
+
+
+def _prompt_text(prompt) -> str:
+    return prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True)
 
 
 def check_contest_overlap(splits: Mapping[str, Dataset]) -> None:
-    """Raise `ValueError` if a contest appears in two splits."""
+    """Raise `ValueError` if a contest, or a prompt text (when the splits have a `prompt` column), appears in two
+    splits."""
     check_no_group_overlap(splits, "contest")
+    if not all("prompt" in split.column_names for split in splits.values()):
+        return
+    seen: dict[str, str] = {}
+    for name, split in splits.items():
+        for text in {_prompt_text(p) for p in split["prompt"]}:
+            if seen.setdefault(text, name) != name:
+                raise ValueError(
+                    f"The prompt {text[:80]!r} appears in both the {seen[text]!r} and the {name!r} split (contests "
+                    "sharing a description); it would leak between train and evaluation."
+                )
 
 
 def load_caption_contest(
@@ -382,8 +343,10 @@ def load_caption_contest(
     seed: int = 0,
     contests: Iterable[int] | None = None,
     conversational: bool = True,
-    min_votes: int = 2,
+    min_votes: int = DEFAULT_MIN_VOTES,
     on_bad_rows: str = "skip",
+    keep_suspect: bool | Sequence[str] = False,
+    merge_algorithm_files: bool = False,
     descriptions: str | os.PathLike | Mapping[int, str] | None = None,
     download: bool = False,
     cache_dir: str | os.PathLike | None = None,
@@ -393,7 +356,9 @@ def load_caption_contest(
     """Caption-contest crowd votes as a `DatasetDict` split by contest.
 
     `output="pairs"` gives within-contest preference pairs (soft labels + vote-count anchors) for
-    `AnchorGaussianRewardTrainer`; `output="captions"` gives one row per caption with its `anchor_counts`.
+    `AnchorGaussianRewardTrainer`; `output="captions"` gives one row per caption with its `anchor_counts`. The sources
+    are checked as in `CaptionContestData.from_dir` (`keep_suspect`, `merge_algorithm_files`); the split is
+    `CaptionContestData.split_contests`.
 
     Example:
 
@@ -412,6 +377,8 @@ def load_caption_contest(
         descriptions=descriptions,
         min_votes=min_votes,
         on_bad_rows=on_bad_rows,
+        keep_suspect=keep_suspect,
+        merge_algorithm_files=merge_algorithm_files,
         download=download,
         cache_dir=cache_dir,
     )
@@ -419,7 +386,7 @@ def load_caption_contest(
         dataset = data.captions(conversational=conversational)
     else:
         dataset = data.pairs(strategy, pairs_per_contest, seed, num_strata, separation, conversational)
-    return split_by_contest(dataset, test_size=test_size, validation_size=validation_size, seed=seed)
+    return _select_splits(dataset, data.split_contests(test_size, validation_size, seed))
 
 
 def quickstart_splits(

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pv
 
 from ._common import FilterReport
+from .csv_quotes import scan_quotes
 
 CATEGORIES = ("unfunny", "somewhat_funny", "funny")  # ordered classes 0 < 1 < 2 = votes 1, 2, 3
 VOTE_VALUES = np.array([1.0, 2.0, 3.0])
@@ -53,8 +54,19 @@ COLUMN_ALIASES = {
 }
 REQUIRED_COLUMNS = ("caption", *CATEGORIES)
 # Malformed rows: with on_bad_rows="raise" these stop the load; data-quality filters are always just counted.
-GARBLED_REASONS = ("malformed_row", "invalid_counts", "inconsistent_total", "contest_mismatch")
+GARBLED_REASONS = (
+    "malformed_row",
+    "unbalanced_quote",
+    "unterminated_quote",
+    "invalid_counts",
+    "inconsistent_total",
+    "contest_mismatch",
+)
+# Captions with fewer votes are left out everywhere (loader, caption benchmark, caption study): their mean vote is
+# noise (its standard error is ~0.15 on the 1–3 scale at 20 votes, the spread of most contests' middle half).
+DEFAULT_MIN_VOTES = 20
 _STAT_TOLERANCE = 1e-6
+_WHOLE_NUMBER = re.compile(r"\d+(\.0*)?")  # some layouts store counts as floats ("564.0")
 
 
 class CaptionContestFormatError(ValueError):
@@ -62,11 +74,14 @@ class CaptionContestFormatError(ValueError):
     `on_bad_rows='raise'`,
     missing description, ...)."""
 
-def vote_statistics(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def vote_statistics(counts: np.ndarray, pseudo_votes: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Mean vote (1..3) and its standard error (sample std, ddof=1, over √n) from counts `[unfunny, somewhat, funny]`.
 
-    This is the dataset's own current definition of `score`/`precision`; with fewer than two votes the standard error
-    is undefined (NaN), which is why loading drops captions below `min_votes=2` by default.
+    With `pseudo_votes=0` this is the dataset's own definition of `score`/`precision`: with fewer than two votes the
+    standard error is undefined (NaN), and a unanimous caption gets a standard error of 0 whatever its number of votes.
+    `pseudo_votes=1` adds one vote to every category first (add-one smoothing): the standard error is then positive for
+    every caption and large for captions with few votes, which is what tests of a difference need
+    (`separation_se`).
 
     Example:
 
@@ -74,9 +89,11 @@ def vote_statistics(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     >>> mean, se = vote_statistics(np.array([[24, 27, 18]]))
     >>> round(float(mean[0]), 4), round(float(se[0]), 4)
     (1.913, 0.094)
+    >>> [round(float(x), 3) for x in vote_statistics(np.array([[3, 0, 0]]), pseudo_votes=1)[1]]
+    [0.327]
     ```
     """
-    counts = np.asarray(counts, dtype=np.float64).reshape(-1, 3)
+    counts = np.asarray(counts, dtype=np.float64).reshape(-1, 3) + pseudo_votes
     n = counts.sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = counts @ VOTE_VALUES / n
@@ -84,6 +101,12 @@ def vote_statistics(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         se = np.sqrt(sq_dev / (n - 1) / n)
     se[n < 2] = np.nan
     return mean, se
+
+
+def separation_se(counts: np.ndarray) -> np.ndarray:
+    """Standard error of the mean vote used to call two captions clearly separated: add-one smoothed
+    (`vote_statistics(counts, pseudo_votes=1)`), so a unanimous caption with few votes is not treated as exact."""
+    return vote_statistics(counts, pseudo_votes=1.0)[1]
 
 
 # ----------------------------------------------------------------------------------------------------- one file
@@ -105,6 +128,10 @@ class ContestTable:
     @property
     def stats(self) -> tuple[np.ndarray, np.ndarray]:
         return vote_statistics(self.counts)
+
+    @property
+    def separation_se(self) -> np.ndarray:
+        return separation_se(self.counts)
 
     def __len__(self) -> int:
         return len(self.captions)
@@ -143,20 +170,24 @@ def contest_from_filename(path: Path) -> int | None:
 def read_summary_file(
     path: str | os.PathLike,
     contest: int | None = None,
-    min_votes: int = 2,
+    min_votes: int = DEFAULT_MIN_VOTES,
     on_bad_rows: str = "skip",
     log: bool = True,
 ) -> ContestTable:
     """Parse one caption-contest CSV in any known layout into a cleaned `ContestTable`.
 
     Decisions, each counted in `table.report` and logged: a row with too many fields whose last column is the caption
-    is repaired by re-joining the unquoted commas (`adjusted["rejoined_caption_commas"]`); other rows with a wrong
-    number of fields, non-integer/NaN/negative counts, a stored total that disagrees with the counts or a different
-    contest id are dropped as garbled (or raise with `on_bad_rows="raise"`); blank lines, empty captions, zero-vote
-    rows and rows with fewer than `min_votes` votes are dropped; duplicate captions (same text up to whitespace) are
-    merged by adding their counts. Stored means/standard errors that differ from the recomputed ones are counted.
-    Rows are referred to as "row N", the N-th well-formed data row; malformed ones by their text. The report is logged
-    unless `log=False`.
+    is repaired by re-joining the unquoted commas (`adjusted["rejoined_caption_commas"]`); a quoted caption that never
+    closes is dropped as `unbalanced_quote` when the lines after it are rows of their own (they are read as rows
+    again) or as `unterminated_quote` when the file ends inside it (a truncated file: the fragment is no caption), and
+    the rows read are checked against the raw line count (`csv_quotes.scan_quotes`); other rows with a wrong number of
+    fields, non-integer/NaN/negative counts, a stored total that disagrees with the counts or a different contest id
+    are dropped as garbled (all of these raise with `on_bad_rows="raise"`); a missing stored total is counted
+    (`adjusted["missing_stored_total"]`) and the row kept, since its counts are what is used; blank lines, empty
+    captions, zero-vote rows and rows with fewer than `min_votes` votes are dropped; duplicate captions (same text up
+    to whitespace) are merged by adding their counts. Stored means/standard errors that differ from the recomputed
+    ones are counted. Rows are referred to as "row N", the N-th well-formed data row; malformed ones by their line
+    number or text. The report is logged unless `log=False`.
 
     Example:
 
@@ -165,7 +196,7 @@ def read_summary_file(
     >>> path = Path(tempfile.mkdtemp()) / "700_summary_KLUCB.csv"
     >>> _ = path.write_text("rank,caption,mean,precision,votes,not_funny,somewhat_funny,funny\\n"
     ...                     "0,Hello,2.0,0.5,3,1,1,1\\n1,Hello ,1.0,0.0,2,2,0,0\\n2,,1.0,0.0,1,1,0,0\\n")
-    >>> table = read_summary_file(path)
+    >>> table = read_summary_file(path, min_votes=2)
     >>> table.contest, table.captions, table.counts.tolist(), table.report.merged, dict(table.report.dropped)
     (700, ['Hello'], [[3, 1, 1]], 1, {'empty_caption': 1})
     ```
@@ -188,11 +219,13 @@ def read_summary_file(
 def _decode(path: Path, report: FilterReport) -> str:
     raw = path.read_bytes()
     try:
-        return raw.decode("utf-8-sig")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         # Undecodable bytes become U+FFFD; rows containing it are dropped as `undecodable_text` when cleaning.
         report.adjust("file_not_utf8", path.name)
-        return raw.decode("utf-8-sig", errors="replace")
+        text = raw.decode("utf-8-sig", errors="replace")
+    # One line break, as the CSV reader sees all three, so that raw lines can be counted against its rows.
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 @dataclass
@@ -223,6 +256,12 @@ def _parse_csv(text: str, source: str, report: FilterReport, on_bad_rows: str) -
     layout = canonical_header(header, source)
     names = [f"c{i}" for i in range(len(header))]
     caption = names[layout.index("caption")]
+    scan = scan_quotes(text, _row_detector(layout))
+    for line, reason, raw in scan.bad_rows:
+        detail = "the file ends inside this quoted field" if reason == "unterminated_quote" else (
+            "a quote opens a field that the next data row interrupts"
+        )
+        _bad_row(report, on_bad_rows, reason, source, f"line {line} {raw[:60]!r}", detail)
     invalid: list[str] = []
 
     def on_invalid(row) -> str:
@@ -230,16 +269,38 @@ def _parse_csv(text: str, source: str, report: FilterReport, on_bad_rows: str) -
         return "skip"
 
     table = pv.read_csv(
-        io.BytesIO(text.encode("utf-8")),
+        io.BytesIO(scan.text.encode("utf-8")),
         read_options=pv.ReadOptions(column_names=names, skip_rows=1),
         parse_options=pv.ParseOptions(
             newlines_in_values=True, ignore_empty_lines=False, invalid_row_handler=on_invalid
         ),
         convert_options=pv.ConvertOptions(column_types={caption: pa.string()}, strings_can_be_null=False),
     )
+    if table.num_rows + len(invalid) != scan.expected_rows:
+        raise CaptionContestFormatError(
+            f"{source}: the CSV reader returned {table.num_rows + len(invalid)} rows for {scan.expected_rows} data "
+            f"lines ({scan.physical_lines} lines, {scan.continuation_lines} continuing multi-line captions, "
+            f"{scan.removed_lines} removed); a quoted field swallowed rows that cannot be accounted for."
+        )
     repaired = _repair_rows(invalid, header, layout, source, report, on_bad_rows)
-    report.total = table.num_rows + len(invalid)
+    report.total = table.num_rows + len(invalid) + len(scan.bad_rows)
     return layout, _columns(table, names, layout, repaired)
+
+
+def _row_detector(layout: tuple[str, ...]):
+    """Whether one raw line is a complete data row of this layout: the header's number of fields and whole,
+    non-negative vote counts. Tells a quote typo (the next line is a row) from a genuine two-line caption."""
+    count_fields = [layout.index(name) for name in CATEGORIES]
+
+    def looks_like_row(line: str) -> bool:
+        if line.count(",") < len(layout) - 1:
+            return False
+        row = next(csv.reader([line]), [])
+        if len(row) != len(layout) and not (len(row) > len(layout) and layout[-1] == "caption"):
+            return False
+        return all(_WHOLE_NUMBER.fullmatch(row[k].strip()) for k in count_fields)
+
+    return looks_like_row
 
 
 def _repair_rows(invalid, header, layout, source, report, on_bad_rows) -> list[list[str]]:
@@ -352,11 +413,16 @@ def _clean_columns(columns: _Columns, contest, min_votes, on_bad_rows, report, s
         ~valid, "invalid_counts", lambda i: "vote counts " + ", ".join(f"{c}={columns.show(c, i)}" for c in CATEGORIES)
     )
     if "votes" in columns.numbers:
+        stored = columns.numbers["votes"]
+        missing = _missing(columns, "votes")
         reject(
-            columns.numbers["votes"] != total,
+            ~missing & (stored != total),
             "inconsistent_total",
             lambda i: f"stored total {columns.show('votes', i)} ≠ sum of the counts {total[i]:g}",
         )
+        kept_missing = missing & keep
+        if kept_missing.any():  # the counts are what is used; a missing total loses nothing
+            report.adjust("missing_stored_total", list(columns.labels[kept_missing][:5]), int(kept_missing.sum()))
     if "contest" in columns.numbers:
         reject(
             columns.numbers["contest"] != contest,
@@ -371,6 +437,13 @@ def _clean_columns(columns: _Columns, contest, min_votes, on_bad_rows, report, s
     return _merge_duplicates(
         contest, columns.captions[keep], counts[keep].astype(np.int64), columns.labels[keep], report
     )
+
+
+def _missing(columns: _Columns, name: str) -> np.ndarray:
+    """Cells of a numeric column left empty (not text that fails to parse as a number)."""
+    if name in columns.raw:
+        return np.array([not str(value).strip() for value in columns.raw[name]], dtype=bool)
+    return np.isnan(columns.numbers[name])
 
 
 def _count_stale_statistics(numbers, counts, keep, report: FilterReport) -> None:
@@ -412,29 +485,3 @@ def merge_tables(tables: Sequence[ContestTable]) -> ContestTable:
     table.layout = tables[0].layout
     table.sources = [s for t in tables for s in t.sources]
     return table
-
-
-# ------------------------------------------------------------------------------------------------- descriptions
-def read_descriptions(path: str | os.PathLike) -> dict[int, str]:
-    """`contest,description` CSV → {contest: description}; bad contest ids or duplicates raise."""
-    path = Path(path)
-    descriptions: dict[int, str] = {}
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        if not {"contest", "description"} <= set(reader.fieldnames or ()):
-            raise CaptionContestFormatError(
-                f"{path.name} must have the columns `contest,description`, got {reader.fieldnames}."
-            )
-        for row in reader:
-            try:
-                contest = int(row["contest"])
-            except (TypeError, ValueError):
-                raise CaptionContestFormatError(
-                    f"{path.name} line {reader.line_num}: contest id {row['contest']!r} is not an integer."
-                ) from None
-            if contest in descriptions:
-                raise CaptionContestFormatError(
-                    f"{path.name} line {reader.line_num}: contest {contest} appears twice."
-                )
-            descriptions[contest] = (row["description"] or "").strip()
-    return descriptions

@@ -39,7 +39,7 @@ from ..anchors import (
     validate_thresholds,
 )
 from ..losses import bt_preference_log_probs, gaussian_preference_log_probs, ordinal_anchor_nll, ordinal_log_probs
-from ..metrics import calibration_bins, pairwise_metrics, spearman
+from ..metrics import calibration_bins, pairwise_metrics, spearman, vote_spread
 from ..models.modeling_gaussian import is_gaussian_config
 from ..rewards.scoring import RewardScores, score_responses
 from .evaluation_plots import (
@@ -208,25 +208,6 @@ def sigma_decile_accuracy(pair_std, probs, labels, num_bins: int = 10) -> list[d
         }
         for g in groups
     ]
-
-
-def vote_spread(counts) -> np.ndarray:
-    """Standard deviation of the class index (0..K) under each row's vote distribution: 0 when everyone agrees.
-
-    Example:
-
-    ```python
-    >>> vote_spread([[4, 0, 0], [2, 0, 2]]).tolist()
-    [0.0, 1.0]
-    ```
-    """
-    counts = np.asarray(counts, dtype=np.float64)
-    dist = counts / counts.sum(-1, keepdims=True)
-    classes = np.arange(counts.shape[-1], dtype=np.float64)
-    mean = dist @ classes
-    spread = np.sqrt((dist * (classes[None, :] - mean[:, None]) ** 2).sum(-1))
-    # Equal spreads from different vote totals ([1, 0, 1] and [3, 0, 3]) must tie exactly for rank correlations.
-    return np.round(spread, 12)
 
 
 def soft_label_disagreement(soft_labels) -> np.ndarray:

@@ -22,7 +22,7 @@ from transformers.utils import logging
 
 from ..data._common import FilterReport, split_by_group
 from ..data.caption_contest import CaptionContestData
-from ..data.caption_contest_files import contest_from_filename
+from ..data.caption_contest_files import DEFAULT_MIN_VOTES, contest_from_filename
 from ..models.loading import load_reward_model
 from ..models.modeling_gaussian import is_gaussian_config
 from ..pipelines.best_of_n import (
@@ -72,7 +72,10 @@ def held_out_contests(
 
 
 def load_benchmark_captions(
-    data_dir: str | os.PathLike, contests: Sequence[int], min_votes: int = 2, conversational: bool = True
+    data_dir: str | os.PathLike,
+    contests: Sequence[int],
+    min_votes: int = DEFAULT_MIN_VOTES,
+    conversational: bool = True,
 ) -> Dataset:
     """One row per caption of `contests` (columns `contest`, `prompt`, `completion`, `anchor_counts`, `votes`,
     `mean`, ...) from the caption-contest loader, plus `p_funny`."""
@@ -181,7 +184,7 @@ def run_caption_benchmark(
     pools_per_contest: int = 4,
     policies: Sequence[str] = DEFAULT_POLICIES,
     seed: int = 0,
-    min_votes: int = 2,
+    min_votes: int = DEFAULT_MIN_VOTES,
     conversational: bool | None = None,
     batch_size: int = 32,
     max_length: int | None = None,

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ...anchors import validate_thresholds
+from ...data.caption_contest_files import DEFAULT_MIN_VOTES
 
 ARMS = ("bt", "gaussian", "gaussian+anchors")
 ANCHOR_COLUMNS = ("chosen_anchor_counts", "rejected_anchor_counts")
@@ -98,7 +99,8 @@ class CaptionStudyConfig:
         default=50, metadata={"help": "Random captions scored per validation contest."}
     )
     min_eval_votes: int = field(
-        default=20, metadata={"help": "Evaluation uses captions with at least this many votes (reliable means)."}
+        default=DEFAULT_MIN_VOTES,
+        metadata={"help": "Evaluation uses captions with at least this many votes (reliable means; loader default)."},
     )
     eval_pairs_per_contest: int = field(
         default=300, metadata={"help": "Random and clearly separated pairs drawn from each contest's sample."}

@@ -9,7 +9,7 @@ import numpy as np
 from ...data._common import FilterReport, format_prompt, split_by_group
 from ...data.caption_contest import CaptionContestData, pairwise_soft_labels, sample_pairs
 from ...data.caption_contest_files import ContestTable
-from ...pipelines.evaluation import vote_spread
+from ...metrics import vote_spread
 from .config import CaptionStudyConfig
 
 
@@ -29,7 +29,8 @@ def split_contests(
 class CaptionPool:
     """The captions of one held-out contest that every model scores: `sample` (random captions with enough votes),
     `top` and `far` (the best captions and those ranked ~`far_rank`), and pairs of sample captions
-    (`random_pairs`, `clear_pairs`: `(chosen, rejected)` pool indices, chosen = higher crowd mean)."""
+    (`random_pairs`, `clear_pairs`: `(chosen, rejected)` pool indices, chosen = higher crowd mean; "clear" judged
+    with the add-one standard errors of `caption_contest_files.separation_se`, `se` holds the raw ones)."""
 
     contest: int
     prompt: str
@@ -82,10 +83,10 @@ def build_pool(
         report.adjust("sample_smaller_than_asked", count=sample_size - len(sample))
     keep = np.concatenate([sample, top, far])
     local_sample = np.arange(len(sample))
-    pool_mean, pool_se = mean[keep], se[keep]
-    random_pairs = _oriented_pairs(pool_mean, pool_se, table.counts[keep], local_sample, "random", config, rng)
+    pool_mean, pool_se, separation_se = mean[keep], se[keep], table.separation_se[keep]
+    random_pairs = _oriented_pairs(pool_mean, separation_se, table.counts[keep], local_sample, "random", config, rng)
     clear_pairs = _oriented_pairs(
-        pool_mean, pool_se, table.counts[keep], local_sample, "clearly_separated", config, rng
+        pool_mean, separation_se, table.counts[keep], local_sample, "clearly_separated", config, rng
     )
     for name, pairs in (("random_pairs", random_pairs), ("clear_pairs", clear_pairs)):
         if len(pairs[0]) < config.eval_pairs_per_contest:
