@@ -38,7 +38,14 @@ MOVED_MODULES = {
 
 # 0.1 modules that were split: besides its `MOVED_MODULES` target, the old path finds the names of these modules.
 SPLIT_MODULES = {
-    "evaluation": ("pipelines.evaluation_plots", "pipelines.rewardbench", "models.loading", "data._common"),
+    "evaluation": (
+        "pipelines.evaluation_plots",
+        "pipelines.evaluation_sigma",
+        "pipelines.rewardbench",
+        "models.loading",
+        "data._common",
+        "metrics",
+    ),
 }
 
 # Names 0.1 exported from `trl_anchor` that belong to the research studies, which the namespace no longer exports.

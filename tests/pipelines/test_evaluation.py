@@ -14,7 +14,8 @@ from transformers import AutoModelForSequenceClassification
 
 from trl_anchor.models.loading import load_reward_model
 from trl_anchor.models.modeling_gaussian import GaussianRewardModel
-from trl_anchor.pipelines.evaluation import evaluate_reward_model, vote_spread
+from trl_anchor.metrics import vote_spread
+from trl_anchor.pipelines.evaluation import evaluate_reward_model
 from trl_anchor.pipelines.evaluation_plots import (
     FIGURE_FILES,
     plot_accuracy_by_sigma,
@@ -167,6 +168,33 @@ def test_anchor_accuracy_and_disagreement(gaussian_result):
     ]
     spread = np.round(spread, 9)  # exact ties between equal spreads of different vote totals
     assert metrics["sigma_spearman_vote_spread"] == pytest.approx(spearmanr(std, spread).statistic, abs=1e-12)
+    crowd_mean = (counts * np.arange(3)).sum(1) / counts.sum(1)
+    assert metrics["sigma_partial_vote_spread"] == pytest.approx(_partial(std, spread, crowd_mean), abs=1e-9)
+
+
+def _partial(x, y, z):
+    """Partial Spearman correlation by the textbook formula on scipy's rank correlations."""
+    r_xy, r_xz, r_yz = (spearmanr(a, b).statistic for a, b in ((x, y), (x, z), (y, z)))
+    return (r_xy - r_xz * r_yz) / math.sqrt((1 - r_xz**2) * (1 - r_yz**2))
+
+
+def test_soft_labels_built_from_two_vote_distributions_are_not_called_disagreement(gaussian_model, tokenizer):
+    data = _pairs(20)
+    chosen, rejected = np.asarray(data["chosen_anchor_counts"]), np.asarray(data["rejected_anchor_counts"])
+
+    def brute_force(a, b):  # P(vote_a > vote_b) + ½ P(tie) over all pairs of individual votes
+        diff = np.subtract.outer(np.repeat([1, 2, 3], a), np.repeat([1, 2, 3], b))
+        return float((diff > 0).mean() + 0.5 * (diff == 0).mean())
+
+    derived = data.remove_columns("soft_label").add_column(
+        "soft_label", [brute_force(a, b) for a, b in zip(chosen, rejected, strict=True)]
+    )
+    result = evaluate_reward_model(gaussian_model, tokenizer, derived)
+    assert "sigma_spearman_soft_label" not in result.metrics
+    assert any("independent vote distributions" in note for note in result.notes)
+    assert "sigma_partial_vote_spread" in result.metrics
+    # Annotators' own soft labels on the same pairs are disagreement, and are correlated.
+    assert "sigma_spearman_soft_label" in evaluate_reward_model(gaussian_model, tokenizer, data).metrics
 
 
 def test_vote_spread_and_reference_columns(gaussian_model, tokenizer):
@@ -174,11 +202,40 @@ def test_vote_spread_and_reference_columns(gaussian_model, tokenizer):
     data = _pairs(12, counts=False)
     data = data.add_column("chosen_true_std", np.linspace(0.1, 2.0, 12).tolist())
     data = data.add_column("rejected_true_std", np.linspace(2.0, 0.1, 12).tolist())
+    data = data.add_column("chosen_true_mean", np.cos(np.arange(12.0)).tolist())
+    data = data.add_column("rejected_true_mean", np.sin(np.arange(12.0)).tolist())
     result = evaluate_reward_model(
-        gaussian_model, tokenizer, data, disagreement_columns=("chosen_true_std", "rejected_true_std")
+        gaussian_model,
+        tokenizer,
+        data,
+        disagreement_columns=("chosen_true_std", "rejected_true_std"),
+        disagreement_mean_columns=("chosen_true_mean", "rejected_true_mean"),
     )
     assert "sigma_spearman_true_std" in result.metrics and "sigma_spearman_vote_spread" not in result.metrics
     assert "anchor_accuracy" not in result.metrics
+    sigma = np.concatenate([result.pairs["chosen_std"], result.pairs["rejected_std"]])
+    truth = np.concatenate([data["chosen_true_std"], data["rejected_true_std"]])
+    control = np.concatenate([data["chosen_true_mean"], data["rejected_true_mean"]])
+    assert result.metrics["sigma_partial_true_std"] == pytest.approx(_partial(sigma, truth, control), abs=1e-9)
+
+
+def test_a_model_is_not_evaluated_on_its_training_data(tokenizer, gaussian_model):
+    from trl_anchor.data.provenance import TrainedOnEvaluationDataError, record_training_data
+
+    data = _pairs(12).add_column("contest", [700 + i % 3 for i in range(12)])
+    train = data.filter(lambda c: c != 702, input_columns="contest")
+    validation = data.filter(lambda c: c == 702, input_columns="contest")
+    model = GaussianRewardModel.from_config(gaussian_model.config).eval()
+    record_training_data(model, train, validation)
+    assert model.config.gaussian_reward["training_data"]["train_contests"] == [700, 701]
+    with pytest.raises(TrainedOnEvaluationDataError, match=r"trained on contests \[700, 701\]"):
+        evaluate_reward_model(model, tokenizer, data)
+    rebuilt = Dataset.from_dict(train.remove_columns("contest").to_dict())  # same rows, built anew
+    with pytest.raises(TrainedOnEvaluationDataError, match="training set"):
+        evaluate_reward_model(model, tokenizer, rebuilt)
+    assert evaluate_reward_model(model, tokenizer, data, allow_training_data=True).metrics["num_pairs"] == 12
+    result = evaluate_reward_model(model, tokenizer, validation)
+    assert any("validation data" in note and "[702]" in note for note in result.notes)
 
 
 def test_anchor_forms_and_weights(gaussian_model, tokenizer, monkeypatch):

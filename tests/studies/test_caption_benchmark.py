@@ -5,6 +5,7 @@ import pytest
 import torch
 from conftest import tiny_gpt2_config
 
+from trl_anchor import GaussianRewardModel
 from trl_anchor.data.caption_contest import load_caption_contest
 from trl_anchor.studies.caption_benchmark import (
     held_out_contests,
@@ -19,8 +20,6 @@ CONTESTS = [538, 636]  # two of the smallest contest files keep the test fast
 @pytest.fixture(scope="module")
 def gaussian_rm_dir(tmp_path_factory, tokenizer_dir):
     from transformers import AutoTokenizer
-
-    from trl_anchor import GaussianRewardModel
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     torch.manual_seed(0)
@@ -42,7 +41,7 @@ def test_held_out_contests_are_the_test_split_of_the_training_loader(tmp_path, c
         (tmp_path / "summaries" / path.name).write_text("\n".join(lines) + "\n", encoding="utf-8")
     (tmp_path / "descriptions.csv").write_text((caption_data_dir / "descriptions.csv").read_text(encoding="utf-8"))
     for test_size, seed in [(0.34, 0), (0.5, 3)]:
-        splits = load_caption_contest(tmp_path, output="captions", test_size=test_size, seed=seed)
+        splits = load_caption_contest(tmp_path, output="captions", test_size=test_size, seed=seed, min_votes=2)
         assert held_out_contests(tmp_path, test_size=test_size, seed=seed) == sorted(set(splits["test"]["contest"]))
 
 
@@ -95,6 +94,66 @@ def test_caption_benchmark_command_on_real_captions(tmp_path, caption_data_dir, 
     assert summary["settings"]["contests"] == CONTESTS and summary["settings"]["conversational"] is True
     markdown = (output / "caption_benchmark.md").read_text()
     assert "| lcb:1.0 |" in markdown and "| oracle |" in markdown
+
+    # Pools of one contest share captions: averaged per contest, standard errors over the two contests.
+    contest = np.array([pool["contest"] for pool in pools])
+    gold = np.array([pool["mean_vote"] for pool in pools])
+    picked = gold[np.arange(len(pools)), np.array([pool["mu"] for pool in pools]).argmax(1)]
+    per_contest = np.array([picked[contest == c].mean() for c in CONTESTS])
+    mean_curve = summary["curves"]["mean_vote"]["mean"]
+    assert mean_curve["se"][-1] == pytest.approx(per_contest.std(ddof=1) / np.sqrt(2))
+    random = np.array([gold[contest == c].mean() for c in CONTESTS])
+    assert summary["vs_random"]["mean_vote"]["mean"]["se"][-1] == pytest.approx(
+        (per_contest - random).std(ddof=1) / np.sqrt(2)
+    )
+    assert "standard error over the 2 contests" in markdown
+
+    # σ against the crowd's vote spread, per contest over its distinct pooled captions, raw and given the mean.
+    captions = load_benchmark_captions(caption_data_dir, CONTESTS, min_votes=20, conversational=False)
+    rows = zip(captions["contest"], captions["completion"], captions["anchor_counts"], strict=True)
+    counts = {(c, t): n for c, t, n in rows}
+    for k in CONTESTS:
+        mine = [pool for pool in pools if pool["contest"] == k]
+        sigma = {t: s for pool in mine for t, s in zip(pool["captions"], pool["sigma"], strict=True)}
+        votes = np.array([counts[(k, t)] for t in sigma], dtype=float)
+        spread = np.sqrt((votes / votes.sum(1, keepdims=True) * (np.arange(3) - _mean(votes)[:, None]) ** 2).sum(1))
+        expected = _partial(np.array(list(sigma.values())), np.round(spread, 12), _mean(votes))
+        assert summary["sigma"]["sigma_partial_spread"]["per_contest"][str(k)] == pytest.approx(expected, abs=1e-9)
+    assert "partial Spearman ρ(σ, vote spread | crowd mean)" in markdown
+
+
+def _mean(votes):
+    return votes @ np.arange(3) / votes.sum(1)
+
+
+def _partial(x, y, z):
+    from scipy.stats import spearmanr
+
+    r_xy, r_xz, r_yz = (spearmanr(a, b).statistic for a, b in ((x, y), (x, z), (y, z)))
+    return (r_xy - r_xz * r_yz) / np.sqrt((1 - r_xz**2) * (1 - r_yz**2))
+
+
+def test_the_benchmark_refuses_contests_the_model_trained_on(tmp_path, caption_data_dir, tokenizer):
+    from trl_anchor import AnchorGaussianRewardConfig, AnchorGaussianRewardTrainer
+    from trl_anchor.data.caption_contest import CaptionContestData
+    from trl_anchor.data.provenance import TrainedOnEvaluationDataError
+
+    data = CaptionContestData.from_dir(caption_data_dir, contests=[538])
+    pairs = data.pairs(pairs_per_contest=8, conversational=False)
+    args = AnchorGaussianRewardConfig(
+        output_dir=str(tmp_path / "rm"), max_steps=1, per_device_train_batch_size=4, report_to="none",
+        anchor_thresholds=[-1.0, 1.0], bf16=False, save_strategy="no",
+    )
+    trainer = AnchorGaussianRewardTrainer(
+        model=GaussianRewardModel.from_config(tiny_gpt2_config(tokenizer)), args=args, train_dataset=pairs,
+        processing_class=tokenizer,
+    )
+    trainer.save_model(str(tmp_path / "rm"))  # the record travels with the checkpoint
+    kwargs = dict(data_dir=caption_data_dir, pool_size=4, pools_per_contest=1, policies=["mean"], plot=False)
+    with pytest.raises(TrainedOnEvaluationDataError, match=r"trained on contests \[538\]"):
+        run_caption_benchmark(str(tmp_path / "rm"), contests=[538, 636], **kwargs)
+    assert run_caption_benchmark(str(tmp_path / "rm"), contests=[636], **kwargs).contests == [636]
+    assert run_caption_benchmark(str(tmp_path / "rm"), contests=[538], allow_training_data=True, **kwargs).contests
 
 
 def test_caption_benchmark_rejects_sigma_policies_for_a_bt_model(caption_data_dir, tokenizer):

@@ -83,6 +83,8 @@ METRIC_NAMES = {
     "mean_std": ("mean_sigma", "Mean σ"),
     "sigma_spearman_soft_label": ("spearmanr", "Spearman ρ(σ, soft-label disagreement)"),
     "sigma_spearman_vote_spread": ("spearmanr", "Spearman ρ(σ, vote spread)"),
+    # The vote spread is almost a function of the crowd mean: this is what σ says beyond μ.
+    "sigma_partial_vote_spread": ("spearmanr", "Partial Spearman ρ(σ, vote spread | crowd mean)"),
 }
 # Training arguments shown in the card, in this order (those the run did not set are left out).
 HYPERPARAMETERS = (
@@ -215,6 +217,8 @@ def eval_results_from_metrics(
     for key, value in metrics.items():
         if key.startswith("sigma_spearman_") and key not in METRIC_NAMES:
             names = ("spearmanr", f"Spearman ρ(σ, {key.removeprefix('sigma_spearman_')})")
+        elif key.startswith("sigma_partial_") and key not in METRIC_NAMES:
+            names = ("spearmanr", f"Partial Spearman ρ(σ, {key.removeprefix('sigma_partial_')} | true mean)")
         else:
             names = METRIC_NAMES.get(key)
         if names is None or value is None or math.isnan(value):

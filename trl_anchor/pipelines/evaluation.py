@@ -31,15 +31,15 @@ from datasets import Dataset
 
 from ..anchors import (
     ANCHOR_FORMS,
-    ANCHOR_WEIGHT,
     check_classes,
     check_counts,
     check_finite_scores,
     classes_from_scores,
     validate_thresholds,
 )
+from ..data.provenance import check_not_trained_on
 from ..losses import bt_preference_log_probs, gaussian_preference_log_probs, ordinal_anchor_nll, ordinal_log_probs
-from ..metrics import calibration_bins, pairwise_metrics, spearman, vote_spread
+from ..metrics import calibration_bins, pairwise_metrics
 from ..models.modeling_gaussian import is_gaussian_config
 from ..rewards.scoring import RewardScores, score_responses
 from .evaluation_plots import (
@@ -48,6 +48,7 @@ from .evaluation_plots import (
     plot_reliability_diagram,
     plot_sigma_vs_disagreement,
 )
+from .evaluation_sigma import SIGMA_METRICS, add_disagreement_metrics, anchored_rows
 
 SOFT_LABEL = "soft_label"
 # Metrics shown first in tables and model cards, in this order; others follow alphabetically.
@@ -61,8 +62,7 @@ _METRIC_ORDER = (
     "anchor_accuracy",
     "anchor_nll",
     "num_anchored_responses",
-    "sigma_spearman_soft_label",
-    "sigma_spearman_vote_spread",
+    *SIGMA_METRICS,
 )
 
 
@@ -210,11 +210,6 @@ def sigma_decile_accuracy(pair_std, probs, labels, num_bins: int = 10) -> list[d
     ]
 
 
-def soft_label_disagreement(soft_labels) -> np.ndarray:
-    """`1 − |2p − 1|`: 1 when people split evenly (p = ½), 0 when they agree (p ∈ {0, 1})."""
-    return 1.0 - np.abs(2.0 * np.asarray(soft_labels, dtype=np.float64) - 1.0)
-
-
 def evaluate_reward_model(
     model,
     tokenizer,
@@ -224,10 +219,12 @@ def evaluate_reward_model(
     max_length: int | None = None,
     anchor_thresholds: Sequence[float] | None = None,
     disagreement_columns: tuple[str, str] | None = None,
+    disagreement_mean_columns: tuple[str, str] | None = None,
     use_margin: bool = False,
     num_bins: int = 10,
     num_sigma_bins: int = 10,
     show_progress: bool = False,
+    allow_training_data: bool = False,
 ) -> EvaluationResult:
     """Evaluate a reward model on a preference dataset in the trainer's column spec.
 
@@ -241,11 +238,16 @@ def evaluate_reward_model(
         anchor_thresholds: τ for anchor accuracy; default `model.config.gaussian_reward["anchor_thresholds"]`.
         disagreement_columns: a `(chosen_column, rejected_column)` pair of per-response reference spreads (e.g. the
             true σ of a synthetic set) to correlate σ with, besides the soft labels and vote counts.
+        disagreement_mean_columns: the matching true means (e.g. the synthetic set's true μ): the partial rank
+            correlation of σ with the reference spread given them is reported too (`sigma_partial_<name>`). For vote
+            counts the crowd's mean vote is used automatically (`sigma_partial_vote_spread`).
         use_margin: subtract the `margin` column inside the probability, as the training loss does. Off by default:
             a soft label is `P(chosen ≻ rejected)` without margin.
         num_bins: probability bins of the ECE and the reliability diagram.
         num_sigma_bins: groups of the accuracy-by-σ breakdown (10 = deciles).
         show_progress: show a progress bar while scoring.
+        allow_training_data: evaluate even on data the model records as its training data (its train contests or
+            rows, `trl_anchor.data.provenance`); refused by default.
 
     Example:
 
@@ -266,6 +268,7 @@ def evaluate_reward_model(
             raise ValueError(f"The evaluation dataset has no `{required}` column (columns: {columns}).")
     if len(dataset) == 0:
         raise ValueError("The evaluation dataset is empty.")
+    notes = [] if allow_training_data else check_not_trained_on(model.config, dataset=dataset, what="this evaluation")
     labels = _soft_labels(dataset)
     margin = _margins(dataset) if use_margin else None
     prompts = dataset["prompt"] if "prompt" in columns else None
@@ -273,7 +276,6 @@ def evaluate_reward_model(
     chosen = score_responses(model, tokenizer, dataset["chosen"], prompts, **score)
     rejected = score_responses(model, tokenizer, dataset["rejected"], prompts, **score)
     gaussian = chosen.variance is not None
-    notes = []
     if not gaussian and is_gaussian_config(model.config):
         notes.append(
             "The checkpoint is Gaussian but was loaded without its variance head; μ is evaluated as a BT reward."
@@ -294,7 +296,9 @@ def evaluate_reward_model(
         notes=notes,
     )
     if gaussian:
-        _add_sigma_metrics(result, dataset, chosen, rejected, disagreement_columns, num_sigma_bins)
+        _add_sigma_metrics(
+            result, dataset, chosen, rejected, disagreement_columns, disagreement_mean_columns, num_sigma_bins
+        )
         thresholds = _thresholds(model, anchor_thresholds)
         _add_anchor_metrics(result, dataset, chosen, rejected, thresholds)
     else:
@@ -329,59 +333,13 @@ def _thresholds(model, anchor_thresholds) -> list[float] | None:
     return None if recorded is None else validate_thresholds(recorded)
 
 
-def _add_sigma_metrics(result, dataset, chosen, rejected, disagreement_columns, num_sigma_bins) -> None:
+def _add_sigma_metrics(result, dataset, chosen, rejected, disagreement_columns, mean_columns, num_bins) -> None:
     pair_std = np.sqrt(chosen.variance + rejected.variance)
     result.pairs.update(chosen_std=chosen.std, rejected_std=rejected.std, pair_std=pair_std)
     result.metrics["mean_sigma"] = float(np.concatenate([chosen.std, rejected.std]).mean())
     probs, labels = result.pairs["probability"], result.pairs["soft_label"]
-    result.sigma_deciles = sigma_decile_accuracy(pair_std, probs, labels, num_sigma_bins)
-
-    disagreement = soft_label_disagreement(labels)
-    if np.ptp(disagreement) > 0:
-        _add_correlation(result, "soft_label", pair_std, disagreement)
-    else:
-        result.notes.append("Soft labels carry no disagreement (all equal), so σ is not correlated with them.")
-
-    counts_columns = ANCHOR_FORMS["counts"]
-    if all(c in dataset.column_names for c in counts_columns):
-        sigma, spread = [], []
-        skipped = 0
-        for side_scores, column in zip((chosen, rejected), counts_columns, strict=True):
-            values = dataset[column]
-            rows = _anchored_rows(values, dataset)
-            skipped += len(dataset) - rows.size
-            counts = np.asarray([values[i] for i in rows], dtype=np.float64).reshape(rows.size, -1)
-            check_counts(counts, counts.shape[1] - 1, column, rows)
-            sigma.append(side_scores.std[rows])
-            spread.append(vote_spread(counts))
-        if skipped:
-            result.notes.append(f"Vote spread: {skipped} responses without vote counts left out.")
-        _add_correlation(result, "vote_spread", np.concatenate(sigma), np.concatenate(spread))
-
-    if disagreement_columns is not None:
-        missing = [c for c in disagreement_columns if c not in dataset.column_names]
-        if missing:
-            raise ValueError(
-                f"`disagreement_columns` {missing} are not in the dataset (columns: {dataset.column_names})."
-            )
-        reference = np.concatenate([np.asarray(dataset[c], dtype=np.float64) for c in disagreement_columns])
-        check_finite_scores(reference, "/".join(disagreement_columns))
-        name = os.path.commonprefix([c[::-1] for c in disagreement_columns])[::-1].strip("_") or "reference"
-        _add_correlation(result, name, np.concatenate([chosen.std, rejected.std]), reference)
-
-
-def _add_correlation(result, name: str, sigma: np.ndarray, disagreement: np.ndarray) -> None:
-    result.disagreement[name] = {"sigma": sigma, "disagreement": disagreement}
-    result.metrics[f"sigma_spearman_{name}"] = spearman(sigma, disagreement)
-
-
-def _anchored_rows(values: list, dataset: Dataset) -> np.ndarray:
-    """Rows whose anchor cell (of the column `values`) is filled and whose `anchor_weight` (if any) is positive."""
-    weights = dataset[ANCHOR_WEIGHT] if ANCHOR_WEIGHT in dataset.column_names else [1.0] * len(values)
-    return np.asarray(
-        [i for i, (v, w) in enumerate(zip(values, weights, strict=True)) if v is not None and w is not None and w > 0],
-        dtype=int,
-    )
+    result.sigma_deciles = sigma_decile_accuracy(pair_std, probs, labels, num_bins)
+    add_disagreement_metrics(result, dataset, chosen, rejected, disagreement_columns, mean_columns)
 
 
 def _anchor_form(dataset: Dataset) -> str | None:
@@ -403,7 +361,7 @@ def _anchor_targets(dataset: Dataset, form: str, thresholds: list[float]):
     rows, sides, counts = [], [], []
     for side, column in enumerate(ANCHOR_FORMS[form]):
         column_values = dataset[column]
-        anchored = _anchored_rows(column_values, dataset)
+        anchored = anchored_rows(column_values, dataset)
         values = [column_values[i] for i in anchored]
         if form == "score":
             scores = np.asarray(values, dtype=np.float64)

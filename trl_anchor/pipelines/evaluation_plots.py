@@ -54,7 +54,8 @@ def plot_reliability_diagram(results: "EvaluationResult | Mapping[str, Evaluatio
 
 
 def plot_sigma_vs_disagreement(result: "EvaluationResult", title: str | None = None):
-    """Scatter of predicted σ against each measure of observed disagreement, with its Spearman ρ."""
+    """Scatter of predicted σ against each measure of observed disagreement, with its Spearman ρ and, where the data
+    has the true means, the partial ρ given them."""
     if not result.disagreement:
         raise ValueError("This result has no disagreement data to plot (BT model, or no soft labels/vote counts).")
     panels = list(result.disagreement.items())
@@ -68,7 +69,10 @@ def plot_sigma_vs_disagreement(result: "EvaluationResult", title: str | None = N
         xlabel, ylabel = descriptions.get(name, ("Predicted σ per response", f"Reference {name}"))
         axis.scatter(data["sigma"], data["disagreement"], s=10, alpha=0.5)
         rho = result.metrics.get(f"sigma_spearman_{name}", float("nan"))
-        axis.set(xlabel=xlabel, ylabel=ylabel, title=f"{name}: Spearman ρ = {rho:.3f}")
+        title = f"{name}: Spearman ρ = {rho:.3f}"
+        if f"sigma_partial_{name}" in result.metrics:  # what σ says beyond the mean (see evaluation_sigma)
+            title += f"\npartial ρ given the mean = {result.metrics[f'sigma_partial_{name}']:.3f}"
+        axis.set(xlabel=xlabel, ylabel=ylabel, title=title)
     figure.suptitle(title or "Predicted σ vs observed disagreement")
     return figure
 

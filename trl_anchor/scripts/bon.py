@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from transformers.utils import logging
 
+from trl_anchor.data.caption_contest_files import DEFAULT_MIN_VOTES
 from trl_anchor.pipelines.best_of_n import DEFAULT_POLICIES, STAGES
 
 logger = logging.get_logger("trl_anchor.scripts.bon")
@@ -101,10 +102,15 @@ class CaptionBenchmarkArguments:
                   "and --caption_split_seed, which must match the reward model's training split)."},
     )
     caption_test_size: float = field(default=0.1, metadata={"help": "Test fraction of the training split by contest."})
+    caption_validation_size: float = field(
+        default=0.0, metadata={"help": "Validation fraction of the training split by contest (the study uses 0.1)."}
+    )
     caption_split_seed: int = field(default=0, metadata={"help": "Seed of the training split by contest."})
     pool_size: int = field(default=32, metadata={"help": "N: captions per candidate pool."})
     pools_per_contest: int = field(default=4, metadata={"help": "Candidate pools drawn per held-out contest."})
-    min_votes: int = field(default=2, metadata={"help": "Leave out captions with fewer crowd votes."})
+    min_votes: int = field(
+        default=DEFAULT_MIN_VOTES, metadata={"help": "Leave out captions with fewer crowd votes (loader default)."}
+    )
     conversational: bool | None = field(
         default=None,
         metadata={"help": "Score (description, caption) as chat messages (true) or text (false); default: chat when "
@@ -123,6 +129,7 @@ def run_caption_benchmark_mode(args: BestOfNScriptArguments, caption: CaptionBen
         output_dir=args.output_dir,
         contests=caption.caption_contests,
         test_size=caption.caption_test_size,
+        validation_size=caption.caption_validation_size,
         split_seed=caption.caption_split_seed,
         pool_size=caption.pool_size,
         pools_per_contest=caption.pools_per_contest,

@@ -21,6 +21,7 @@ from ..anchors import (
     validate_thresholds,
     warn_if_unidentified,
 )
+from ..data.provenance import record_training_data
 from ..losses import (
     bt_preference_log_probs,
     gaussian_preference_log_probs,
@@ -200,6 +201,7 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
             quantization_config=quantization_config,
             peft_config=peft_config,
         )
+        record_training_data(self.model, train_dataset, eval_dataset)  # evaluations refuse to score on this data
         if self._gaussian and is_peft_model(self.model):
             train_variance_head(self.model)  # PEFT froze the new head with the base model; it is saved in `_save`
         if data_collator is None:
