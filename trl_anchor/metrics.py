@@ -129,14 +129,45 @@ def kendall_tau_b(x, y, block: int = 512) -> float:
     return float(concordance / np.sqrt(tied_x * tied_y))
 
 
+def rank_residuals(values, control, degree: int = 1) -> np.ndarray:
+    """The ranks of `values` minus their least-squares fit (with intercept) on a polynomial of degree `degree` in the
+    rank of `control` (several controls: an `(n, k)` array, one polynomial each): what the ranks of `values` say
+    beyond the control. `partial_spearman` correlates two of these; their variance share measures how much of
+    `values` the control explains.
+
+    Example:
+
+    ```python
+    >>> rank_residuals([1.0, 2.0, 3.0, 4.0], [10.0, 20.0, 30.0, 40.0]).round(12).tolist()
+    [0.0, 0.0, 0.0, 0.0]
+    ```
+    """
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    control = np.asarray(control, dtype=np.float64).reshape(values.size, -1)
+    if not np.isfinite(control).all():
+        raise ValueError("partial Spearman: the control variable has NaN or infinite values.")
+    if degree < 1:
+        raise ValueError(f"`degree` must be ≥ 1, got {degree}.")
+    columns = [np.ones(values.size)]
+    for k in range(control.shape[1]):
+        rank = average_ranks(control[:, k])
+        scaled = (rank - rank.mean()) / max(rank.std(), 1e-12)  # well-conditioned powers
+        columns += [scaled**d for d in range(1, degree + 1)]
+    design = np.column_stack(columns)
+    ranks = average_ranks(values)
+    coef, *_ = np.linalg.lstsq(design, ranks, rcond=None)
+    return ranks - design @ coef
+
+
 def partial_spearman(x, y, control, degree: int = 1) -> float:
     """Partial rank correlation of `x` and `y` controlling for `control`: the Pearson correlation of the ranks of `x`
     and `y` after each is regressed (least squares, with intercept) on a polynomial of degree `degree` in the rank of
-    `control` (several controls: an `(n, k)` array, one polynomial each).
+    `control` (`rank_residuals`; several controls: an `(n, k)` array, one polynomial each).
 
     `degree=1` is the classic partial Spearman correlation
     `(r_xy − r_xz r_yz) / √((1 − r_xz²)(1 − r_yz²))`; a higher degree also removes a non-monotone dependence on the
-    control (e.g. the spread of 1–3 votes, which peaks at a mean of 2).
+    control (e.g. the spread of 1–3 votes, which peaks at a mean of 2). This is the one implementation the evaluation,
+    the model cards, the caption benchmark and the caption study use.
 
     Example:
 
@@ -147,24 +178,7 @@ def partial_spearman(x, y, control, degree: int = 1) -> float:
     ```
     """
     x, y = _paired(x, y, "partial Spearman")
-    control = np.asarray(control, dtype=np.float64).reshape(x.size, -1)
-    if not np.isfinite(control).all():
-        raise ValueError("partial Spearman: the control variable has NaN or infinite values.")
-    if degree < 1:
-        raise ValueError(f"`degree` must be ≥ 1, got {degree}.")
-    columns = [np.ones(x.size)]
-    for k in range(control.shape[1]):
-        rank = average_ranks(control[:, k])
-        scaled = (rank - rank.mean()) / max(rank.std(), 1e-12)  # well-conditioned powers
-        columns += [scaled**d for d in range(1, degree + 1)]
-    design = np.column_stack(columns)
-
-    def residual(values):
-        ranks = average_ranks(values)
-        coef, *_ = np.linalg.lstsq(design, ranks, rcond=None)
-        return ranks - design @ coef
-
-    rx, ry = residual(x), residual(y)
+    rx, ry = rank_residuals(x, control, degree), rank_residuals(y, control, degree)
     if np.allclose(rx, 0.0) or np.allclose(ry, 0.0):
         return float("nan")
     return float(np.corrcoef(rx, ry)[0, 1])

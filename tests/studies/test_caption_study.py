@@ -3,6 +3,7 @@ end-to-end run on three real contests with a tiny BERT (report, resume, determin
 tested against scipy in tests/test_metrics.py."""
 
 import json
+import os
 from dataclasses import asdict
 
 import numpy as np
@@ -73,7 +74,11 @@ def test_build_pool_ranks_among_well_voted_captions():
         assert set(chosen) | set(rejected) <= set(pool.sample)  # pairs only among the random sample
     chosen, rejected = pool.clear_pairs
     gap = pool.mean[chosen] - pool.mean[rejected]
-    assert (gap > config.separation * np.hypot(pool.se[chosen], pool.se[rejected])).all()
+    smoothed = pool.counts + 1.0  # "clear" uses add-one standard errors: a unanimous caption is not exact
+    n = smoothed.sum(1)
+    mean = smoothed @ [1.0, 2.0, 3.0] / n
+    se = np.sqrt((smoothed * (np.array([1.0, 2.0, 3.0]) - mean[:, None]) ** 2).sum(1) / (n - 1) / n)
+    assert (gap > config.separation * np.hypot(se[chosen], se[rejected])).all()
     again = build_pool(table, "A cartoon.", config, sample_size=12, extremes=True)
     assert again.captions == pool.captions and np.array_equal(again.random_pairs[0], pool.random_pairs[0])
 
@@ -116,6 +121,71 @@ def test_config_rejects_bad_settings():
         CaptionStudyConfig(anchor_fractions=[0.5, 1.0])
     with pytest.raises(ValueError, match="overlap the top"):
         CaptionStudyConfig(num_top=10, far_rank=12, num_far=6)
+
+
+def test_the_score_cache_is_keyed_on_data_versions_backbone_and_captions(tmp_path, caption_data_dir, monkeypatch):
+    from trl_anchor.data.caption_contest import CaptionContestData
+    from trl_anchor.studies.caption_study import BASELINE_RUNS
+    from trl_anchor.studies.caption_study import run as study
+
+    data_dir, backbone = tmp_path / "data", tmp_path / "backbone"
+    (data_dir / "summaries").mkdir(parents=True)
+    backbone.mkdir()
+    (backbone / "model.safetensors").write_bytes(b"0" * 10)
+    summary = data_dir / "summaries" / "636_summary_KLUCB.csv"
+    summary.write_text((caption_data_dir / "summaries" / summary.name).read_text(encoding="utf-8"), encoding="utf-8")
+    (data_dir / "descriptions.csv").write_text("contest,description\n636,A cartoon\n")
+    config = CaptionStudyConfig(data_dir=str(data_dir))
+
+    def key():
+        inputs = study._input_signature(CaptionContestData.from_dir(data_dir), config, str(backbone))
+        return study._fingerprint(config, BASELINE_RUNS[0], inputs)
+
+    first = key()
+    assert key() == first
+    lines = summary.read_text(encoding="utf-8").split("\n")
+    fields = lines[1].split(",")
+    fields[2] = str(int(fields[2]) + 1)  # one vote more for one caption: the same settings, other data
+    fields[5] = str(int(fields[5]) + 1)
+    summary.write_text("\n".join([lines[0], ",".join(fields), *lines[2:]]), encoding="utf-8")
+    second = key()
+    assert second != first
+    (backbone / "model.safetensors").write_bytes(b"0" * 11)  # retrained in place
+    third = key()
+    assert third != second
+    monkeypatch.setattr(study, "_versions", lambda: {"trl-anchor": "9.9"})
+    assert key() != third
+
+    scores = {"test": [RewardScores(np.arange(3.0), np.ones(3))]}
+    study._save_cache(tmp_path / "cache", "k", {"test": ["captions-a"]}, scores, {"steps": 1})
+    cached, _ = study._load_cache(tmp_path / "cache", "k", {"test": ["captions-a"]})
+    np.testing.assert_array_equal(cached["test"][0].mean, np.arange(3.0))
+    assert study._load_cache(tmp_path / "cache", "k", {"test": ["captions-b"]}) == (None, None)
+
+
+def test_a_lambda_that_wins_by_less_than_its_standard_error_is_a_tie():
+    from trl_anchor.studies.caption_study.statistics import lambda_comparison
+
+    def runs(losses):  # λ -> per-contest validation soft CE
+        return {
+            f"lam{lam}": {
+                "validation": {
+                    "per_contest": {c: {"soft_ce": v} for c, v in enumerate(values)},
+                    "summary": {"soft_ce": {"mean": float(np.mean(values))}},
+                }
+            }
+            for lam, values in losses.items()
+        }
+
+    name = "lam{}".format
+    close = lambda_comparison(runs({0.1: [0.50, 0.52, 0.49], 1.0: [0.51, 0.50, 0.495]}), [0.1, 1.0], name)
+    diffs = np.array([0.50, 0.52, 0.49]) - np.array([0.51, 0.50, 0.495])  # runner-up − best, by hand
+    assert close["anchor_lambda"] == 1.0 and close["runner_up"] == 0.1
+    assert close["difference"]["mean"] == pytest.approx(diffs.mean())
+    assert close["difference"]["se"] == pytest.approx(diffs.std(ddof=1) / np.sqrt(3))
+    assert close["decisive"] is False  # 0.0017 ± 0.0093: a tie
+    clear = lambda_comparison(runs({0.1: [0.60, 0.62, 0.61], 1.0: [0.50, 0.51, 0.50]}), [0.1, 1.0], name)
+    assert clear["anchor_lambda"] == 1.0 and clear["decisive"] is True
 
 
 def test_command_line_round_trip():
@@ -201,6 +271,19 @@ def test_reduced_study_end_to_end(tmp_path, tiny_bert_dir, caption_data_dir):
     report = tmp_path / "first" / "report"
     readme = (report / "README.md").read_text()
     assert results["command"] in readme
+    # What the report states comes from the run's own records: machine, budget, λ tie, t-based calls, multiplicity.
+    environment = results["environment"]
+    assert environment["cpu_count"] == os.cpu_count() and environment["torch_threads"] == 1
+    assert f"with 1 torch thread(s) on a {environment['device']} machine with {os.cpu_count()} CPU cores" in readme
+    assert "2 steps (max_steps)" in readme and "2-core" not in readme and "bit-identical" not in readme
+    assert set(results["selection"]) >= {"anchor_lambda", "runner_up", "difference", "decisive"}
+    assert results["selection"]["difference"] is None and not results["selection"]["decisive"]
+    assert "**not tested**: fewer than two validation contests" in readme  # one validation contest here
+    n = results["summary"]["bt"]["kendall_tau"]["n"]
+    assert n == 1 and "With one evaluated contest there is no standard error and no interval." in readme
+    assert "Multiplicity: the table makes" in readme or "Paired differences need at least two" in readme
+    assert "partial Spearman σ vs spread given crowd mean" in readme
+    assert results["data"]["sources"]["unit"] == "files" and "Source checks" in readme
     for contest in (514, 518, 520):
         assert str(contest) in readme
     for png in ("arms.png", "ablations.png", "sigma_vs_spread.png", "mu.png"):

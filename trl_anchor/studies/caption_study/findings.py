@@ -1,5 +1,6 @@
-"""The findings of the caption study in words: each sentence derived from the numbers of `results`, differences
-between arms judged at two standard errors."""
+"""The findings of the caption study in words: each sentence derived from the numbers of `results`. A difference
+between arms, paired over test contests, is called clear when its two-sided t-test over the contests (n − 1 degrees of
+freedom) has p < 0.05; the verdict table also gives the Holm-adjusted call over all its comparisons."""
 
 from collections.abc import Sequence
 from typing import Any
@@ -7,39 +8,65 @@ from typing import Any
 import numpy as np
 
 from .config import ARM_LABELS, ARMS, DIGITS, METRICS, ablation_runs
+from .statistics import holm, t_critical, t_test
+
+LEVEL = 0.05
+
+
+def _comparisons(results: dict[str, Any]) -> list[tuple[str, str, dict]]:
+    return [
+        (comparison.split(" - ")[1], metric, diff)
+        for comparison, diffs in results["differences"].items()
+        for metric, diff in diffs.items()
+        if diff is not None
+    ]
 
 
 def verdict_table(results: dict[str, Any]) -> list[str]:
-    """One sentence per metric comparing the anchored arm with each baseline, paired over test contests; a
-    difference is called clear only beyond two standard errors."""
-    lines = []
-    for comparison, diffs in results["differences"].items():
-        reference = comparison.split(" - ")[1]
-        for metric, diff in diffs.items():
-            if diff is None:
-                continue
-            label, better = METRICS[metric]
-            sign = 1 if better == "higher" else -1
-            if abs(diff["mean"]) <= 2 * diff["se"]:
-                verdict = "no clear difference"
-            elif sign * diff["mean"] > 0:
-                verdict = "anchored **better**"
-            else:
-                verdict = "anchored **worse**"
-            lines.append(
-                f"| {ARM_LABELS[reference]} | {label} | {diff['mean']:+.4f} ± {diff['se']:.4f} | {verdict} |"
-            )
-    if not lines:
+    """One row per metric comparing the anchored arm with each baseline, paired over test contests: the t-test's
+    p-value, the call at 5%, and the call after Holm's adjustment over every row of the table (multiplicity)."""
+    rows = _comparisons(results)
+    if not rows:
         return ["(Paired differences need at least two evaluated test contests.)"]
-    return ["| vs | metric | anchored − reference (mean ± SE over contests) | at 2 SE |", "|---|---|---|---|"] + lines
+    p_values = {f"{ref}/{metric}": t_test(diff) for ref, metric, diff in rows}
+    adjusted = holm(p_values)
+    lines = [
+        "| vs | metric | anchored − reference (mean ± SE over contests) | p (t-test) | at 5% | after Holm |",
+        "|---|---|---|---|---|---|",
+    ]
+    for reference, metric, diff in rows:
+        key = f"{reference}/{metric}"
+        lines.append(
+            f"| {ARM_LABELS[reference]} | {METRICS[metric][0]} | {diff['mean']:+.4f} ± {diff['se']:.4f} (n ="
+            f" {diff['n']}) | {p_values[key]:.3f} | {_call(diff, metric, p_values[key])} |"
+            f" {_call(diff, metric, adjusted[key])} |"
+        )
+    expected = LEVEL * len(rows)
+    lines += [
+        "",
+        (
+            f"Multiplicity: the table makes {len(rows)} comparisons; at 5% each, about {expected:.1f} of them would be"
+            " called clear by chance alone even if the arms did not differ. The Holm column keeps the chance of any"
+            " false call in the whole table at 5%; read single \"clear\" calls that do not survive it as weak."
+        ),
+    ]
+    return lines
+
+
+def _call(diff: dict, metric: str, p_value: float | None) -> str:
+    if p_value is None or p_value >= LEVEL:
+        return "no clear difference"
+    better = (diff["mean"] > 0) == (METRICS[metric][1] == "higher")
+    return "anchored **better**" if better else "anchored **worse**"
 
 
 def _verdict(results: dict[str, Any], reference: str, metric: str) -> str | None:
-    """`better` / `worse` / `no clear difference` of the anchored arm against `reference` at two standard errors."""
+    """`better` / `worse` / `no clear difference` of the anchored arm against `reference` (t-test at 5%)."""
     diff = results["differences"][f"gaussian+anchors - {reference}"].get(metric)
     if diff is None:
         return None
-    if abs(diff["mean"]) <= 2 * diff["se"]:
+    p_value = t_test(diff)
+    if p_value is None or p_value >= LEVEL:
         return "no clear difference"
     return "better" if (diff["mean"] > 0) == (METRICS[metric][1] == "higher") else "worse"
 
@@ -55,12 +82,25 @@ def _diff_text(results: dict[str, Any], reference: str, metric: str) -> str:
     return f"vs {ARM_LABELS[reference]} {diff['mean']:+.{digits}f} ± {diff['se']:.{digits}f} ({verdict})"
 
 
+def budget_text(results: dict[str, Any]) -> str:
+    """The training budget of the run, from its own configuration and logs."""
+    config = results["config"]
+    steps = sorted({run["training"]["steps"] for run in results["runs"].values()})
+    length = (
+        f"{config['max_steps']} steps (max_steps)"
+        if config["max_steps"] > 0
+        else f"{config['num_train_epochs']:g} epoch{'s' if config['num_train_epochs'] != 1 else ''}"
+        f" ({', '.join(map(str, steps))} steps)"
+    )
+    return f"{results['data']['train_pairs']} `{config['train_strategy']}` train pairs and {length} per run"
+
+
 def _mean(stats: dict | None) -> float:
     return float("nan") if not stats or stats.get("mean") is None else stats["mean"]
 
 
 def findings(results: dict[str, Any]) -> list[str]:
-    """Plain-language findings, each derived from the numbers (differences judged at two standard errors)."""
+    """Plain-language findings, each derived from the numbers (differences judged by a t-test over contests)."""
     summary, data, runs = results["summary"], results["data"], results["runs"]
     props = data["test_properties"]
     anchored = summary["gaussian+anchors"]
@@ -95,8 +135,13 @@ def findings(results: dict[str, Any]) -> list[str]:
         )
         + f". Mean |P − ½| of the predictions: {by_arm('mean_abs_margin')}. The anchored arm's soft CE "
         f"{_diff_text(results, 'bt', 'soft_ce')} and Brier {_diff_text(results, 'bt', 'brier')} reflect how close to ½"
-        " each arm's probabilities stay more than a better ranking (the pairwise arms trained on clearly separated"
-        " pairs, whose soft labels are farther from ½)."
+        " each arm's probabilities stay more than a better ranking"
+        + (
+            f" (the arms trained on clearly separated pairs, whose soft labels (mean"
+            f" {data['train_soft_label_mean']:.3f}) are farther from ½)."
+            if results["config"]["train_strategy"] == "clearly_separated"
+            else "."
+        )
     )
     lines.append(
         "- **Vote likelihood (what the anchors add).** The anchored model predicts each held-out caption's vote"
@@ -115,22 +160,24 @@ def findings(results: dict[str, Any]) -> list[str]:
     )
     partial = anchored.get("sigma_partial_spread") or {}
     p_mean, p_se = _mean(partial), partial.get("se") or 0.0
-    if abs(p_mean) <= 2 * p_se:
+    critical = t_critical(partial.get("n", 0))
+    if not abs(p_mean) > critical * p_se:
         sigma_verdict = "indistinguishable from zero"
     else:
         sigma_verdict = "positive" if p_mean > 0 else "negative"
+    at_level = f"at 5% (t-test over {partial.get('n', 0)} contests)"
     lines.append(
         "- **Does σ carry disagreement beyond μ?** Not detectably here. The vote spread is almost a function of the"
         f" crowd mean (Spearman {_mean(props.get('spread_mean_spearman')):.3f}), so the raw σ–spread correlations"
         f" ({by_arm('sigma_spearman_spread', arms=ARMS[1:])}) mostly reflect how each arm's σ moves with its μ."
         f" Controlling for the crowd mean, the anchored arm's partial rank correlation is {p_mean:+.3f} ± {p_se:.3f},"
-        f" {sigma_verdict} at two standard errors (cubic control:"
+        f" {sigma_verdict} {at_level} (cubic control:"
         f" {_mean(anchored.get('sigma_partial_spread_cubic')):+.3f}); the no-anchor arm's is"
         f" {_mean(summary['gaussian'].get('sigma_partial_spread')):+.3f}."
         if sigma_verdict == "indistinguishable from zero"
         else f"- **Does σ carry disagreement beyond μ?** Controlling for the crowd mean, the anchored arm's partial "
-        f"rank correlation of σ with the vote spread is {p_mean:+.3f} ± {p_se:.3f}, {sigma_verdict} at two standard"
-        f" errors (cubic control: {_mean(anchored.get('sigma_partial_spread_cubic')):+.3f}; no-anchor arm:"
+        f"rank correlation of σ with the vote spread is {p_mean:+.3f} ± {p_se:.3f}, {sigma_verdict} {at_level}"
+        f" (cubic control: {_mean(anchored.get('sigma_partial_spread_cubic')):+.3f}; no-anchor arm:"
         f" {_mean(summary['gaussian'].get('sigma_partial_spread')):+.3f}). The spread is almost a function of the mean"
         f" (Spearman {_mean(props.get('spread_mean_spearman')):.3f}), so only this partial correlation speaks to it."
     )
@@ -146,24 +193,37 @@ def findings(results: dict[str, Any]) -> list[str]:
         f" fractions {{{', '.join(f'{x:g}' for x in results['config']['anchor_fractions'])}, 1}}: Kendall τ"
         f" {span('kendall_tau')}, clear-pair accuracy {span('accuracy_clear')}, top-vs-1000 AUC"
         f" {span('top_vs_far_auc')}, partial σ correlation {span('sigma_partial_spread')}, vote NLL"
-        f" {span('vote_nll', 4)}. Ranges within about two standard errors are not evidence of an effect."
+        f" {span('vote_nll', 4)}. Ranges within about {t_critical(anchored['kendall_tau']['n']):.1f} standard errors"
+        " (the t quantile for these contests) are not evidence of an effect."
     )
     ranking = ("kendall_tau", "accuracy_clear", "top_vs_far_auc")
-    verdicts = [_verdict(results, ref, m) for ref in ("bt", "gaussian") for m in ranking]
-    if "better" in verdicts and "worse" not in verdicts:
-        bottom = "the anchored arm ranks held-out captions better than at least one baseline on some metric"
-    elif "better" in verdicts:
-        bottom = "the ranking comparison is mixed: the anchored arm is better on some metrics and worse on others"
+    adjusted = holm({f"{ref}/{m}": t_test(diff) for ref, m, diff in _comparisons(results)})
+    calls: dict[str, list[str]] = {"better": [], "worse": []}
+    survive = {"better": False, "worse": False}
+    for ref in ("bt", "gaussian"):
+        for metric in ranking:
+            verdict = _verdict(results, ref, metric)
+            if verdict in calls:
+                calls[verdict].append(f"{METRICS[metric][0]} vs {ARM_LABELS[ref]}")
+                survive[verdict] |= (adjusted.get(f"{ref}/{metric}") or 1.0) < LEVEL
+
+    def listed(kind: str) -> str:
+        holm_note = "also" if survive[kind] else "not"
+        return f"{kind} at 5%: {', '.join(calls[kind])} ({holm_note} after Holm's adjustment)"
+
+    if calls["better"] and not calls["worse"]:
+        bottom = f"the anchored arm ranks held-out captions better than a baseline on some metric ({listed('better')})"
+    elif calls["better"]:
+        bottom = f"the ranking comparison is mixed ({listed('better')}; {listed('worse')})"
     else:
         bottom = (
             "this run does **not** show anchors improving reward modeling of held-out contests (no ranking metric is"
-            " clearly better"
-            + ("; the top-10 vs rank-~1000 AUC is clearly worse" if "worse" in verdicts else "")
-            + ")"
+            " better at 5%" + (f"; {listed('worse')}" if calls["worse"] else "") + ")"
         )
+    quality = "barely above chance" if best_tau < 0.1 else "weak" if best_tau < 0.3 else "clear"
     lines.append(
-        f"- **Bottom line.** With {data['train_pairs']} train pairs and one epoch per run (the CPU budget), {bottom}."
-        " Every arm is weak at this budget, so this is a small-budget result, not evidence about well-trained models;"
+        f"- **Bottom line.** With {budget_text(results)}, {bottom}. The best arm's ranking of held-out captions is"
+        f" {quality} (Kendall τ {best_tau:.3f}), which bounds what this run can show;"
         " `--train_pairs_per_contest` and `--num_train_epochs` scale the study up with the same command."
     )
     return lines

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ...metrics import average_ranks
+from ...metrics import rank_residuals
 from .config import ARM_LABELS, ARMS, METRICS, ablation_runs
 
 ARM_FIGURE, ABLATION_FIGURE, SIGMA_FIGURE, MU_FIGURE = "arms.png", "ablations.png", "sigma_vs_spread.png", "mu.png"
@@ -122,21 +122,14 @@ def plot_sigma(results: dict[str, Any], arrays: dict[str, Any], path: Path) -> N
         rx, ry = [], []
         for pool, score in zip(pools, arrays["scores"][name], strict=True):
             s = pool.sample
-            rx.append(_rank_residual(score.std[s], pool.mean[s]))
-            ry.append(_rank_residual(pool.spread[s], pool.mean[s]))
+            rx.append(rank_residuals(score.std[s], pool.mean[s]) / len(s))
+            ry.append(rank_residuals(pool.spread[s], pool.mean[s]) / len(s))
         ax.scatter(np.concatenate(ry), np.concatenate(rx), s=4, alpha=0.4, color=_ARM_COLORS[arm])
         stat = results["runs"][name]["test"]["summary"]["sigma_partial_spread"]
         ax.set_title(f"{ARM_LABELS[arm]}: partial ρ = {stat['mean']:.3f} ± {stat['se'] or 0:.3f}", fontsize=9)
         ax.set_xlabel("spread rank | crowd mean (residual)")
         ax.set_ylabel("σ rank | crowd mean (residual)")
     _save(plt, fig, path)
-
-
-def _rank_residual(values, control) -> np.ndarray:
-    ranks, rank_c = average_ranks(values), average_ranks(control)
-    design = np.column_stack([np.ones_like(rank_c), rank_c])
-    coef, *_ = np.linalg.lstsq(design, ranks, rcond=None)
-    return (ranks - design @ coef) / len(ranks)
 
 
 def plot_mu(results: dict[str, Any], arrays: dict[str, Any], path: Path) -> None:

@@ -1,12 +1,13 @@
 """The study's data: the seeded contest split, the evaluation pool of each held-out contest (the captions every model
 scores, and the pairs drawn from them) and the training pairs."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from ...data._common import FilterReport, format_prompt, split_by_group
+from ...data import caption_contest_sources as sources
+from ...data._common import FilterReport, format_prompt
 from ...data.caption_contest import CaptionContestData, pairwise_soft_labels, sample_pairs
 from ...data.caption_contest_files import ContestTable
 from ...metrics import vote_spread
@@ -14,15 +15,15 @@ from .config import CaptionStudyConfig
 
 
 def split_contests(
-    contests: Sequence[int], test_size: float, validation_size: float, seed: int
+    contests: Sequence[int],
+    test_size: float,
+    validation_size: float,
+    seed: int,
+    descriptions: Mapping[int, str] | None = None,
 ) -> dict[str, list[int]]:
     """Seeded train / validation / test contest ids, the same split that `load_caption_contest(test_size=...,
-    validation_size=..., seed=...)` makes of these contests."""
-    from datasets import Dataset
-
-    ids = Dataset.from_dict({"contest": sorted(int(c) for c in contests)})
-    splits = split_by_group(ids, "contest", test_size=test_size, validation_size=validation_size, seed=seed)
-    return {name: sorted(splits[name]["contest"]) for name in ("train", "validation", "test")}
+    validation_size=..., seed=...)` makes of these contests (contests sharing a description stay together)."""
+    return sources.split_contests(contests, test_size, validation_size, seed, descriptions)
 
 
 @dataclass

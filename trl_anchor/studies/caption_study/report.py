@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 from transformers.utils import logging
 
-from .config import ARM_LABELS, ARMS, DIGITS, METRICS, ablation_runs
-from .findings import findings, verdict_table
+from .config import ARM_LABELS, ARMS, DIGITS, METRICS, ablation_runs, anchored_run
+from .findings import budget_text, findings, verdict_table
 from .plots import ABLATION_FIGURE, ARM_FIGURE, MU_FIGURE, SIGMA_FIGURE, plot_ablations, plot_arms, plot_mu, plot_sigma
+from .statistics import lambda_comparison, t_critical
 
 logger = logging.get_logger(__name__)
 
@@ -78,12 +79,23 @@ def _introduction(results: dict[str, Any]) -> list[str]:
         "",
         (
             "(`--resume false` retrains every run; the default reuses cached scores in `--output_dir` when the"
-            f" settings are identical.) Compute: {_compute_minutes(runs):.1f} min of training and scoring over the"
-            f" {len(runs)} runs, with {config['num_threads']} torch thread(s) on a 2-core CPU shared with other jobs;"
-            f" this invocation took {results['runtime_seconds'] / 60:.1f} min ({_cached_runs(runs)} runs from the"
-            " cache). Timings are the only numbers that change between reruns."
+            " settings, the data files, the package versions and the scored captions are identical.) Compute:"
+            f" {_compute_minutes(runs):.1f} min of training and scoring over the {len(runs)} runs,"
+            f" {_environment_text(results, config)}; this invocation took {results['runtime_seconds'] / 60:.1f} min"
+            f" ({_cached_runs(runs)} runs from the cache)."
         ),
     ]
+
+
+def _environment_text(results: dict[str, Any], config: dict[str, Any]) -> str:
+    """Where the run computed, as recorded by the run (nothing is assumed)."""
+    env = results.get("environment")
+    if not env:
+        return f"with `--num_threads {config['num_threads']}` (the machine was not recorded by this run)"
+    return (
+        f"with {env['torch_threads']} torch thread(s) on a {env['device']} machine with {env['cpu_count']} CPU cores"
+        f" ({env['machine']})"
+    )
 
 
 def _question() -> list[str]:
@@ -110,6 +122,7 @@ def _data_section(results: dict[str, Any]) -> list[str]:
         f"- Source: `{config['data_dir']}` (NEXT / nextml caption-contest crowd votes, CC-BY 4.0; credit the NEXT team"
         " "
         "and The New Yorker). Loading: " + _load_summary(data["load_report"]) + ".",
+        "- Source checks (`trl_anchor.data.caption_contest_sources`): " + _sources_summary(data.get("sources")) + ".",
         (
             f"- Split by contest with seed {config['seed']} (test {config['test_size']:g}, validation"
             f" {config['validation_size']:g} of the contests; the same split as"
@@ -161,15 +174,15 @@ def _data_section(results: dict[str, Any]) -> list[str]:
 def _setup_section(results: dict[str, Any]) -> list[str]:
     config, selection = results["config"], results["selection"]
     chosen = selection["anchor_lambda"]
-    steps = sorted({run["training"]["steps"] for run in results["runs"].values()})
+    device = (results.get("environment") or {}).get("device", "a device not recorded by this run")
     return [
         "## Setup",
         "",
         (
             f"- Backbone: {results['backbone']}, fully fine-tuned; AdamW, learning rate {config['learning_rate']:g}"
             f" (heads {config['head_learning_rate']:g}), cosine schedule with 5% warm-up, batch"
-            f" {config['per_device_train_batch_size']} pairs, {config['num_train_epochs']:g} epoch"
-            f" ({', '.join(map(str, steps))} steps), max length {config['max_length']} tokens, fp32 on CPU."
+            f" {config['per_device_train_batch_size']} pairs; {budget_text(results)}; max length"
+            f" {config['max_length']} tokens, fp32 on {device}."
         ),
         (
             f"- Anchors: thresholds τ = {config['anchor_thresholds']} on the latent funniness scale (unfunny < τ_1 <"
@@ -179,7 +192,9 @@ def _setup_section(results: dict[str, Any]) -> list[str]:
         ),
         f"- λ of the headline anchored arm chosen on the validation contests ({selection['criterion']}): "
         + ", ".join(f"λ={k}: {v:.4f}" for k, v in selection["validation_soft_ce"].items())
-        + f" → **λ = {chosen:g}**. The test contests were not used for any choice.",
+        + f" → **λ = {chosen:g}**"
+        + _tie_text(_lambda_choice(results))
+        + ". The test contests were not used for any choice.",
         (
             f"- Seeds: `--seed {config['seed']}` drives the contest split"
             f" (`numpy.random.default_rng({config['seed']})`), the train pairs of each contest"
@@ -188,13 +203,37 @@ def _setup_section(results: dict[str, Any]) -> list[str]:
             f" {config['seed']}: head initialisation, batch order, the anchored subset of `anchor_fraction`)."
         ),
         (
-            "- Determinism: a rerun with the same flags on the same machine and thread count reproduces every number"
-            " (torch CPU kernels are deterministic at a fixed thread count): retraining the headline anchored run"
-            " from scratch with 1 thread gave bit-identical scores, and `tests/studies/test_caption_study.py` checks"
-            " a whole reduced study the same way. With 2 threads the scores moved by up to 1e-6 (float32 summation"
-            " order), which can change the last digit of a metric; other CPUs can do the same."
+            "- Determinism: this run did not check it. `tests/studies/test_caption_study.py` retrains a reduced study"
+            " from scratch and checks that every number is reproduced at a fixed thread count."
         ),
     ]
+
+
+def _lambda_choice(results: dict[str, Any]) -> dict[str, Any]:
+    """The λ choice with its runner-up comparison: recorded by runs since it was added, recomputed from the
+    validation metrics of older results."""
+    selection = results["selection"]
+    if "decisive" in selection:
+        return selection
+    lambdas = results["config"]["anchor_lambdas"]
+    return lambda_comparison(results["runs"], lambdas, lambda lam: anchored_run(lam).name)
+
+
+def _tie_text(choice: dict[str, Any]) -> str:
+    diff = choice.get("difference")
+    if choice.get("runner_up") is None:
+        return ""
+    if diff is None:
+        return (
+            f" — **not tested**: fewer than two validation contests, so the gap to λ = {choice['runner_up']:g} has no"
+            " standard error"
+        )
+    gap = f"soft CE {diff['mean']:.4f} ± {diff['se']:.4f} lower than λ = {choice['runner_up']:g}, paired over" + (
+        f" {diff['n']} validation contests"
+    )
+    if choice["decisive"]:
+        return f" ({gap}: more than one standard error)"
+    return f" — **a tie**: {gap}, within one standard error, so the validation data cannot tell the two apart"
 
 
 def _results_section(results: dict[str, Any]) -> list[str]:
@@ -206,10 +245,8 @@ def _results_section(results: dict[str, Any]) -> list[str]:
     return [
         "## Results on the held-out contests",
         "",
-        (
-            f"Mean ± standard error over the {len(pools)} evaluated test contests (each metric computed per contest"
-            " first)."
-        ),
+        f"Mean ± standard error over the {len(pools)} evaluated test contests (each metric computed per contest"
+        " first). " + _interval_text(len(pools)),
         "",
         *_metrics_table(headline_rows, main_metrics),
         "",
@@ -296,14 +333,13 @@ def _caveats_section(results: dict[str, Any]) -> list[str]:
         "## Caveats",
         "",
         (
-            f"- Small budget: {data['train_pairs']} train pairs and one epoch per run so that all {len(runs)}"
-            " trainings and their evaluation fit the study's CPU budget; absolute numbers are far from what a longer"
-            " run reaches, and the comparison is between arms trained identically."
+            f"- Budget: {budget_text(results)} for all {len(runs)} trainings; the comparison is between arms trained"
+            " identically, and absolute numbers depend on the budget."
         ),
         (
-            f"- {len(pools)} evaluated test contests: standard errors are over contests; a difference within about two"
-            " standard errors is not evidence either way. One training seed per run (training noise is not in the"
-            " SEs)."
+            f"- {len(pools)} evaluated test contests: standard errors are over contests and calls use the t-test with"
+            f" {len(pools) - 1} degrees of freedom; the verdict table makes many comparisons (see its multiplicity"
+            " note). One training seed per run (training noise is not in the SEs)."
         ),
         (
             "- Captions with few votes are left out of evaluation (their crowd mean is noise); the top-10 /"
@@ -339,6 +375,29 @@ def _compute_minutes(runs: dict[str, dict]) -> float:
 
 def _cached_runs(runs: dict[str, dict]) -> int:
     return sum(bool(run["training"].get("from_cache")) for run in runs.values())
+
+
+def _interval_text(n: int) -> str:
+    if n < 2:
+        return "With one evaluated contest there is no standard error and no interval."
+    return (
+        f"A 95% interval is mean ± t·SE with t = {t_critical(n):.2f}, the Student quantile for {n} contests"
+        f" ({n - 1} degrees of freedom), not ± 2 SE."
+    )
+
+
+def _sources_summary(sources: dict | None) -> str:
+    if not sources:
+        return "not recorded (these results predate them)"
+    examples = sources["examples"]
+    dropped = "; ".join(
+        f"{reason}: {', '.join(examples.get(reason, [])) or n}" for reason, n in sources["dropped"].items()
+    )
+    adjusted = "; ".join(f"{reason}: {', '.join(examples.get(reason, []))}" for reason in sources["adjusted"])
+    return (
+        f"{sources['total']} files, {sources['kept']} used; left out: {dropped or 'none'}"
+        + (f"; kept with a warning: {adjusted}" if adjusted else "")
+    )
 
 
 def _load_summary(report: dict) -> str:

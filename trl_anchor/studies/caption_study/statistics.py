@@ -2,13 +2,22 @@
 changes, and their aggregation over contests (mean ± standard error, paired differences between arms)."""
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from ...data.caption_contest import CaptionContestData, pairwise_soft_labels
 from ...losses import ordinal_anchor_nll
-from ...metrics import average_ranks, discrimination_auc, kendall_tau_b, pairwise_metrics, partial_spearman, spearman
+from ...metrics import (
+    average_ranks,
+    discrimination_auc,
+    kendall_tau_b,
+    pairwise_metrics,
+    partial_spearman,
+    rank_residuals,
+    spearman,
+)
 from ...pipelines.evaluation import pair_probabilities
 from ...rewards.scoring import RewardScores
 from .pools import CaptionPool
@@ -59,11 +68,7 @@ def data_properties(pool: CaptionPool) -> dict[str, float]:
     cross-entropy; always predicting ½ scores ln 2 and `brier_of_half`)."""
     spread, crowd = pool.spread[pool.sample], pool.mean[pool.sample]
     ranks = average_ranks(spread)
-    rank_mean = average_ranks(crowd)
-    scaled = (rank_mean - rank_mean.mean()) / max(rank_mean.std(), 1e-12)
-    design = np.column_stack([np.ones_like(scaled), scaled, scaled**2, scaled**3])
-    coef, *_ = np.linalg.lstsq(design, ranks, rcond=None)
-    residual = ranks - design @ coef
+    residual = rank_residuals(spread, crowd, degree=3)
     chosen, rejected = pool.random_pairs
     labels = np.clip(pairwise_soft_labels(pool.counts[chosen], pool.counts[rejected]), 1e-12, 1 - 1e-12)
     return {
@@ -107,6 +112,63 @@ def paired_difference(a: dict[int, dict[str, float]], b: dict[int, dict[str, flo
     if diffs.size < 2:
         return None
     return {"mean": float(diffs.mean()), "se": float(diffs.std(ddof=1) / np.sqrt(diffs.size)), "n": int(diffs.size)}
+
+
+def t_critical(n: int, level: float = 0.95) -> float:
+    """Two-sided Student-t quantile for a mean over `n` contests (n − 1 degrees of freedom): with 9 test contests a
+    difference must exceed 2.31 standard errors, not 2, to be significant at 5%."""
+    from scipy.stats import t
+
+    if n < 2:
+        return float("nan")
+    return float(t.ppf(0.5 + level / 2, n - 1))
+
+
+def t_test(diff: dict | None) -> float | None:
+    """Two-sided p-value of a paired difference `{"mean", "se", "n"}` over contests (t with n − 1 d.o.f.)."""
+    from scipy.stats import t
+
+    if not diff or diff.get("n", 0) < 2 or diff["se"] is None:
+        return None
+    if diff["se"] == 0:
+        return 0.0 if diff["mean"] != 0 else 1.0
+    return float(2 * t.sf(abs(diff["mean"] / diff["se"]), diff["n"] - 1))
+
+
+def holm(p_values: dict[str, float | None]) -> dict[str, float | None]:
+    """Holm's step-down adjustment of several p-values (the family-wise error stays at the nominal level however many
+    comparisons a table makes); `None` entries are left out and stay `None`.
+
+    Example:
+
+    ```python
+    >>> holm({"a": 0.01, "b": 0.04, "c": 0.03})
+    {'a': 0.03, 'b': 0.06, 'c': 0.06}
+    ```
+    """
+    present = sorted((p, k) for k, p in p_values.items() if p is not None)
+    adjusted: dict[str, float | None] = dict.fromkeys(p_values)
+    running = 0.0
+    for rank, (p, key) in enumerate(present):
+        running = max(running, min(1.0, (len(present) - rank) * p))
+        adjusted[key] = round(running, 12)
+    return adjusted
+
+
+def lambda_comparison(runs: dict[str, dict], lambdas: Sequence[float], run_name) -> dict[str, Any]:
+    """The λ choice on validation: the λ with the lowest mean soft cross-entropy over the validation contests, and its
+    paired difference to the runner-up. The choice is `decisive` only when it beats the runner-up by more than one
+    standard error of that difference; otherwise the validation data cannot tell them apart (a tie)."""
+    per_contest = {lam: runs[run_name(lam)]["validation"]["per_contest"] for lam in lambdas}
+    means = {lam: runs[run_name(lam)]["validation"]["summary"]["soft_ce"]["mean"] for lam in lambdas}
+    ranked = sorted(lambdas, key=lambda lam: (means[lam], lam))
+    best = ranked[0]
+    out = {"anchor_lambda": best, "runner_up": None, "difference": None, "decisive": True}
+    if len(ranked) > 1:
+        diff = paired_difference(per_contest[ranked[1]], per_contest[best], "soft_ce")
+        out.update(runner_up=ranked[1], difference=diff)
+        out["decisive"] = diff is not None and diff["mean"] > diff["se"]
+    return out
 
 
 def constant_vote_distribution(data: CaptionContestData, contests: Sequence[int], min_votes: int) -> np.ndarray:
