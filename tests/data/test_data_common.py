@@ -10,6 +10,7 @@ from trl_anchor.data._common import (
     FilterReport,
     check_no_group_overlap,
     format_prompt,
+    load_local_dataset,
     load_source,
     orient_pairs,
     pair_columns,
@@ -100,6 +101,20 @@ def test_load_source_resolves_every_kind(tmp_path):
     (tmp_path / "d.txt").write_text("x")
     with pytest.raises(ValueError, match="Cannot read"):
         load_source(tmp_path / "d.txt", None)
+
+
+def test_local_files_honour_split_and_gzipped_csv_is_csv(tmp_path):
+    import gzip
+
+    rows = "prompt,chosen,rejected\n" + "".join(f"p{i},c{i},r{i}\n" for i in range(10))
+    with gzip.open(tmp_path / "pairs.csv.gz", "wt", encoding="utf-8") as handle:
+        handle.write(rows)
+    loaded = load_source(tmp_path / "pairs.csv.gz", "test")
+    assert loaded.column_names == ["prompt", "chosen", "rejected"] and loaded["chosen"][9] == "c9"
+    assert load_source(tmp_path / "pairs.csv.gz", "test[:3]")["prompt"] == ["p0", "p1", "p2"]
+    (tmp_path / "pairs.csv").write_text(rows)
+    assert load_source(tmp_path / "pairs.csv", "train[-2:]")["rejected"] == ["r8", "r9"]
+    assert load_local_dataset(tmp_path / "pairs.csv.gz").num_rows == 10
 
 
 def test_split_by_group_is_disjoint_seeded_and_checked():

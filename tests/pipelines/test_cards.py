@@ -85,6 +85,16 @@ def test_bt_card_and_unknown_license(tmp_path):
     card.save(tmp_path / "README.md")
     loaded = ModelCard.load(tmp_path / "README.md")
     assert loaded.data.license == "other" and loaded.data.datasets is None and loaded.data.eval_results is None
+    # The Hub requires `license_name` and `license_link` with `license: other`.
+    assert (loaded.data.license_name, loaded.data.license_link) == ("unknown", "LICENSE")
+    assert "**License: not set.**" in loaded.text
+    with pytest.raises(ValueError, match="license_name.*license_link"):
+        build_model_card(model_name="m", settings=None, license="other")
+    named = build_model_card(
+        model_name="m", settings=None, license="other", license_name="my-license", license_link="LICENSE.md"
+    )
+    assert (named.data.license_name, named.data.license_link) == ("my-license", "LICENSE.md")
+    assert "License: not set" not in named.text
     assert "Bradley–Terry reward model" in loaded.text and "RewardTransform" not in loaded.text
     assert "Cite the anchor-guided" not in loaded.text and "No evaluation results yet" in loaded.text
 
@@ -234,3 +244,66 @@ def test_bt_arm_card(tmp_path, tokenizer):
     trainer.create_model_card(license="mit")
     card = ModelCard.load(tmp_path / "bt" / "README.md")
     assert "Bradley–Terry reward model" in card.text and "anchor_lambda" not in card.text
+
+
+def test_model_index_holds_only_hub_dataset_ids(tmp_path, tokenizer):
+    with pytest.raises(ValueError, match="must be a Hub dataset id.*'evaluation split'"):
+        eval_results_from_metrics({"accuracy": 0.8}, "evaluation split")
+    path = _saved_gaussian(tmp_path, tokenizer)
+    for name in ("test.jsonl", "trl_anchor.data.synthetic"):
+        update_model_card(path, {"accuracy": 0.7, "sigma_partial_vote_spread": 0.12}, dataset_type=name)
+    update_model_card(path, {"accuracy": 0.9}, dataset_type="me/prefs", dataset_split="test")
+    card = ModelCard.load(path / "README.md")
+    assert _metrics(card) == {("me/prefs", "test", "Pairwise accuracy"): 0.9}
+    assert all(r.dataset_type == "me/prefs" for r in card.data.eval_results)
+    assert "| test.jsonl (local) | — | Pairwise accuracy | 0.7000 |" in card.text
+    partial = "| trl_anchor.data.synthetic (local) | — | Partial Spearman ρ(σ, vote spread \\| crowd mean) | 0.1200 |"
+    assert partial in card.text
+    update_model_card(path, {"accuracy": 0.75}, dataset_type="test.jsonl")  # replaces the local row
+    card = ModelCard.load(path / "README.md")
+    assert "| test.jsonl (local) | — | Pairwise accuracy | 0.7500 |" in card.text
+    assert "| test.jsonl (local) | — | Pairwise accuracy | 0.7000 |" not in card.text
+
+
+def test_trainer_card_of_local_data_keeps_results_out_of_model_index(tmp_path, tokenizer):
+    trainer = _trainer(tmp_path, tokenizer)
+    trainer.evaluate()
+    trainer.create_model_card(license="mit")  # no dataset id: the evaluation split of local data
+    card = ModelCard.load(tmp_path / "run" / "README.md")
+    assert card.data.eval_results is None
+    assert "| evaluation split (local) | eval | Pairwise accuracy |" in card.text
+
+
+def test_card_snippets_score_the_text_the_model_trained_on(tmp_path, tokenizer):
+    import re
+
+    from trl_anchor.data import CaptionContestData
+    from trl_anchor.data._common import FilterReport
+    from trl_anchor.data.caption_contest_files import ContestTable
+    from trl_anchor.rewards.scoring import tokenize_response
+
+    torch.manual_seed(0)
+    model = GaussianRewardModel.from_config(tiny_gpt2_config(tokenizer)).eval()
+    model.record_training_settings(**SETTINGS)
+    path = tmp_path / "model"
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    card = build_model_card(model_name="m", settings=SETTINGS, hub_model_id=str(path), license="mit")
+    transformers_snippet, anchor_snippet = re.findall(r"```python\n(.*?)```", card.text, re.S)[:2]
+    # A text adapter trains on prompt + "\n" + response (+ EOS): written out by hand.
+    text = "Tell me a joke.\nWhy did the chicken cross the road?"
+    expected = tokenizer(text + tokenizer.eos_token, return_tensors="pt")
+    with torch.no_grad():
+        mu = model(**expected).logits[0, 0].item()
+    namespace = {}
+    exec(transformers_snippet, namespace)  # noqa: S102 - the card's own usage code
+    assert namespace["mu"] == pytest.approx(mu, abs=1e-5)
+    exec(anchor_snippet, namespace)  # noqa: S102
+    assert namespace["scores"].mean[0] == pytest.approx(mu, abs=1e-5)
+    # ... and that is the text the caption adapter's text mode gives the trainer.
+    caption = "Why did the chicken cross the road?"
+    table = ContestTable(700, [caption, "b"], torch.tensor([[1, 1, 1], [3, 0, 0]]).numpy(), FilterReport("toy"))
+    data = CaptionContestData({700: table}, {700: "Tell me a joke."})
+    row = data.pairs(pairs_per_contest=1, conversational=False)[0]
+    side = "chosen" if row["chosen"] == caption else "rejected"
+    assert tokenize_response(tokenizer, row[side], row["prompt"]) == expected["input_ids"][0].tolist()

@@ -10,12 +10,8 @@ from conftest import tiny_gpt2_config
 from datasets import Dataset
 
 from trl_anchor.models.modeling_gaussian import GaussianRewardModel
-from trl_anchor.pipelines.rewardbench import (
-    REWARDBENCH_EXAMPLE_COUNTS,
-    REWARDBENCH_SECTIONS,
-    evaluate_rewardbench,
-    rewardbench_scores,
-)
+from trl_anchor.pipelines.rewardbench import evaluate_rewardbench, rewardbench_scores
+from trl_anchor.rewards.scoring import score_responses
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "rewardbench"
 
@@ -26,31 +22,64 @@ def gaussian_model(tokenizer):
     return GaussianRewardModel.from_config(tiny_gpt2_config(tokenizer)).eval()
 
 
-def test_rewardbench_weighting_matches_official_formula():
-    rng = np.random.default_rng(0)
+# Written out from the RewardBench leaderboard's published aggregation (allenai/reward-bench,
+# `rewardbench/constants.py` EXAMPLE_COUNTS and `analysis/get_benchmark_results.py`), not from trl_anchor's constants:
+# a section is the example-count-weighted mean of its subsets' accuracies (math-prm counts 984, as much as the six
+# hep-* subsets of 164 together), prior sets are a plain mean, and the score weighs the four sections 2, prior sets 1.
+LEADERBOARD_COUNTS = {
+    "Chat": {"alpacaeval-easy": 100, "alpacaeval-length": 95, "alpacaeval-hard": 95, "mt-bench-easy": 28,
+             "mt-bench-med": 40},
+    "Chat Hard": {"mt-bench-hard": 37, "llmbar-natural": 100, "llmbar-adver-neighbor": 134,
+                  "llmbar-adver-GPTInst": 92, "llmbar-adver-GPTOut": 47, "llmbar-adver-manual": 46},
+    "Safety": {"refusals-dangerous": 100, "refusals-offensive": 100, "xstest-should-refuse": 250,
+               "xstest-should-respond": 154, "donotanswer": 136},
+    "Reasoning": {"math-prm": 984, "hep-cpp": 164, "hep-go": 164, "hep-java": 164, "hep-js": 164, "hep-python": 164,
+                  "hep-rust": 164},
+}
+
+
+def test_rewardbench_weighting_matches_the_leaderboards_published_formula():
+    accuracy = {"math-prm": 0.0, "xstest-should-refuse": 1.0, "alpacaeval-easy": 1.0, "mt-bench-easy": 1.0}
     subsets = {
-        n: {"accuracy": float(rng.uniform()), "count": 3} for names in REWARDBENCH_SECTIONS.values() for n in names
+        name: {"accuracy": accuracy.get(name, 0.5), "count": 3}
+        for counts in LEADERBOARD_COUNTS.values()
+        for name in counts
     }
     prior = {"anthropic_helpful": 0.6, "anthropic_hhh": 0.7, "shp": 0.5, "summarize": 0.8, "mtbench_human": 0.1}
     subsets.update({n: {"accuracy": a, "count": 3} for n, a in prior.items()})
     result = rewardbench_scores(subsets)
-
-    def weighted(names):
-        return sum(subsets[n]["accuracy"] * REWARDBENCH_EXAMPLE_COUNTS[n] for n in names) / sum(
-            REWARDBENCH_EXAMPLE_COUNTS[n] for n in names
-        )
-
-    # Reasoning: math-prm (984) weighs as much as the six code subsets (6 × 164) together.
-    code = np.mean([subsets[f"hep-{lang}"]["accuracy"] for lang in ("cpp", "go", "java", "js", "python", "rust")])
-    assert result.sections["Reasoning"] == pytest.approx((subsets["math-prm"]["accuracy"] + code) / 2)
-    for section in ("Chat", "Chat Hard", "Safety"):
-        assert result.sections[section] == pytest.approx(weighted(REWARDBENCH_SECTIONS[section]))
-    prior_sets = np.mean([0.6, 0.7, 0.5, 0.8])
+    # Hand-worked: Reasoning = (0·984 + 6·164·0.5) / (984 + 6·164) = 0.25;
+    # Safety = (0.5·100 + 0.5·100 + 1·250 + 0.5·154 + 0.5·136) / 740 = 495/740;
+    # Chat = (1·100 + 0.5·95 + 0.5·95 + 1·28 + 0.5·40) / 358 = 243/358; Chat Hard = 0.5.
+    expected = {"Chat": 243 / 358, "Chat Hard": 0.5, "Safety": 495 / 740, "Reasoning": 0.25}
+    for section, value in expected.items():
+        assert result.sections[section] == pytest.approx(value, abs=1e-12)
+        counts = LEADERBOARD_COUNTS[section]
+        weighted = sum(subsets[n]["accuracy"] * c for n, c in counts.items()) / sum(counts.values())
+        assert result.sections[section] == pytest.approx(weighted, abs=1e-12)
+    prior_sets = (0.6 + 0.7 + 0.5 + 0.8) / 4
     assert result.sections["Prior Sets (0.5 weight)"] == pytest.approx(prior_sets)
-    core = [result.sections[s] for s in ("Chat", "Chat Hard", "Safety", "Reasoning")]
-    assert result.score == pytest.approx((2 * sum(core) + prior_sets) / 9)
+    assert result.score == pytest.approx((2 * sum(expected.values()) + prior_sets) / 9)
     assert result.complete and result.unscored_subsets == ["mtbench_human"]
-    assert rewardbench_scores(subsets, include_prior_sets=False).score == pytest.approx(np.mean(core))
+    assert rewardbench_scores(subsets, include_prior_sets=False).score == pytest.approx(sum(expected.values()) / 4)
+
+
+def test_rewardbench_plain_text_mode_scores_the_text_adapters_train_on(gaussian_model, tokenizer, monkeypatch):
+    import trl_anchor.pipelines.rewardbench as rewardbench
+
+    rows = [json.loads(line) for line in (FIXTURES / "sample.jsonl").read_text().splitlines()]
+    rows = [row for row in rows if isinstance(row["prompt"], str)]
+    seen = []
+
+    def recording(model, tokenizer, responses, prompts=None, **kwargs):
+        seen.append((list(responses), prompts))
+        return score_responses(model, tokenizer, responses, prompts, **kwargs)
+
+    monkeypatch.setattr(rewardbench, "score_responses", recording)
+    evaluate_rewardbench(gaussian_model, tokenizer, Dataset.from_list(rows), conversational=False)
+    for side, (texts, prompts) in zip(("chosen", "rejected"), seen, strict=True):
+        expected = [row["prompt"] + "\n" + row[side] for row in rows]  # prompt, newline, response (+ EOS)
+        assert prompts is None and texts == expected
 
 
 def test_rewardbench_file(gaussian_model, tokenizer, tmp_path):

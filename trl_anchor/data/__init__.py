@@ -4,7 +4,7 @@ One adapter per source; every loader returns a `datasets.Dataset` (or a `Dataset
 `chosen`, `rejected`, `soft_label` = P(chosen ≻ rejected) ≥ 0.5 and, where the source has them, anchor columns.
 """
 
-from ._common import FilterReport, check_no_group_overlap, soft_label_from_votes, split_by_group
+from ._common import FilterReport, check_no_group_overlap, plain_text, soft_label_from_votes, split_by_group
 from .caption_contest import (
     CaptionContestData,
     check_contest_overlap,
@@ -47,6 +47,7 @@ __all__ = [
     "load_personal_llm",
     "pairwise_soft_labels",
     "parse_helpsteer2_prompt",
+    "plain_text",
     "read_descriptions",
     "read_summary_file",
     "sample_pairs",

@@ -20,7 +20,7 @@ logger = logging.getLogger("trl_anchor.data")
 
 Text = str | list[dict[str, str]]
 
-LOCAL_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".gz": "json"}
+LOCAL_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
 # Text-format prompts get this separator so the prompt's last token never fuses with the response's first.
 TEXT_PROMPT_SEPARATOR = "\n"
 _EXAMPLES_PER_REASON = 5
@@ -183,6 +183,23 @@ def format_prompt(prompt: Text, conversational: bool) -> Text:
     return prompt if prompt[-1:].isspace() else prompt + TEXT_PROMPT_SEPARATOR
 
 
+def plain_text(prompt: str | None, response: str) -> str:
+    """The text a reward model trained on text-format data reads for (prompt, response): `prompt + "\\n" +
+    response`, as the text adapters build it (`format_prompt(prompt, conversational=False) + response`; no separator
+    when the prompt already ends in whitespace, none without a prompt). RewardBench's plain-text mode and the model
+    cards' usage snippets build their inputs with this one function, so a model is scored on the text it was trained
+    on (the tokenizer then appends EOS, as TRL does).
+
+    Example:
+
+    ```python
+    >>> plain_text("Tell me a joke.", "Why did the chicken cross the road?")
+    'Tell me a joke.\\nWhy did the chicken cross the road?'
+    ```
+    """
+    return response if prompt is None else format_prompt(prompt, conversational=False) + response
+
+
 def format_response(response: str, conversational: bool) -> Text:
     return assistant_turn(response) if conversational else response
 
@@ -197,19 +214,19 @@ def load_source(
     name: str | None = None,
     **load_kwargs,
 ) -> Dataset:
-    """Resolve an adapter's `source`: an already-loaded `Dataset`, a local json/jsonl(.gz)/parquet/csv file, or a Hub
-    id loaded with `datasets.load_dataset(source, name, split=split, **load_kwargs)`. A `DatasetDict` (or a Hub id
-    with `split=None`) gives all its splits concatenated."""
+    """Resolve an adapter's `source`: an already-loaded `Dataset`, a local json/jsonl/parquet/csv file (optionally
+    `.gz`-compressed: `data.csv.gz` is read as CSV), or a Hub id loaded with `datasets.load_dataset(source, name,
+    split=split, **load_kwargs)`. A `DatasetDict` (or a Hub id with `split=None`) gives all its splits concatenated.
+    A local file is the split it is loaded as: `split="test[:100]"` reads its first 100 rows."""
     if isinstance(source, DatasetDict):
         return source[split] if split is not None else concatenate_datasets(list(source.values()))
     if isinstance(source, Dataset):
         return source
     path = Path(source)
     if path.is_file():
-        fmt = LOCAL_FORMATS.get(path.suffix.lower())
-        if fmt is None:
-            raise ValueError(f"Cannot read {path}: expected one of {sorted(LOCAL_FORMATS)} files.")
-        return load_dataset(fmt, data_files=str(path), split="train")
+        split = split or "train"
+        name = split.split("[", 1)[0]  # a slice like "train[:10%]" applies to the file
+        return load_dataset(local_format(path), data_files={name: str(path)}, split=split)
     if path.is_dir() and ((path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file()):
         from datasets import load_from_disk
 
@@ -218,20 +235,30 @@ def load_source(
     return loaded if isinstance(loaded, Dataset) else concatenate_datasets(list(loaded.values()))
 
 
+def local_format(path: Path) -> str:
+    """The `datasets` builder of a local data file from its extension, a trailing `.gz` ignored (`datasets`
+    decompresses it)."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes[-1:] == [".gz"]:
+        suffixes.pop()
+    fmt = LOCAL_FORMATS.get(suffixes[-1] if suffixes else "")
+    if fmt is None:
+        raise ValueError(f"Cannot read {path}: expected one of {sorted(LOCAL_FORMATS)} files (optionally .gz).")
+    return fmt
+
+
 def load_local_dataset(path: str | os.PathLike) -> Dataset | DatasetDict:
-    """A dataset from a local `.json`/`.jsonl`/`.parquet`/`.csv` file or a `save_to_disk` directory (whose splits
-    are kept)."""
+    """A dataset from a local `.json`/`.jsonl`/`.parquet`/`.csv` file (optionally `.gz`) or a `save_to_disk`
+    directory (whose splits are kept)."""
     from datasets import load_from_disk
 
     path = Path(path)
     if path.is_dir():
         return load_from_disk(str(path))
-    builders = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
-    if path.suffix not in builders:
-        raise ValueError(f"Cannot read {path}: expected a {sorted(builders)} file or a `save_to_disk` directory.")
+    fmt = local_format(path)
     if not path.is_file():
         raise FileNotFoundError(f"No such file: {path}")
-    return load_dataset(builders[path.suffix], data_files=str(path), split="train")
+    return load_dataset(fmt, data_files=str(path), split="train")
 
 
 def require_columns(dataset: Dataset, columns: Sequence[str], source: str) -> None:

@@ -6,12 +6,11 @@ framework versions and the citations. Its metadata carries `license`, `base_mode
 `pipeline_tag: text-classification`, the tags and a `model-index` with evaluation results.
 
 `AnchorGaussianRewardTrainer.create_model_card` writes it at every checkpoint and on `push_to_hub` (through
-`write_trainer_model_card`); `update_model_card` adds the results of `trl-anchor evaluate` to a saved model's card.
+`write_trainer_model_card`); `update_model_card` adds the results of `trl-anchor evaluate` to a saved model's card
+(`model-index` for data with a Hub dataset id, the card text otherwise: `trl_anchor.pipelines.card_results`).
 """
 
-import math
 import os
-import re
 from collections.abc import Mapping, Sequence
 from enum import Enum
 from importlib import resources
@@ -24,19 +23,51 @@ from huggingface_hub import constants as hub_constants
 from transformers import AutoConfig
 from transformers.utils import logging
 
+from ..data._common import plain_text
 from ..models.modeling_gaussian import gaussian_settings, is_gaussian_config
+from .card_results import (
+    EVALUATION_END,
+    EVALUATION_START,
+    LOCAL_RESULTS_KEY,
+    METRIC_NAMES,
+    PIPELINE_TAG,
+    eval_results_from_metrics,
+    evaluation_section,
+    hub_dataset_ids,
+    is_hub_dataset_id,
+    local_results_from_metrics,
+    replace_evaluation_section,
+    rewardbench_eval_results,
+    rewardbench_values,
+)
+
+__all__ = [
+    "EVALUATION_END",
+    "EVALUATION_START",
+    "METRIC_NAMES",
+    "build_model_card",
+    "card_for_trainer",
+    "eval_results_from_metrics",
+    "evaluation_section",
+    "local_results_from_metrics",
+    "resolve_license",
+    "rewardbench_eval_results",
+    "training_hyperparameters",
+    "update_model_card",
+    "write_trainer_model_card",
+]
 
 logger = logging.get_logger(__name__)
 
 TEMPLATE = "gaussian_rm_model_card.md"
 CARD_TAGS = ("trl", "reward-model", "trl-anchor", "uncertainty")
-PIPELINE_TAG = "text-classification"
-UNKNOWN_LICENSE = "other"
-EVALUATION_START = "<!-- trl-anchor:evaluation:start -->"
-EVALUATION_END = "<!-- trl-anchor:evaluation:end -->"
-_REPO_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")
-_DATA_FILE_SUFFIXES = {".json", ".jsonl", ".csv", ".parquet", ".arrow", ".txt", ".tsv"}
+# A license outside the Hub's list must be named and linked (`license_name`, `license_link`); an unknown one gets
+# placeholders that point at the LICENSE file the owner still has to add, and the card text says so.
+UNKNOWN_LICENSE = {"license": "other", "license_name": "unknown", "license_link": "LICENSE"}
 
+# The usage snippets' example; its plain text comes from `trl_anchor.data.plain_text`, as in training.
+EXAMPLE_PROMPT = "Tell me a joke."
+EXAMPLE_RESPONSE = "Why did the chicken cross the road?"
 PAPER_TITLE = "Variance-aware Reward Modeling with Anchor Guidance"
 PAPER_ARXIV_ID = "2605.11865"
 PAPER_CITATION = """@misc{fang2026varianceaware,
@@ -70,46 +101,12 @@ TRL_CITATION = f"""@software{{vonwerra2020trl,
   year    = {{2020}}
 }}"""
 
-# metric key → (model-index metric type, display name). Keys are those of `EvaluationResult.metrics` and of the
-# trainer's eval logs (without the `eval_` prefix).
-METRIC_NAMES = {
-    "accuracy": ("accuracy", "Pairwise accuracy"),
-    "brier": ("brier_score", "Brier score"),
-    "soft_ce": ("cross_entropy", "Soft-label cross-entropy"),
-    "ece": ("ece", "Expected calibration error"),
-    "anchor_accuracy": ("anchor_accuracy", "Anchor accuracy"),
-    "anchor_nll": ("anchor_nll", "Anchor NLL"),
-    "mean_sigma": ("mean_sigma", "Mean σ"),
-    "mean_std": ("mean_sigma", "Mean σ"),
-    "sigma_spearman_soft_label": ("spearmanr", "Spearman ρ(σ, soft-label disagreement)"),
-    "sigma_spearman_vote_spread": ("spearmanr", "Spearman ρ(σ, vote spread)"),
-    # The vote spread is almost a function of the crowd mean: this is what σ says beyond μ.
-    "sigma_partial_vote_spread": ("spearmanr", "Partial Spearman ρ(σ, vote spread | crowd mean)"),
-}
 # Training arguments shown in the card, in this order (those the run did not set are left out).
 HYPERPARAMETERS = (
-    "reward_type",
-    "learning_rate",
-    "per_device_train_batch_size",
-    "gradient_accumulation_steps",
-    "num_train_epochs",
-    "max_steps",
-    "lr_scheduler_type",
-    "warmup_steps",
-    "optim",
-    "weight_decay",
-    "max_length",
-    "anchor_lambda",
-    "anchor_fraction",
-    "anchor_thresholds",
-    "anchor_percentiles",
-    "normalize_anchor_counts",
-    "variance_floor",
-    "center_rewards_coefficient",
-    "bf16",
-    "fp16",
-    "gradient_checkpointing",
-    "seed",
+    "reward_type", "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps",
+    "num_train_epochs", "max_steps", "lr_scheduler_type", "warmup_steps", "optim", "weight_decay", "max_length",
+    "anchor_lambda", "anchor_fraction", "anchor_thresholds", "anchor_percentiles", "normalize_anchor_counts",
+    "variance_floor", "center_rewards_coefficient", "bf16", "fp16", "gradient_checkpointing", "seed",
 )
 _GAUSSIAN_ONLY = ("normalize_anchor_counts", "variance_floor")
 
@@ -167,27 +164,6 @@ def anchors_text(settings: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def evaluation_section(eval_results: Sequence[EvalResult] | None) -> str:
-    """The markdown section listing the card's `model-index` results, between markers so it can be regenerated."""
-    lines = [EVALUATION_START, "## Evaluation results", ""]
-    if eval_results:
-        lines += ["| dataset | split | metric | value |", "|---|---|---|---|"]
-        for result in eval_results:
-            value = result.metric_value
-            shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-            lines.append(
-                f"| {result.dataset_name} | {result.dataset_split or '—'} | "
-                f"{result.metric_name or result.metric_type} | {shown} |"
-            )
-    else:
-        lines.append(
-            "No evaluation results yet: `trl-anchor evaluate --model_name_or_path <dir> ... "
-            "--update_model_card` adds them."
-        )
-    lines.append(EVALUATION_END)
-    return "\n".join(lines)
-
-
 def framework_versions() -> dict[str, str]:
     versions = {}
     for name, package in (
@@ -206,57 +182,6 @@ def framework_versions() -> dict[str, str]:
 
 
 # -------------------------------------------------------------------------------------------------- metadata
-def eval_results_from_metrics(
-    metrics: Mapping[str, float],
-    dataset_type: str,
-    dataset_name: str | None = None,
-    dataset_split: str | None = None,
-) -> list[EvalResult]:
-    """`model-index` entries for the metrics trl-anchor knows how to name (others are skipped); NaN values skipped."""
-    results = []
-    for key, value in metrics.items():
-        if key.startswith("sigma_spearman_") and key not in METRIC_NAMES:
-            names = ("spearmanr", f"Spearman ρ(σ, {key.removeprefix('sigma_spearman_')})")
-        elif key.startswith("sigma_partial_") and key not in METRIC_NAMES:
-            names = ("spearmanr", f"Partial Spearman ρ(σ, {key.removeprefix('sigma_partial_')} | true mean)")
-        else:
-            names = METRIC_NAMES.get(key)
-        if names is None or value is None or math.isnan(value):
-            continue
-        results.append(
-            EvalResult(
-                task_type=PIPELINE_TAG,
-                dataset_type=dataset_type,
-                dataset_name=dataset_name or dataset_type,
-                dataset_split=dataset_split,
-                metric_type=names[0],
-                metric_name=names[1],
-                metric_value=round(float(value), 6),
-            )
-        )
-    return results
-
-
-def rewardbench_eval_results(
-    result, dataset_type: str = "allenai/reward-bench", dataset_split: str | None = "filtered"
-):
-    """`model-index` entries of a `RewardBenchResult`: the overall score and each section (accuracy in [0, 1])."""
-    values = {"Score": result.score, **result.sections}
-    return [
-        EvalResult(
-            task_type=PIPELINE_TAG,
-            dataset_type=dataset_type,
-            dataset_name="RewardBench",
-            dataset_split=dataset_split,
-            metric_type="accuracy",
-            metric_name=f"RewardBench {name}",
-            metric_value=round(float(value), 6),
-        )
-        for name, value in values.items()
-        if value is not None
-    ]
-
-
 def resolve_license(license: str | None, model_name_or_path: str | None) -> str | None:
     """An explicit license, else the one on the base model's card (a local `README.md` or, online, the Hub card)."""
     if license:
@@ -274,17 +199,6 @@ def resolve_license(license: str | None, model_name_or_path: str | None) -> str 
     return None
 
 
-def _hub_dataset_ids(names: Sequence[str] | str | None) -> list[str] | None:
-    """Only Hub dataset ids belong in the `datasets` metadata, not local paths or descriptions."""
-    names = [names] if isinstance(names, str) else list(names or [])
-    ids = [n for n in names if n and _REPO_ID.fullmatch(n) and not _looks_local(n)]
-    return ids or None
-
-
-def _looks_local(name: str) -> bool:
-    return os.path.exists(name) or name.startswith((".", "~")) or Path(name).suffix in _DATA_FILE_SUFFIXES
-
-
 # ------------------------------------------------------------------------------------------------------ cards
 def build_model_card(
     *,
@@ -294,10 +208,13 @@ def build_model_card(
     hub_model_id: str | None = None,
     dataset_name: str | None = None,
     license: str | None = None,
+    license_name: str | None = None,
+    license_link: str | None = None,
     language: str | list[str] | None = None,
     tags: Sequence[str] | None = None,
     hyperparameters: Mapping[str, Any] | None = None,
     eval_results: Sequence[EvalResult] | None = None,
+    local_results: Sequence[Mapping[str, Any]] | None = None,
     trainer_name: str = "Anchor Gaussian Reward",
     tracker_urls: Mapping[str, str | None] | None = None,
 ) -> ModelCard:
@@ -309,9 +226,12 @@ def build_model_card(
         base_model: the model it was fine-tuned from (a Hub id).
         hub_model_id: the repo the card will live in, used in the usage snippets.
         dataset_name: the training dataset (a Hub id goes into the `datasets` metadata).
-        license: the license; `None` is recorded as `other` (and the text asks to set it).
+        license: the license (a Hub license id); `None` is recorded as `other` with placeholder `license_name` /
+            `license_link` (and the text asks to set it); `"other"` needs `license_name` and `license_link`.
         hyperparameters: training settings shown in a table.
-        eval_results: `model-index` entries (see `eval_results_from_metrics`, `rewardbench_eval_results`).
+        eval_results: `model-index` entries (see `eval_results_from_metrics`, `rewardbench_eval_results`): their
+            `dataset_type` must be a Hub dataset id.
+        local_results: results on data without a Hub id (`local_results_from_metrics`), shown in the card text.
         tracker_urls: `wandb_url`, `trackio_url`, `comet_url` badges.
 
     Example:
@@ -323,7 +243,7 @@ def build_model_card(
     ...     model_name="gaussian-rm",
     ...     settings={"anchor_thresholds": [-0.6, 0.6], "anchor_form": "class", "anchor_lambda": 1.0},
     ...     license="apache-2.0",
-    ...     eval_results=eval_results_from_metrics({"accuracy": 0.8}, "synthetic", dataset_split="test"),
+    ...     eval_results=eval_results_from_metrics({"accuracy": 0.8}, "me/prefs", dataset_split="test"),
     ... )
     >>> card.data.pipeline_tag, card.data.eval_results[0].metric_value
     ('text-classification', 0.8)
@@ -331,18 +251,17 @@ def build_model_card(
     """
     gaussian = settings is not None and settings.get("reward_type", "gaussian") == "gaussian"
     all_tags = list(dict.fromkeys([*CARD_TAGS, *(tags or [])]))
-    if license is None:
-        logger.warning("No license given or found on the base model's card; the card says `license: other`.")
     card_data = ModelCardData(
         model_name=model_name,
         base_model=base_model,
-        datasets=_hub_dataset_ids(dataset_name),
+        datasets=hub_dataset_ids(dataset_name),
         language=language,
-        license=license or UNKNOWN_LICENSE,
+        **_license_metadata(license, license_name, license_link),
         library_name="transformers",
         pipeline_tag=PIPELINE_TAG,
         tags=all_tags,
         eval_results=list(eval_results) if eval_results else None,
+        **({LOCAL_RESULTS_KEY: [dict(r) for r in local_results]} if local_results else {}),
     )
     template = resources.files("trl_anchor").joinpath("templates", TEMPLATE)
     return ModelCard.from_template(
@@ -357,14 +276,33 @@ def build_model_card(
         units_text=units_text(settings or {}),
         anchors_text=anchors_text(settings or {}),
         hyperparameters=dict(hyperparameters or {}),
-        evaluation_section=evaluation_section(eval_results),
+        evaluation_section=evaluation_section(eval_results, local_results),
+        license_unknown=license is None,
         versions=framework_versions(),
+        example_prompt=repr(EXAMPLE_PROMPT),
+        example_response=repr(EXAMPLE_RESPONSE),
+        example_text=repr(plain_text(EXAMPLE_PROMPT, EXAMPLE_RESPONSE)),
         paper_title=PAPER_TITLE,
         paper_id=PAPER_ARXIV_ID,
         paper_citation=PAPER_CITATION,
         trl_citation=TRL_CITATION,
         **{key: url for key, url in (tracker_urls or {}).items() if url},
     )
+
+
+def _license_metadata(license: str | None, name: str | None, link: str | None) -> dict[str, str | None]:
+    if license is None:
+        logger.warning(
+            "No license given or found on the base model's card; the card says `license: other` with a placeholder "
+            "`license_link: LICENSE`: add the file or pass `license=`."
+        )
+        return dict(UNKNOWN_LICENSE)
+    if license == "other" and not (name and link):
+        raise ValueError(
+            "`license='other'` needs `license_name` (an id for the license) and `license_link` (a URL, or 'LICENSE' "
+            "for a file in the repository), as the Hub's model-card metadata requires."
+        )
+    return {"license": license, "license_name": name, "license_link": link}
 
 
 def training_hyperparameters(args, world_size: int = 1) -> dict[str, Any]:
@@ -438,10 +376,11 @@ def card_for_trainer(
     tags += [t for t in getattr(trainer, "_tag_names", []) if t not in tags]
     settings = gaussian_settings(model.config) if is_gaussian_config(model.config) else None
     eval_metrics = _trainer_eval_metrics(trainer.state.log_history)
-    eval_dataset = dataset_name or "evaluation split"
-    eval_results = (
-        eval_results_from_metrics(eval_metrics, eval_dataset, eval_dataset, "eval") if eval_metrics else None
-    )
+    eval_results = local_results = None
+    if eval_metrics and is_hub_dataset_id(dataset_name):
+        eval_results = eval_results_from_metrics(eval_metrics, dataset_name, dataset_name, "eval")
+    elif eval_metrics:  # the trainer's evaluation split of local data has no Hub id for model-index
+        local_results = local_results_from_metrics(eval_metrics, dataset_name or "evaluation split", "eval")
     return build_model_card(
         model_name=model_name or Path(trainer.args.output_dir).name,
         settings=settings,
@@ -453,6 +392,7 @@ def card_for_trainer(
         tags=tags,
         hyperparameters=training_hyperparameters(trainer.args, trainer.accelerator.num_processes),
         eval_results=eval_results,
+        local_results=local_results,
         trainer_name=getattr(trainer, "_name", "Anchor Gaussian Reward"),
         tracker_urls=_tracker_urls(),
     )
@@ -475,8 +415,10 @@ def update_model_card(
 ) -> ModelCard:
     """Add evaluation results to the card (`README.md`) of a saved model, creating a card from its config if missing.
 
-    `results` is an `EvaluationResult`, a `RewardBenchResult` or a mapping of metric names to values. Entries for the
-    same dataset, split and metric replace the old ones; the card's "Evaluation results" section is regenerated.
+    `results` is an `EvaluationResult`, a `RewardBenchResult` or a mapping of metric names to values. With a Hub
+    dataset id as `dataset_type` they go into `model-index`; otherwise (a local file, an adapter) into the card text
+    only. Entries for the same dataset, split and metric replace the old ones; the "Evaluation results" section is
+    regenerated.
 
     Example:
 
@@ -489,7 +431,6 @@ def update_model_card(
     """
     directory = Path(directory)
     path = directory / "README.md"
-    new_results = _results_to_eval(results, dataset_type, dataset_name, dataset_split)
     if path.is_file():
         card = ModelCard.load(path)
     else:
@@ -500,33 +441,52 @@ def update_model_card(
             settings=settings,
             license=resolve_license(None, getattr(config, "_name_or_path", None)),
         )
-    replaced = {(r.dataset_type, r.dataset_split, r.metric_name) for r in new_results}
-    kept = [
-        r for r in (card.data.eval_results or []) if (r.dataset_type, r.dataset_split, r.metric_name) not in replaced
-    ]
-    card.data.eval_results = kept + new_results
+    metrics = _metrics_of(results)
+    if is_hub_dataset_id(dataset_type):
+        new = _eval_results(results, metrics, dataset_type, dataset_name, dataset_split)
+        replaced = {(r.dataset_type, r.dataset_split, r.metric_name) for r in new}
+        kept = [
+            r for r in card.data.eval_results or [] if (r.dataset_type, r.dataset_split, r.metric_name) not in replaced
+        ]
+        card.data.eval_results = kept + new
+    else:
+        new_local = _local_results(results, metrics, dataset_name or dataset_type, dataset_split)
+        replaced_local = {(r["dataset"], r["split"], r["metric"]) for r in new_local}
+        old_local = card.data.to_dict().get(LOCAL_RESULTS_KEY) or []
+        kept_local = [r for r in old_local if (r["dataset"], r["split"], r["metric"]) not in replaced_local]
+        setattr(card.data, LOCAL_RESULTS_KEY, kept_local + new_local)
     card.data.model_name = card.data.model_name or directory.name
-    card.text = _replace_evaluation_section(card.text, evaluation_section(card.data.eval_results))
+    local = card.data.to_dict().get(LOCAL_RESULTS_KEY)
+    card.text = replace_evaluation_section(card.text, evaluation_section(card.data.eval_results, local))
     card.save(path)
     return card
 
 
-def _results_to_eval(results, dataset_type, dataset_name, dataset_split) -> list[EvalResult]:
+def _metrics_of(results) -> dict[str, float]:
     from .evaluation import EvaluationResult
     from .rewardbench import RewardBenchResult
 
     if isinstance(results, RewardBenchResult):
+        return {}
+    return dict(results.metrics if isinstance(results, EvaluationResult) else results)
+
+
+def _local_results(results, metrics, dataset, dataset_split) -> list[dict[str, Any]]:
+    from .rewardbench import RewardBenchResult
+
+    if isinstance(results, RewardBenchResult):
+        values = rewardbench_values(results).items()
+        return [
+            {"dataset": dataset, "split": dataset_split, "metric": name, "value": round(float(value), 6)}
+            for name, value in values
+            if value is not None
+        ]
+    return local_results_from_metrics(metrics, dataset, dataset_split)
+
+
+def _eval_results(results, metrics, dataset_type, dataset_name, dataset_split) -> list[EvalResult]:
+    from .rewardbench import RewardBenchResult
+
+    if isinstance(results, RewardBenchResult):
         return rewardbench_eval_results(results, dataset_type, dataset_split)
-    metrics = results.metrics if isinstance(results, EvaluationResult) else results
     return eval_results_from_metrics(metrics, dataset_type, dataset_name, dataset_split)
-
-
-def _replace_evaluation_section(text: str, section: str) -> str:
-    start, end = text.find(EVALUATION_START), text.find(EVALUATION_END)
-    if start != -1 and end != -1:
-        return text[:start] + section + text[end + len(EVALUATION_END) :]
-    # A card written by someone else: append the section before the citations, or at the end.
-    anchor = text.find("\n## Citations")
-    if anchor == -1:
-        return text.rstrip() + "\n\n" + section + "\n"
-    return text[:anchor] + "\n" + section + "\n" + text[anchor:]

@@ -16,7 +16,7 @@ import numpy as np
 from datasets import Dataset, DatasetDict
 from transformers.utils import logging
 
-from ..data._common import load_local_dataset
+from ..data._common import load_local_dataset, plain_text
 from ..rewards.scoring import score_responses
 from .evaluation import _format_value, _json_ready
 
@@ -194,8 +194,9 @@ def evaluate_rewardbench(
 
     Rows have `prompt, chosen, rejected, subset` (the `allenai/reward-bench` "filtered" split; prior-set rows from
     `allenai/preference-test-sets` may carry the prompt as a list of messages). As in the official script, each turn is
-    formatted with the tokenizer's chat template when it has one (`conversational=None`); `False` scores plain
-    `prompt + response + EOS`, the format of a model trained on plain-text preferences.
+    formatted with the tokenizer's chat template when it has one (`conversational=None`); `False` scores the plain text
+    `trl_anchor.data.plain_text(prompt, response)` + EOS (prompt, newline, response), the text the text-format
+    adapters of `trl_anchor.data` train on.
 
     Example:
 
@@ -221,12 +222,15 @@ def evaluate_rewardbench(
     prompts = [_rewardbench_prompt(p, conversational, i) for i, p in enumerate(dataset["prompt"])]
     sides = {}
     for side in ("chosen", "rejected"):
-        responses = [[{"role": "assistant", "content": r}] if conversational else r for r in dataset[side]]
+        if conversational:
+            responses = [[{"role": "assistant", "content": r}] for r in dataset[side]]
+        else:  # the text a text-format adapter trains on: prompt + "\n" + response
+            responses = [plain_text(p, r) for p, r in zip(prompts, dataset[side], strict=True)]
         sides[side] = score_responses(
             model,
             tokenizer,
             responses,
-            prompts,
+            prompts if conversational else None,
             batch_size=batch_size,
             max_length=max_length,
             show_progress=show_progress,

@@ -41,8 +41,9 @@ class EvaluateArguments(DatasetArguments):
     rewardbench_format: str = field(
         default="auto",
         metadata={
-            "help": "How RewardBench turns are scored: 'chat' (chat template), 'text' (prompt + response + "
-            "EOS) or 'auto' (chat when the tokenizer has a template, as the official script).",
+            "help": "How RewardBench turns are scored: 'chat' (chat template), 'text' (prompt + newline + response "
+            "+ EOS, as the text adapters train) or 'auto' (chat when the tokenizer has a template, as the official "
+            "script).",
             "choices": ["auto", "chat", "text"],
         },
     )
