@@ -58,3 +58,24 @@ def test_model_subset_and_negated_costs():
 
 def test_one_epoch_training(tokenizer, tmp_path):
     train_one_epoch(load_personal_llm(SOURCE), tokenizer, tmp_path, per_device_train_batch_size=16)
+
+
+def test_a_scorer_that_ranks_against_the_others_is_flagged(tmp_path, caplog):
+    import json
+    import logging
+
+    rows = [json.loads(line) for line in SOURCE.read_text().splitlines()]
+    assert load_personal_llm(SOURCE, return_report=True)[1].adjusted.get("scorer_disagrees_with_the_others") is None
+    for row in rows:  # as if the published beaver_7b column were a cost: its sign flipped
+        for k in range(1, 9):
+            if row[f"response_{k}_beaver_7b"] is not None:
+                row[f"response_{k}_beaver_7b"] = -row[f"response_{k}_beaver_7b"]
+    flipped = tmp_path / "train.jsonl"
+    flipped.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    with caplog.at_level(logging.WARNING, logger="trl_anchor.data"):
+        _, report = load_personal_llm(flipped, return_report=True)
+    assert report.adjusted["scorer_disagrees_with_the_others"] == 1
+    assert report.examples["scorer_disagrees_with_the_others"][0].startswith("beaver_7b (Spearman ρ -")
+    assert "negate=('beaver_7b',)" in caplog.text
+    _, fixed = load_personal_llm(flipped, negate=("beaver_7b",), return_report=True)
+    assert "scorer_disagrees_with_the_others" not in fixed.adjusted

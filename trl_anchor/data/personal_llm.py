@@ -12,7 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 from datasets import Dataset
 
-from ._common import FilterReport, load_source, pair_columns, require_columns
+from ..metrics import spearman
+from ._common import FilterReport, load_source, logger, pair_columns, require_columns
 
 PERSONAL_LLM_ID = "namkoong-lab/PersonalLLM"
 NUM_RESPONSES = 8
@@ -44,6 +45,23 @@ def _scores(data: Dataset, reward_models: Sequence[str], negate: Sequence[str]) 
     return scores
 
 
+def scorer_agreement(scores: np.ndarray, reward_models: Sequence[str]) -> dict[str, float]:
+    """Spearman correlation of each reward model's scores with the consensus of the others (the mean of their
+    standardised scores), over every response all of them scored. A scorer that disagrees with the rest (ρ < 0) is
+    most likely a cost model whose column has the opposite sign (`negate`)."""
+    flat = scores.reshape(-1, scores.shape[-1])
+    flat = flat[np.isfinite(flat).all(1)]
+    if len(flat) < 3 or len(reward_models) < 2:
+        return {}
+    spread = flat.std(0)
+    z = (flat - flat.mean(0)) / np.where(spread > 0, spread, 1.0)
+    agreement = {}
+    for m, model in enumerate(reward_models):
+        others = np.delete(z, m, axis=1).mean(1)
+        agreement[model] = spearman(flat[:, m], others)
+    return agreement
+
+
 def _pair_votes(scores: np.ndarray, a: int, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     sa, sb = scores[:, a, :], scores[:, b, :]
     both = np.isfinite(sa) & np.isfinite(sb)
@@ -67,7 +85,10 @@ def load_personal_llm(
         split: `"train"` or `"test"`.
         reward_models: which score columns vote (default: all ten).
         negate: reward models whose scores are costs (lower is better) and are flipped before voting. The published
-            columns are used as they are by default (see `tests/fixtures/personal_llm/SCHEMA.md`).
+            columns are used as they are by default, as PersonalLLM itself uses them, although `beaver_7b` is
+            PKU-Alignment's *cost* model (`beaver-7b-v1.0-cost` in PersonalLLM's `constants.py`, scored as raw
+            logits): each model's rank correlation with the consensus of the others is computed on the loaded data
+            and a negative one is warned about and counted (`scorer_disagrees_with_the_others`), naming `negate`.
         drop_ties: drop (and count) pairs whose soft label is exactly 0.5.
         conversational: chat messages or plain text.
         return_report: also return the `FilterReport`.
@@ -98,6 +119,13 @@ def load_personal_llm(
     abstentions = int((~np.isfinite(scores)).sum())
     if abstentions:
         report.adjust("missing_scores_abstain", count=abstentions)
+    for model, rho in scorer_agreement(scores, reward_models).items():
+        if rho < 0:  # e.g. `beaver_7b`, PKU's cost model, if its published column is a cost on these data
+            report.adjust("scorer_disagrees_with_the_others", f"{model} (Spearman ρ {rho:+.2f} with the others)")
+            logger.warning(
+                f"PersonalLLM: `{model}` ranks responses against the consensus of the other reward models (Spearman "
+                f"ρ {rho:+.2f}); if its scores are costs, pass `negate=({model!r},)`."
+            )
     n = len(data)
     rows = np.repeat(np.arange(n), len(pairs))
 
@@ -114,15 +142,15 @@ def load_personal_llm(
     first_side = {"response_index": (first + 1).tolist()}
     second_side = {"response_index": (second + 1).tolist()}
     if models:
-        first_side["model"] = [models[k][i] for k, i in zip(first, rows)]
-        second_side["model"] = [models[k][i] for k, i in zip(second, rows)]
+        first_side["model"] = [models[k][i] for k, i in zip(first, rows, strict=True)]
+        second_side["model"] = [models[k][i] for k, i in zip(second, rows, strict=True)]
     columns = pair_columns(
         pick(data["prompt"]),
-        [texts[k][i] for k, i in zip(first, rows)],
-        [texts[k][i] for k, i in zip(second, rows)],
+        [texts[k][i] for k, i in zip(first, rows, strict=True)],
+        [texts[k][i] for k, i in zip(second, rows, strict=True)],
         (votes[:, 0], votes[:, 1], votes[:, 2]),
         report,
-        ids=[f"prompt row {i} responses {a + 1}/{b + 1}" for i, a, b in zip(rows, first, second)],
+        ids=[f"prompt row {i} responses {a + 1}/{b + 1}" for i, a, b in zip(rows, first, second, strict=True)],
         drop_ties=drop_ties,
         conversational=conversational,
         first_side=first_side,
