@@ -244,3 +244,46 @@ def test_bon_command_end_to_end_with_resume(tmp_path, tiny_causal_lm_dir, reward
         main([*argv, "--num_samples", "8"])
     with pytest.raises(ValueError, match="missing the column"):
         main([*argv, "--prompt_column", "question"])
+
+
+# ------------------------------------------------------------------------------------- seeds and gold cache keys
+def test_samples_do_not_depend_on_the_batch_size(tmp_path, tiny_causal_lm_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_causal_lm_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_causal_lm_dir)
+    runs = {}
+    for batch_size in (1, 3, 8):
+        settings = GenerationSettings(max_new_tokens=6, batch_size=batch_size, seed=4, top_k=20, top_p=0.9)
+        pipe = BestOfNPipeline(PROMPTS, tmp_path / f"b{batch_size}", num_samples=3, show_progress=False)
+        pipe.generate(model, tokenizer, settings)
+        lines = (tmp_path / f"b{batch_size}" / "generations.jsonl").read_text().splitlines()
+        rows = [json.loads(line) for line in lines]
+        runs[batch_size] = {(r["prompt_id"], r["sample_index"]): r["completion"] for r in rows}
+    assert runs[1] == runs[3] == runs[8]
+    assert len(set(map(str, runs[1].values()))) > len(PROMPTS)  # the samples of a prompt differ
+
+
+def test_two_gold_callables_of_one_name_do_not_share_a_cache(tmp_path, tiny_causal_lm_dir):
+    from trl_anchor.pipelines.best_of_n.gold import gold_scorer_name
+
+    def length(prompts, completions):
+        return [float(len(str(c))) for c in completions]
+
+    first = lambda prompts, completions: [1.0] * len(completions)  # noqa: E731
+    second = lambda prompts, completions: [2.0] * len(completions)  # noqa: E731
+    assert first.__qualname__ == second.__qualname__
+    assert gold_scorer_name(first) != gold_scorer_name(second)
+    assert gold_scorer_name(first) == gold_scorer_name(lambda prompts, completions: [1.0] * len(completions))
+
+    def scaled(k):
+        return lambda prompts, completions: [k * len(str(c)) for c in completions]
+
+    assert gold_scorer_name(scaled(1.0)) != gold_scorer_name(scaled(2.0))  # same code, other captured value
+    assert "0x" not in gold_scorer_name(scaled(1.0)) and gold_scorer_name(length).startswith(f"{__name__}:")
+
+    pipe = BestOfNPipeline(PROMPTS[:2], tmp_path, num_samples=2, show_progress=False)
+    pipe.generate(str(tiny_causal_lm_dir), None, GenerationSettings(max_new_tokens=3, batch_size=4))
+    assert pipe.evaluate(first) == 4
+    with pytest.raises(BestOfNCacheError, match="gold_scorer"):
+        pipe.evaluate(second)  # a stale cache would have returned `first`'s scores

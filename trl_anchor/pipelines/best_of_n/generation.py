@@ -1,5 +1,9 @@
 """The `generate` stage of best-of-N: sampling settings, seeds that depend only on (seed, prompt id, sample index), and
-batched generation with transformers (left-padded `model.generate`) or vLLM."""
+batched generation with transformers (left-padded `model.generate`) or vLLM.
+
+With transformers every sequence draws its tokens from its own random generator (Gumbel-max sampling,
+`RowSeededSampler`), so a completion depends on its (seed, prompt id, sample index) and not on the batch size or on
+which other sequences share its batch."""
 
 import hashlib
 import importlib.util
@@ -8,7 +12,15 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    LogitsProcessor,
+    LogitsProcessorList,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 
 from ...rewards.scoring import Text
 
@@ -30,8 +42,9 @@ class GenerationSettings:
         top_p (`float`, defaults to `1.0`): nucleus sampling mass.
         top_k (`int`, defaults to `0`): keep only the k most likely tokens (0 disables it).
         max_new_tokens (`int`, defaults to `128`): length limit of a completion.
-        seed (`int`, defaults to `0`): each batch is seeded from (seed, its first prompt id and sample index), so a
-            run is reproducible and a resumed one draws new samples only for what is missing.
+        seed (`int`, defaults to `0`): each sequence is sampled with its own generator seeded from (seed, prompt id,
+            sample index), so a run is reproducible, independent of `batch_size`, and a resumed one draws new samples
+            only for what is missing.
         batch_size (`int`, defaults to `16`): sequences per `generate` call.
         backend (`str`, defaults to `"auto"`): `"transformers"`, `"vllm"`, or `"auto"` (vLLM when it is installed
             and a GPU is present, transformers otherwise).
@@ -103,15 +116,34 @@ def _eos_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -
     return set(eos if isinstance(eos, (list, tuple)) else [] if eos is None else [eos])
 
 
+class RowSeededSampler(LogitsProcessor):
+    """Sampling with one random generator per sequence (Gumbel-max): Gumbel noise drawn from the row's own generator
+    is added to its (temperature / top-k / top-p warped) scores, and the argmax of the result is a draw from their
+    softmax. A row's tokens therefore depend only on its seed and its own prefix, not on its batch."""
+
+    def __init__(self, seeds: list[int]):
+        self.generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        uniform = torch.stack(
+            [torch.rand(scores.shape[-1], generator=g, dtype=torch.float64) for g in self.generators]
+        ).clamp_(min=torch.finfo(torch.float64).tiny)
+        gumbel = -torch.log(-torch.log(uniform))
+        return scores.to(torch.float64) + gumbel.to(scores.device)
+
+
 @torch.no_grad()
 def generate_transformers(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     prompt_ids: list[list[int]],
     settings: GenerationSettings,
-    seed: int,
+    seeds: list[int],
 ) -> list[Generated]:
-    """One batched, left-padded `model.generate` call; seeded without disturbing the caller's global RNG."""
+    """One batched, left-padded `model.generate` call; sequence `i` is sampled with its own generator seeded with
+    `seeds[i]` (`RowSeededSampler`), without touching the caller's global RNG."""
+    if len(seeds) != len(prompt_ids):
+        raise ValueError(f"Got {len(seeds)} seeds for {len(prompt_ids)} sequences; one seed per sequence.")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pad_id is None:
         raise ValueError(f"The policy tokenizer {type(tokenizer).__name__} has neither a pad nor an EOS token.")
@@ -122,16 +154,14 @@ def generate_transformers(
         input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
         attention_mask[row, width - len(ids) :] = 1
     device = next(model.parameters()).device
-    sampling = settings.temperature > 0
-    kwargs = dict(do_sample=sampling, max_new_tokens=settings.max_new_tokens, pad_token_id=pad_id)
-    if sampling:
-        kwargs.update(temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k or None)
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        output = model.generate(
-            input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), **kwargs
-        )
+    # Greedy decoding of the sampler's noisy scores is sampling; temperature 0 is plain greedy decoding.
+    kwargs = dict(do_sample=False, max_new_tokens=settings.max_new_tokens, pad_token_id=pad_id)
+    if settings.temperature > 0:
+        warpers = [TemperatureLogitsWarper(settings.temperature)]
+        warpers += [TopKLogitsWarper(settings.top_k)] if settings.top_k else []
+        warpers += [TopPLogitsWarper(settings.top_p)] if settings.top_p < 1.0 else []
+        kwargs["logits_processor"] = LogitsProcessorList([*warpers, RowSeededSampler(seeds)])
+    output = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), **kwargs)
     eos_ids = _eos_token_ids(model, tokenizer)
     results = []
     for row in output[:, width:].tolist():

@@ -2,8 +2,11 @@
 `(prompts, completions) -> scores` (e.g. an LLM judge), a `"package.module:function"` that names one, or a reward model
 whose μ is the gold reward; every answer is checked and errors name the prompts and samples involved."""
 
+import hashlib
 import importlib
+import inspect
 import math
+import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -52,8 +55,41 @@ def call_gold_scorer(
 
 
 def gold_scorer_name(spec: "str | GoldScorer") -> str:
-    """The name a gold scorer is recorded under in the cache: the string given, or a callable's qualified name."""
-    return spec if isinstance(spec, str) else getattr(spec, "__qualname__", type(spec).__name__)
+    """The name a gold scorer is recorded under in the cache: the string given, or for a callable its
+    `module:qualname` and a digest of what it computes (its code, its constants and the values it closes over), so
+    that two lambdas, or two functions of one name, are never taken for each other. Closed-over values that have no
+    stable description (e.g. a model object) enter by identity: such a scorer's cache is reused only within a process
+    unless the caller names it (`name=`)."""
+    if isinstance(spec, str):
+        return spec
+    owner = spec if inspect.isfunction(spec) or inspect.ismethod(spec) else type(spec)
+    name = f"{owner.__module__}:{owner.__qualname__}"
+    return f"{name}#{hashlib.sha256(_describe(spec).encode()).hexdigest()[:12]}"
+
+
+def _describe(value, depth: int = 0) -> str:
+    """A description of a value that is the same in every process for the same code and data."""
+    if depth > 4:
+        return "…"
+    if value is None or isinstance(value, (bool, int, float, str, bytes)):
+        return repr(value)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(map(repr, value)) if isinstance(value, (set, frozenset)) else value
+        return f"{type(value).__name__}[" + ",".join(_describe(v, depth + 1) for v in items) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{_describe(k, depth + 1)}:{_describe(v, depth + 1)}" for k, v in value.items()) + "}"
+    if isinstance(value, types.CodeType):
+        consts = ",".join(_describe(c, depth + 1) for c in value.co_consts)
+        return f"code({value.co_code.hex()}|{consts}|{value.co_names})"
+    if inspect.ismethod(value):
+        return f"method({_describe(value.__func__, depth + 1)}|{_describe(value.__self__, depth + 1)})"
+    if inspect.isfunction(value):
+        cells = [cell.cell_contents for cell in value.__closure__ or ()]
+        return f"function({value.__qualname__}|{_describe(value.__code__, depth + 1)}|{_describe(cells, depth + 1)})"
+    if callable(value) and hasattr(value, "__dict__"):  # a scorer object: its class's code and its state
+        state = {k: v for k, v in vars(value).items() if not k.startswith("__")}
+        return f"object({_describe(type(value).__call__, depth + 1)}|{_describe(state, depth + 1)})"
+    return f"{type(value).__qualname__}@{id(value)}"
 
 
 def load_gold_scorer(spec: "str | GoldScorer", batch_size: int = 16, max_length: int | None = None) -> GoldScorer:

@@ -245,8 +245,9 @@ class BestOfNPipeline:
                 for pid, _ in batch:
                     if pid not in token_ids:
                         token_ids[pid] = prompt_token_ids(tokenizer, self.prompts[positions[pid]])
-                seed = derive_seed(settings.seed, *batch[0])
-                outputs = generate_transformers(model, tokenizer, [token_ids[pid] for pid, _ in batch], settings, seed)
+                seeds = [derive_seed(settings.seed, *key) for key in batch]  # per sequence, whatever the batch
+                prompt_ids = [token_ids[pid] for pid, _ in batch]
+                outputs = generate_transformers(model, tokenizer, prompt_ids, settings, seeds)
                 self._store_generations(cache, batch, outputs, on_batch_end)
                 progress.update(len(batch))
 
