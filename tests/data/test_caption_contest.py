@@ -234,9 +234,19 @@ def test_rank_stratified_covers_every_stratum_pair():
 
 
 def test_sampling_reports_a_shortfall_and_rejects_unknown_strategies(caplog):
+    import logging
+
+    from trl_anchor.data._common import FilterReport
+    from trl_anchor.data.caption_contest_files import ContestTable
+
     mean, se = np.array([1.0, 1.1, 1.2]), np.array([0.5, 0.5, 0.5])
     i, _ = sample_pairs(mean, se, 10, "random", np.random.default_rng(0))
     assert len(i) == 3  # only three pairs exist
+    table = ContestTable(701, ["a", "b", "c"], np.array([[20, 0, 0], [10, 10, 0], [0, 10, 10]]), FilterReport("t"))
+    with caplog.at_level(logging.WARNING, logger="trl_anchor.data"):
+        pairs = CaptionContestData({701: table}, {701: "A cartoon."}).pairs(pairs_per_contest=10)
+    assert len(pairs) == 3
+    assert "contest 701 pairs: 10 rows read, 3 kept, 7 dropped (not_enough_eligible_pairs=7)" in caplog.text
     i, _ = sample_pairs(mean, se, 10, "clearly_separated", np.random.default_rng(0))
     assert len(i) == 0
     with pytest.raises(ValueError, match="strategy"):

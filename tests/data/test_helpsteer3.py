@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from adapter_training import FIXTURES, train_one_epoch
+from adapter_training import FIXTURES, train_and_check_learning
 from datasets import Dataset
 
 from trl_anchor.data import load_helpsteer3
@@ -41,5 +41,5 @@ def test_bad_scores_and_context(tmp_path):
         load_helpsteer3(Dataset.from_list([{"context": [], "response1": "a", "response2": "b"}]))
 
 
-def test_one_epoch_training(tokenizer, tmp_path):
-    train_one_epoch(load_helpsteer3(SOURCE), tokenizer, tmp_path)
+def test_training_learns_the_pairs(tokenizer, tmp_path):
+    train_and_check_learning(load_helpsteer3(SOURCE), tokenizer, tmp_path)

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from adapter_training import FIXTURES, train_one_epoch
+from adapter_training import FIXTURES, train_and_check_learning
 
 from trl_anchor.data import load_multipref, split_by_group
 
@@ -53,5 +53,5 @@ def test_split_by_prompt_keeps_prompts_apart():
     assert len(splits["train"]) + len(splits["test"]) == 4
 
 
-def test_one_epoch_training(tokenizer, tmp_path):
-    train_one_epoch(load_multipref(SOURCE), tokenizer, tmp_path)
+def test_training_learns_the_pairs(tokenizer, tmp_path):
+    train_and_check_learning(load_multipref(SOURCE), tokenizer, tmp_path)

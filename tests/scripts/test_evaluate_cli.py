@@ -87,12 +87,15 @@ def test_train_then_evaluate_writes_results_and_card(trained, tmp_path):
     for name in FIGURE_FILES.values():
         _assert_png(out / name)
     card = ModelCard.load(model / "README.md")
+    # An adapter is not a Hub dataset: the results go to the card text, not to model-index.
+    assert not [r for r in card.data.eval_results or [] if r.dataset_type == "trl_anchor.data.synthetic"]
     brier = [
-        r.metric_value
-        for r in card.data.eval_results
-        if (r.dataset_type, r.dataset_split, r.metric_name) == ("trl_anchor.data.synthetic", "test", "Brier score")
+        r["value"]
+        for r in card.data.to_dict()["trl_anchor_local_results"]
+        if (r["dataset"], r["split"], r["metric"]) == ("trl_anchor.data.synthetic", "test", "Brier score")
     ]
     assert brier == [pytest.approx(results["metrics"]["brier"], abs=1e-6)]
+    assert f"| trl_anchor.data.synthetic (local) | test | Brier score | {brier[0]:.4f} |" in card.text
 
 
 def test_compare_arms_and_rewardbench(trained, tmp_path):

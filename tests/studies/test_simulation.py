@@ -63,7 +63,10 @@ def test_soft_labels_converge_to_exact_probit_probability():
         preference_z(world.mean(x_a), world.std(x_a) ** 2, world.mean(x_b), world.std(x_b) ** 2)
     )
     torch.testing.assert_close(exact, reference)
-    assert 0.05 < exact.min() and exact.max() < 0.95 or exact.std() > 0.1  # labels span a real range
+    # The labels span a real range, so the check below is not about labels stuck at 0 or 1: both sides of ½, and a
+    # dozen in the middle where the binomial noise is largest.
+    assert (exact < 0.5).sum() >= 10 and (exact > 0.5).sum() >= 10
+    assert ((exact > 0.1) & (exact < 0.9)).sum() >= 12
     # Binomial standard error is at most 0.5/sqrt(m) = 0.0025; allow 5 of them.
     assert (empirical - exact).abs().max() < 5 * 0.5 / m**0.5
     coarse = draw_soft_labels(world, x_a, x_b, 7, generator(3))

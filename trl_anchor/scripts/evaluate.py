@@ -60,6 +60,11 @@ class EvaluateArguments(DatasetArguments):
         default=None,
         metadata={"help": "Two columns (chosen, rejected) of per-response reference spreads to correlate σ with."},
     )
+    disagreement_mean_columns: list[str] | None = field(
+        default=None,
+        metadata={"help": "Two columns (chosen, rejected) of the true means: adds the partial Spearman of σ with the "
+                  "reference spread given them (vote counts use the crowd's mean vote automatically)."},
+    )
     use_margin: bool = field(default=False, metadata={"help": "Subtract the `margin` column inside the probability."})
     num_bins: int = field(default=10, metadata={"help": "Probability bins of the ECE and reliability diagram."})
     plots: bool = field(default=True, metadata={"help": "Write the PNG figures."})
@@ -76,10 +81,9 @@ class EvaluateArguments(DatasetArguments):
         super().__post_init__()
         if not self.model_name_or_path:
             raise ValueError("Give at least one `--model_name_or_path`.")
-        if self.disagreement_columns is not None and len(self.disagreement_columns) != 2:
-            raise ValueError(
-                f"`disagreement_columns` takes two columns (chosen, rejected), got {self.disagreement_columns}."
-            )
+        for name in ("disagreement_columns", "disagreement_mean_columns"):
+            if getattr(self, name) is not None and len(getattr(self, name)) != 2:
+                raise ValueError(f"`{name}` takes two columns (chosen, rejected), got {getattr(self, name)}.")
         has_data = self.dataset_name is not None or self.dataset_adapter is not None
         if not has_data and self.rewardbench_file is None:
             raise ValueError(
@@ -174,6 +178,7 @@ def _evaluate_pairs(args, model, tokenizer, dataset, path, model_dir):
         max_length=args.max_length,
         anchor_thresholds=args.anchor_thresholds,
         disagreement_columns=tuple(args.disagreement_columns) if args.disagreement_columns else None,
+        disagreement_mean_columns=tuple(args.disagreement_mean_columns) if args.disagreement_mean_columns else None,
         use_margin=args.use_margin,
         num_bins=args.num_bins,
         show_progress=True,

