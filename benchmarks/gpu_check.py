@@ -65,16 +65,16 @@ class Sizes:
     steps: int  # per round; the first step of every round is warm-up and not timed
     rounds: int
     completions: int  # per reward-function call (a GRPO batch: prompts × generations)
-    completion_tokens: tuple[int, int]  # words per completion (about as many tokens)
+    completion_words: tuple[int, int]  # words per completion (log-uniform; ~1.5 tokens per word)
     bon_prompts: int
     bon_samples: int
     scoring_batch_size: int = 16  # GaussianRewardFunction's and BestOfNPipeline.score's default
 
 
 FULL = Sizes(models=("qwen2-0.5b", "qwen2-1.5b"), min_length=256, max_length=2048, pairs_per_step=4, steps=6,
-             rounds=2, completions=512, completion_tokens=(32, 768), bon_prompts=64, bon_samples=16)
+             rounds=2, completions=512, completion_words=(32, 768), bon_prompts=64, bon_samples=16)
 SMOKE = Sizes(models=("tiny",), min_length=8, max_length=48, pairs_per_step=2, steps=3, rounds=2, completions=12,
-              completion_tokens=(4, 24), bon_prompts=3, bon_samples=4)
+              completion_words=(4, 24), bon_prompts=3, bon_samples=4)
 
 
 # ------------------------------------------------------------------------------------------------ synthetic inputs
@@ -242,7 +242,7 @@ def check_training(name: str, sizes: Sizes, tokenizer, device, output_dir: Path)
 def check_reward_function(name: str, sizes: Sizes, tokenizer, device) -> dict:
     rng = np.random.default_rng(2)
     model = build_model(name, tokenizer, device).eval()
-    completions = completions_text(rng, sizes.completions, sizes.completion_tokens)
+    completions = completions_text(rng, sizes.completions, sizes.completion_words)
     prompts = [f"Question {i}: " + " ".join(syllable_words(rng, 12)) for i in range(sizes.completions)]
     reward = GaussianRewardFunction(model, tokenizer, transform="quantile:0.1", device=device)
     token_ids = [tokenize_response(tokenizer, c, p) for p, c in zip(prompts, completions, strict=True)]
@@ -268,7 +268,7 @@ def check_best_of_n(name: str, sizes: Sizes, tokenizer, device, output_dir: Path
     rng = np.random.default_rng(3)
     model = build_model(name, tokenizer, device).eval()
     prompts = [f"Prompt {i}: " + " ".join(syllable_words(rng, 16)) for i in range(sizes.bon_prompts)]
-    completions = [completions_text(rng, sizes.bon_samples, sizes.completion_tokens) for _ in prompts]
+    completions = [completions_text(rng, sizes.bon_samples, sizes.completion_words) for _ in prompts]
     times = score_variants(model, tokenizer, prompts, completions, sizes.scoring_batch_size, sizes.rounds,
                            output_dir / f"bon-{name}", synchronize=lambda: synchronize(device))
     wall = {key: median([value[0] for value in values]) for key, values in times.items()}
