@@ -67,6 +67,8 @@ _EXPORTS = {
     "AnchorGaussianRewardConfig": "trainer",
     "AnchorGaussianRewardTrainer": "trainer",
     "DataCollatorForAnchoredPreference": "trainer",
+    "IRLSFTConfig": "trainer",
+    "IRLSFTTrainer": "trainer",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -134,4 +136,10 @@ if TYPE_CHECKING:
         record_reward_statistics,
         score_responses,
     )
-    from .trainer import AnchorGaussianRewardConfig, AnchorGaussianRewardTrainer, DataCollatorForAnchoredPreference
+    from .trainer import (
+        AnchorGaussianRewardConfig,
+        AnchorGaussianRewardTrainer,
+        DataCollatorForAnchoredPreference,
+        IRLSFTConfig,
+        IRLSFTTrainer,
+    )
