@@ -344,6 +344,15 @@ def test_resume_errors(policy_dir, tokenizer, demonstrations, tmp_path):
         trainer.train(resume_from_checkpoint=True)
 
 
+def test_use_vllm_without_vllm_is_a_clear_error(policy_dir, tokenizer, demonstrations, tmp_path, monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real_find_spec(name))
+    with pytest.raises(ValueError, match="`use_vllm=True` needs vLLM"):
+        IRLSFTTrainer(policy_dir, make_args(tmp_path, use_vllm=True), demonstrations, processing_class=tokenizer)
+
+
 def test_an_instantiated_policy_is_saved_as_round_zero(tokenizer, demonstrations, tmp_path, policy_dir):
     model = AutoModelForCausalLM.from_pretrained(policy_dir)
     trainer = IRLSFTTrainer(model, make_args(tmp_path), demonstrations, processing_class=tokenizer)

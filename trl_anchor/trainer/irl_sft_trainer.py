@@ -17,6 +17,7 @@ round contrasts the demonstration with the policy's own samples. Two algorithms:
 """
 
 import gc
+import importlib.util
 import json
 import shutil
 import time
@@ -120,6 +121,8 @@ class IRLSFTTrainer:
         if self._state.is_main_process and not isinstance(model, str):
             processing_class.save_pretrained(self.initial_policy)
         self._state.wait_for_everyone()
+        if args.use_vllm and importlib.util.find_spec("vllm") is None:
+            raise ValueError("`use_vllm=True` needs vLLM (`pip install vllm`); set it to false or leave it unset.")
         self.transform = RewardTransform.parse(args.reward_transform)
         self.history: list[dict] = []
         self.policy_path = self.initial_policy
@@ -275,8 +278,9 @@ class IRLSFTTrainer:
             rows = np.random.default_rng(args.seed).choice(len(self.demonstrations), count, replace=False)
             prompts = self.demonstrations.select(np.sort(rows))["prompt"]
             policy = self._load_policy(self.policy_path)
+            # Temperature 1 and no top-p: the draws come from π itself, so the average is an unbiased estimate.
             draws = generate_samples(
-                policy, self.processing_class, prompts, 1, args.max_new_tokens, args.temperature, args.top_p,
+                policy, self.processing_class, prompts, 1, args.max_new_tokens, 1.0, 1.0,
                 args.generation_batch_size, seed=args.seed + 10_000 + round_index,
             )
             conversational = is_conversational({"prompt": prompts[0]})
@@ -337,10 +341,15 @@ class IRLSFTTrainer:
         return len(self.history)
 
     def _save_final_policy(self) -> None:
-        if self._state.is_main_process and Path(self.policy_path).resolve() != self.output_dir.resolve():
-            for item in Path(self.policy_path).iterdir():
-                if item.is_file():
-                    shutil.copy2(item, self.output_dir / item.name)
+        if self._state.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            if Path(self.policy_path).is_dir():
+                for item in Path(self.policy_path).iterdir():
+                    if item.is_file():
+                        shutil.copy2(item, self.output_dir / item.name)
+            else:  # no round trained (no pairs): the initial policy is a Hub id
+                self._load_policy(self.policy_path).save_pretrained(self.output_dir)
+                self.processing_class.save_pretrained(self.output_dir)
         self._state.wait_for_everyone()
 
 
