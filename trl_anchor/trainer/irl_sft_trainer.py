@@ -14,6 +14,9 @@ round contrasts the demonstration with the policy's own samples. Two algorithms:
   (the DPO/SPIN loss with the demonstration as chosen, the sample as rejected and the previous round's policy π_t as
   reference), run with TRL's `DPOTrainer`. SPIN is the special case of one generation per epoch; the authors'
   stage-wise runs regenerate every 1/T of the data (`split_prompts_across_rounds=True`).
+
+The formulas each step implements are written out above and in the step docstrings (`irl_sft_steps`,
+`irl_sft_reward`) rather than cited by equation number.
 """
 
 import gc
