@@ -353,6 +353,12 @@ def test_use_vllm_without_vllm_is_a_clear_error(policy_dir, tokenizer, demonstra
         IRLSFTTrainer(policy_dir, make_args(tmp_path, use_vllm=True), demonstrations, processing_class=tokenizer)
 
 
+def test_zero3_is_refused(policy_dir, tokenizer, demonstrations, tmp_path, monkeypatch):
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3")
+    with pytest.raises(ValueError, match="use ZeRO-2"):
+        IRLSFTTrainer(policy_dir, make_args(tmp_path), demonstrations, processing_class=tokenizer)
+
+
 def test_an_instantiated_policy_is_saved_as_round_zero(tokenizer, demonstrations, tmp_path, policy_dir):
     model = AutoModelForCausalLM.from_pretrained(policy_dir)
     trainer = IRLSFTTrainer(model, make_args(tmp_path), demonstrations, processing_class=tokenizer)

@@ -23,7 +23,15 @@ _STEP_OVERRIDES = dict(
 
 
 def inner_config(config_cls, args, output_dir: str, **overrides):
-    """A `config_cls` (a TRL config) with the `TrainingArguments` values of `args`, then `overrides`."""
+    """A `config_cls` (a TRL config) with the `TrainingArguments` values of `args`, then `overrides`.
+
+    Also clears accelerate's `AcceleratorState` singleton, so the step's trainer builds its accelerator (and DeepSpeed
+    plugin, with its own batch sizes) from this config instead of inheriting the previous step's; transformers does
+    the same between hyperparameter-search trials. The process group (`PartialState`) is kept.
+    """
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
     shared = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
     accepted = {f.name for f in dataclasses.fields(config_cls) if f.init}
     values = {name: getattr(args, name) for name in shared & accepted}

@@ -22,6 +22,7 @@ The formulas each step implements are written out above and in the step docstrin
 import gc
 import importlib.util
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -106,6 +107,14 @@ class IRLSFTTrainer:
     ):
         if not isinstance(args, IRLSFTConfig):
             raise ValueError(f"`args` must be an IRLSFTConfig, got {type(args).__name__}.")
+        if _zero3_enabled():
+            raise ValueError(
+                "IRL-SFT samples and scores with whole models on the main process between rounds, which DeepSpeed "
+                "ZeRO-3 (partitioned weights) does not allow; use ZeRO-2 (recipes/accelerate_configs/zero2.yaml) "
+                "or DDP."
+            )
+        if args.use_vllm and importlib.util.find_spec("vllm") is None:
+            raise ValueError("`use_vllm=True` needs vLLM (`pip install vllm`); set it to false or leave it unset.")
         self.args = args
         self.output_dir = Path(args.output_dir)
         self.demonstrations = prepare_demonstrations(train_dataset)
@@ -124,8 +133,6 @@ class IRLSFTTrainer:
         if self._state.is_main_process and not isinstance(model, str):
             processing_class.save_pretrained(self.initial_policy)
         self._state.wait_for_everyone()
-        if args.use_vllm and importlib.util.find_spec("vllm") is None:
-            raise ValueError("`use_vllm=True` needs vLLM (`pip install vllm`); set it to false or leave it unset.")
         self.transform = RewardTransform.parse(args.reward_transform)
         self.history: list[dict] = []
         self.policy_path = self.initial_policy
@@ -354,6 +361,13 @@ class IRLSFTTrainer:
                 self._load_policy(self.policy_path).save_pretrained(self.output_dir)
                 self.processing_class.save_pretrained(self.output_dir)
         self._state.wait_for_everyone()
+
+
+def _zero3_enabled() -> bool:
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    # `accelerate launch` with a ZeRO-3 config announces it in the environment before any Trainer exists.
+    return is_deepspeed_zero3_enabled() or os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"
 
 
 def _release(model) -> None:
