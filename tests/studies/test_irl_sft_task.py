@@ -106,6 +106,15 @@ def test_summary_means_standard_errors_and_paired_differences():
     assert entry["diff_vs_sft"] == pytest.approx(0.133333, abs=1e-6)
     assert entry["diff_vs_sft_se"] == pytest.approx(0.152753 / np.sqrt(3), abs=1e-6)
     assert entry["seeds"] == 3 and entry["seconds"] == 3.0
+    weighted = runs + [
+        {"arm": "irft_weighted", "noise": 0.2, "seed": s, "accuracy": a, "seconds": 4.0, "weight_auc": [0.6, 0.7]}
+        for s, a in enumerate([0.65, 0.6, 0.8])
+    ]
+    entry = summarize(weighted)["irft_weighted"]["0.2"]
+    # Gains over IRFT per seed: 0.05, 0.0, 0.1 → mean 0.05, sd 0.05, SE 0.05/√3; AUC averaged over rounds and seeds.
+    assert entry["diff_vs_unweighted"] == pytest.approx(0.05, abs=1e-12)
+    assert entry["diff_vs_unweighted_se"] == pytest.approx(0.05 / np.sqrt(3), abs=1e-12)
+    assert entry["weight_auc"] == pytest.approx(0.65)
 
 
 @pytest.mark.slow

@@ -23,7 +23,8 @@ def _mean_se(values) -> tuple[float, float, int]:
 def summarize(runs: list[dict]) -> dict:
     """Per arm and noise level: accuracy mean ± SE over seeds, the paired difference to SFT, wall time, and for the
     IRL arms the last round's reward margin, KL to the start and (weighted arms) the weights' corruption AUC."""
-    sft = {(r["noise"], r["seed"]): r["accuracy"] for r in runs if r["arm"] == "sft"}
+    accuracy = {(r["arm"], r["noise"], r["seed"]): r["accuracy"] for r in runs}
+    sft = {(noise, seed): value for (arm, noise, seed), value in accuracy.items() if arm == "sft"}
     summary: dict[str, dict] = {}
     for arm in _ORDER:
         for noise in sorted({r["noise"] for r in runs if r["arm"] == arm}):
@@ -34,6 +35,12 @@ def summarize(runs: list[dict]) -> dict:
             paired = [r["accuracy"] - sft[(noise, r["seed"])] for r in rows if (noise, r["seed"]) in sft]
             if arm not in ("sft", "warm_start") and paired:
                 entry["diff_vs_sft"], entry["diff_vs_sft_se"], _ = _mean_se(paired)
+            if arm.endswith("_weighted"):
+                base = arm.removesuffix("_weighted")
+                gains = [r["accuracy"] - accuracy[(base, noise, r["seed"])] for r in rows
+                         if (base, noise, r["seed"]) in accuracy]
+                if gains:
+                    entry["diff_vs_unweighted"], entry["diff_vs_unweighted_se"], _ = _mean_se(gains)
             if rows[0].get("rounds"):
                 last = [r["rounds"][-1] for r in rows]
                 first = [r["rounds"][0] for r in rows]
@@ -87,6 +94,35 @@ def _difference_lines(summary: dict, noise_levels: list[str]) -> list[str]:
             )
     sft_seconds = np.mean([entry["seconds"] for entry in summary.get("sft", {}).values()] or [np.nan])
     lines.append(f"\nSFT continuation: {sft_seconds:.0f} s per run on average.")
+    return lines
+
+
+def _weighting_lines(summary: dict, noise_levels: list[str]) -> list[str]:
+    lines = ["| arm | corrupted | accuracy − unweighted arm (paired over seeds) | verdict | weight AUC |",
+             "|---|---|---|---|---|"]
+    for arm in ("irft_weighted", "rft_weighted"):
+        for noise in noise_levels:
+            entry = summary.get(arm, {}).get(noise)
+            if entry is None or "diff_vs_unweighted" not in entry:
+                continue
+            verdict = _verdict(entry["diff_vs_unweighted"], entry["diff_vs_unweighted_se"]).replace(
+                "SFT", "the unweighted arm"
+            )
+            lines.append(
+                f"| {_LABELS[arm]} | {float(noise):.0%} | {entry['diff_vs_unweighted']:+.3f} ± "
+                f"{entry['diff_vs_unweighted_se']:.3f} | {verdict} | {entry.get('weight_auc', float('nan')):.3f} |"
+            )
+    return lines
+
+
+def _finding_lines(summary: dict, noise_levels: list[str]) -> list[str]:
+    """One line per noise level: the arms ranked by mean accuracy (warm start excluded)."""
+    lines = []
+    for noise in noise_levels:
+        arms = [arm for arm, entry in summary.items() if arm != "warm_start" and noise in entry]
+        ranked = sorted(((summary[arm][noise]["accuracy"], arm) for arm in arms), reverse=True)
+        order = ", ".join(f"{_LABELS[arm]} {value:.3f}" for value, arm in ranked)
+        lines.append(f"- {float(noise):.0%} corrupted — mean exact match, best first: {order}.")
     return lines
 
 
@@ -161,9 +197,24 @@ def write_report(results: dict, report_dir: Path) -> None:
         "",
         *_accuracy_table(summary, noise_levels),
         "",
+        "## Ranking",
+        "",
+        *_finding_lines(summary, noise_levels),
+        "",
+        "Differences smaller than about two paired standard errors (next table) are not resolved by "
+        f"{len(config['seeds'])} seeds.",
+        "",
         "## Paired differences to SFT (same seed, same warm start)",
         "",
         *_difference_lines(summary, noise_levels),
+        "",
+        "## Variance-aware demonstration weighting",
+        "",
+        "Each weighted arm against the same arm without weighting (same seed, same warm start; RFT and RFT + σ "
+        "train the same round-1 reward model, IRFT + σ trains one that IRFT does not need). Weight AUC as defined "
+        "below.",
+        "",
+        *_weighting_lines(summary, noise_levels),
         "",
         "## Reward learning diagnostics",
         "",
