@@ -45,7 +45,9 @@ class IRLSFTConfig(_BaseConfig):
             coefficient of GRPO/RLOO in the explicit mode.
         sft_loss_weight (`float`, *optional*, defaults to `0.0`):
             Implicit mode: weight of the SFT loss on the demonstrations added to the DPO loss (TRL's
-            `loss_type=["sigmoid", "sft"]`). `0` is the paper's objective.
+            `loss_type=["sigmoid", "sft"]`). `0` is the paper's objective; with small models or large learning rates
+            the DPO loss alone also lowers the demonstrations' likelihood, which a weight near 1 prevents (the
+            `irl-sft-study` uses 1).
         split_prompts_across_rounds (`bool`, *optional*, defaults to `False`):
             Round t uses only the t-th of T disjoint slices of the prompts (one pass over the data in total, the
             authors' stage-wise schedule) instead of every prompt.
