@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from datasets import Dataset
 
 from trl_anchor.studies.irl_sft_report import summarize
 from trl_anchor.studies.irl_sft_task import (
@@ -115,6 +116,22 @@ def test_summary_means_standard_errors_and_paired_differences():
     assert entry["diff_vs_unweighted"] == pytest.approx(0.05, abs=1e-12)
     assert entry["diff_vs_unweighted_se"] == pytest.approx(0.05 / np.sqrt(3), abs=1e-12)
     assert entry["weight_auc"] == pytest.approx(0.65)
+
+
+def test_weight_auc_counts_corrupted_below_clean_pairs(tmp_path):
+    from trl_anchor.studies.irl_sft_task import TaskData, _weight_auc
+
+    train = Dataset.from_dict({"corrupted": [True, False, False, True, False]})
+    # P(demo ≻ samples): corrupted 0.2 and 0.5 (NaN row excluded), clean 0.3, 0.5, 0.9.
+    prob = [0.2, 0.3, 0.5, 0.5, 0.9]
+    (tmp_path / "round-1").mkdir()
+    (tmp_path / "round-1" / "demo_weights.json").write_text(json.dumps({"prob": prob}))
+    (tmp_path / "round-2").mkdir()
+    (tmp_path / "round-2" / "demo_weights.json").write_text(json.dumps({"prob": [None, 0.3, 0.5, 0.4, 0.9]}))
+    aucs = _weight_auc(tmp_path, TaskData(train=train, test_prompts=[]), num_rounds=3)
+    # Round 1: pairs (0.2 vs 0.3, 0.5, 0.9) → 3 wins; (0.5 vs 0.3, 0.5, 0.9) → 0 + ½ + 1; total 4.5 / 6.
+    # Round 2: corrupted row 0 is NaN; 0.4 vs (0.3, 0.5, 0.9) → 2 / 3. Round 3 has no file.
+    assert aucs == [pytest.approx(0.75), pytest.approx(2 / 3), None]
 
 
 @pytest.mark.slow

@@ -282,9 +282,8 @@ def _irl_arm(arm, warm: str, tokenizer, demos, task: TaskData, config, seed: int
 
 
 def _weight_auc(output_dir: Path, task: TaskData, num_rounds: int) -> list[float | None]:
-    """Per round, the AUC of `1 − P(demo ≻ samples)` for telling corrupted demonstrations from clean ones."""
-    from scipy.stats import rankdata
-
+    """Per round, the AUC of `1 − P(demo ≻ samples)` for telling corrupted demonstrations from clean ones: the
+    fraction of (corrupted, clean) pairs where the corrupted one has the lower probability, ties counting half."""
     corrupted = np.asarray(task.train["corrupted"])
     aucs = []
     for round_index in range(1, num_rounds + 1):
@@ -298,8 +297,8 @@ def _weight_auc(output_dir: Path, task: TaskData, num_rounds: int) -> list[float
         if not bad.any() or not good.any():
             aucs.append(None)
             continue
-        ranks = rankdata(-prob[valid])  # low P(demo ≻ sample) ranks high: "looks corrupted"
-        aucs.append(float((ranks[bad].sum() - bad.sum() * (bad.sum() + 1) / 2) / (bad.sum() * good.sum())))
+        p_bad, p_good = prob[valid][bad][:, None], prob[valid][good][None, :]
+        aucs.append(float(np.mean((p_bad < p_good) + 0.5 * (p_bad == p_good))))
     return aucs
 
 

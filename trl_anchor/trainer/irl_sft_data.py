@@ -9,6 +9,7 @@ that turn (the completion).
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from datasets import Dataset
 from transformers.utils import logging
 from trl.data_utils import is_conversational
@@ -150,11 +151,10 @@ def demonstration_weights(
     for demonstrations without pairs) with `w = p / mean(p)`, so the weights redistribute the demonstrations' say
     without changing the total.
     """
-    from scipy.special import ndtr
-
     demo_index = np.asarray(demo_index)
     scale = np.sqrt(demo_std[demo_index] ** 2 + np.asarray(sample_std) ** 2)
-    pair_prob = ndtr((demo_mean[demo_index] - np.asarray(sample_mean)) / scale)
+    z = torch.as_tensor((demo_mean[demo_index] - np.asarray(sample_mean)) / scale, dtype=torch.float64)
+    pair_prob = torch.special.ndtr(z).numpy()
     counts = np.bincount(demo_index, minlength=len(demo_mean))
     sums = np.bincount(demo_index, weights=pair_prob, minlength=len(demo_mean))
     prob = np.full(len(demo_mean), np.nan)
