@@ -27,6 +27,7 @@ from transformers import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING, AutoConfig, 
 from transformers.utils import ModelOutput, logging
 
 from ..losses import math_dtype
+from .pooling import reward_token_index
 
 logger = logging.get_logger(__name__)
 
@@ -108,16 +109,6 @@ def _in_features(head: nn.Module) -> int:
     if linear is None:
         raise ValueError(f"The reward head {type(head).__name__} is not a linear layer; cannot size the variance head.")
     return linear
-
-
-def last_token_index(input_ids: torch.Tensor | None, pad_token_id: int | None, seq_len: int) -> torch.Tensor | int:
-    """Index of the token whose hidden state a causal seq-cls model pools: the rightmost non-pad token, matching
-    transformers' `...ForSequenceClassification` (left or right padding)."""
-    if input_ids is None or pad_token_id is None:
-        return -1
-    non_pad = (input_ids != pad_token_id).to(torch.int32)
-    positions = torch.arange(seq_len, device=input_ids.device, dtype=torch.int32)
-    return (positions * non_pad).argmax(-1)
 
 
 class GaussianRewardModel:
@@ -221,8 +212,9 @@ class GaussianRewardModel:
     # ----------------------------------------------------------------------------------------------------- forward
     def forward(self, input_ids=None, attention_mask=None, sequence_ends=None, **kwargs) -> GaussianRewardModelOutput:
         """Arguments as for the backbone's sequence-classification forward, plus `sequence_ends` for padding-free
-        batches (`trl_anchor.models.packing`): the flat index `row * width + column` of each packed sequence's last token,
-        where μ and σ² are read; the outputs then have one row per sequence."""
+        batches (`trl_anchor.models.packing`): the flat index `row * width + column` of the token each packed
+        sequence's μ and σ² are read at; the outputs then have one row per sequence. Without it, σ² is read where the
+        backbone reads μ (`trl_anchor.models.pooling.reward_token_index` for decoders)."""
         captured = {}
 
         def capture_head(_module, inputs, output):
@@ -238,7 +230,10 @@ class GaussianRewardModel:
         if sequence_ends is not None:
             hidden, logits = _at_sequence_ends(self, hidden, captured["logits"], sequence_ends)
         elif hidden.dim() == 3:  # the reward head runs on every position (causal LMs): pool exactly as it does
-            index = last_token_index(input_ids, self.config.get_text_config().pad_token_id, hidden.shape[1])
+            if input_ids is None:  # as transformers: without token ids padding is invisible; read the last position
+                index = torch.full((hidden.shape[0],), hidden.shape[1] - 1, device=hidden.device)
+            else:
+                index = reward_token_index(input_ids, self.config.get_text_config().pad_token_id).to(hidden.device)
             hidden = hidden[torch.arange(hidden.shape[0], device=hidden.device), index]
         variance = self.variance_head(hidden)
         return GaussianRewardModelOutput(
