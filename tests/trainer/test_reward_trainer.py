@@ -105,10 +105,23 @@ def test_auto_thresholds_are_train_score_percentiles_and_recorded(tmp_path, toke
     settings = trainer.model.config.gaussian_reward
     assert settings["anchor_thresholds"] == trainer.anchor_thresholds
     assert settings["anchor_lambda"] == 0.1 and settings["anchor_percentiles"] == [20.0, 80.0]
-    # the classes fed to the loss are the number of thresholds each score exceeds
-    first = trainer.train_dataset[0]
-    expected = int(np.searchsorted(trainer.anchor_thresholds, data[0]["chosen_score"]))
-    assert first["chosen_anchor_targets"] == [float(k == expected) for k in range(3)]
+    # the classes fed to the loss are the number of thresholds each score reaches (score ≥ τ)
+    for row, example in zip(data, trainer.train_dataset, strict=True):
+        for side in ("chosen", "rejected"):
+            expected = sum(row[f"{side}_score"] >= tau for tau in trainer.anchor_thresholds)
+            assert example[f"{side}_anchor_targets"] == [float(k == expected) for k in range(3)]
+
+
+def test_discrete_judge_scores_at_a_threshold_reach_it(tmp_path, tokenizer, tiny_config):
+    # 1-10 judge scores; τ = [4, 7] are observed scores, so many responses sit exactly on a threshold.
+    chosen = [4, 7, 9, 4, 7, 5, 10, 4] * 2
+    rejected = [1, 4, 3, 2, 6, 4, 7, 3] * 2
+    data = _dataset(chosen_score=[float(v) for v in chosen], rejected_score=[float(v) for v in rejected])
+    trainer = _trainer(tmp_path, tokenizer, tiny_config, data, anchor_thresholds=[4.0, 7.0])
+    classes = {4: 1, 7: 2, 9: 2, 5: 1, 10: 2, 1: 0, 3: 0, 2: 0, 6: 1}  # written out by hand: #{τ_k ≤ score}
+    for side, scores in (("chosen", chosen), ("rejected", rejected)):
+        targets = np.asarray(trainer.train_dataset[f"{side}_anchor_targets"])
+        assert targets.argmax(1).tolist() == [classes[v] for v in scores]
 
 
 def test_compute_loss_matches_the_loss_module(tmp_path, tokenizer, tiny_config):
