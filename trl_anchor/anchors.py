@@ -84,7 +84,8 @@ def classes_from_scores(scores: Sequence[float], thresholds: Sequence[float]) ->
     ```
     """
     # side="right" counts the thresholds ≤ score, i.e. those the score reaches.
-    return np.searchsorted(np.asarray(thresholds, dtype=np.float64), np.asarray(scores, dtype=np.float64), side="right")
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    return np.searchsorted(thresholds, np.asarray(scores, dtype=np.float64), side="right")
 
 
 def check_classes(classes: np.ndarray, num_thresholds: int, column: str, rows: np.ndarray) -> None:
