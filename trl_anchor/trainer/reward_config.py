@@ -7,6 +7,7 @@ from trl import RewardConfig
 from ..anchors import DEFAULT_PERCENTILES, validate_thresholds
 
 REWARD_TYPES = ("gaussian", "bt")
+ANCHOR_NORMALIZATIONS = ("anchored", "pairs")
 
 
 @dataclass
@@ -32,7 +33,12 @@ class AnchorGaussianRewardConfig(RewardConfig):
         > Parameters that control the anchors
 
         anchor_lambda (`float`, *optional*, defaults to `0.1`):
-            Weight λ of the anchor likelihood: `L = L_pair + λ · mean_pairs[w · (L_anchor(chosen) + L_anchor(rejected))]`.
+            Weight λ of the anchor likelihood: `L = L_pair + λ · (L_anchor(chosen) + L_anchor(rejected))`, each anchor
+            term a weighted sum over the batch's anchored responses normalised as `anchor_normalization` says.
+        anchor_normalization (`str`, *optional*, defaults to `"anchored"`):
+            What each side's anchor term `Σ w · L_anchor` is divided by: `"anchored"`, the number of anchored responses
+            of that side in the batch (the paper's code; λ keeps its meaning at any `anchor_fraction`), or `"pairs"`,
+            the number of pairs in the batch (the anchor term then shrinks with the anchored fraction).
         anchor_thresholds (`list[float]` or `str`, *optional*):
             Strictly increasing thresholds τ_1 < … < τ_K on the latent reward scale. `"auto"` sets them to the
             `anchor_percentiles` of all train external scores (`chosen_score`/`rejected_score`). `None` means `"auto"`
@@ -42,8 +48,11 @@ class AnchorGaussianRewardConfig(RewardConfig):
             Percentiles used by `anchor_thresholds="auto"`; the published recipe thresholds an external reward model at
             its 25th/75th percentiles (one anchor: the median, `[50.0]`).
         anchor_fraction (`float`, *optional*, defaults to `1.0`):
-            Fraction of train pairs that keep their anchors (a seeded subset, `seed`); the others train on the pairwise
-            term only. Evaluation always uses every anchor.
+            Fraction of train pairs that keep their anchors (a seeded subset, `anchor_seed`); the others train on the
+            pairwise term only. Evaluation always uses every anchor.
+        anchor_seed (`int`, *optional*):
+            Seed of the anchored subset drawn for `anchor_fraction` < 1, so runs with different training `seed`s can
+            share one subset. `None` uses `seed`.
         normalize_anchor_counts (`bool`, *optional*, defaults to `True`):
             For count anchors (e.g. crowd votes), divide the multinomial log-likelihood by the number of votes so each
             response weighs the same; `False` uses the full multinomial likelihood.
@@ -73,6 +82,12 @@ class AnchorGaussianRewardConfig(RewardConfig):
         default=0.1,
         metadata={"help": "Weight λ of the anchor likelihood relative to the pairwise loss."},
     )
+    anchor_normalization: str = field(
+        default="anchored",
+        metadata={"help": "Divide each side's weighted anchor likelihood by the number of anchored responses "
+                  "('anchored', the paper's code) or by the number of pairs in the batch ('pairs').",
+                  "choices": list(ANCHOR_NORMALIZATIONS)},
+    )
     anchor_thresholds: list[float] | str | None = field(
         default=None,
         metadata={"help": "Strictly increasing anchor thresholds, or 'auto' (percentiles of the train external "
@@ -85,6 +100,10 @@ class AnchorGaussianRewardConfig(RewardConfig):
     anchor_fraction: float = field(
         default=1.0,
         metadata={"help": "Fraction of train pairs that keep their anchors (seeded subset)."},
+    )
+    anchor_seed: int | None = field(
+        default=None,
+        metadata={"help": "Seed of the anchored subset for anchor_fraction < 1; None uses `seed`."},
     )
     normalize_anchor_counts: bool = field(
         default=True,
@@ -105,6 +124,10 @@ class AnchorGaussianRewardConfig(RewardConfig):
         super().__post_init__()
         if self.reward_type not in REWARD_TYPES:
             raise ValueError(f"`reward_type` must be one of {REWARD_TYPES}, got {self.reward_type!r}.")
+        if self.anchor_normalization not in ANCHOR_NORMALIZATIONS:
+            raise ValueError(
+                f"`anchor_normalization` must be one of {ANCHOR_NORMALIZATIONS}, got {self.anchor_normalization!r}."
+            )
         if not self.anchor_lambda >= 0:
             raise ValueError(f"`anchor_lambda` must be ≥ 0, got {self.anchor_lambda}.")
         if not 0.0 <= self.anchor_fraction <= 1.0:

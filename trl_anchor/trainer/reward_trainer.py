@@ -267,6 +267,7 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
             "anchor_form": self._anchor_form,
             "anchor_lambda": args.anchor_lambda if self.anchor_thresholds is not None else None,
             "anchor_fraction": args.anchor_fraction if self.anchor_thresholds is not None else None,
+            "anchor_normalization": args.anchor_normalization if self.anchor_thresholds is not None else None,
             "anchor_percentiles": args.anchor_percentiles if from_percentiles else None,
         }
 
@@ -316,7 +317,7 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
             return None
         if not isinstance(dataset, Dataset):
             raise ValueError("`anchor_fraction` < 1 needs a map-style train dataset.")
-        rng = np.random.default_rng(args.seed)
+        rng = np.random.default_rng(args.seed if args.anchor_seed is None else args.anchor_seed)
         keep = np.zeros(len(dataset), dtype=bool)
         keep[rng.permutation(len(dataset))[: int(round(args.anchor_fraction * len(dataset)))]] = True
         logger.info(f"anchor_fraction={args.anchor_fraction}: {int(keep.sum())}/{len(dataset)} train pairs keep anchors.")
@@ -368,12 +369,16 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
         counts = torch.cat([inputs[CHOSEN_COUNTS], inputs[REJECTED_COUNTS]])
         weight = inputs[ANCHOR_WEIGHT].repeat(2)
         nll = ordinal_anchor_nll(outputs.mean, outputs.std, thresholds, counts, self.args.normalize_anchor_counts)
-        # Mean over all pairs of the batch (not only anchored ones): the dataset-level objective is
-        # Σ_pairs L_pair + λ Σ_anchored [L_anchor(c) + L_anchor(r)], here divided by the number of pairs.
-        loss = (weight.to(nll.dtype) * nll).sum() / inputs[ANCHOR_WEIGHT].numel()
+        anchored = (weight > 0) & (counts.sum(-1) > 0)
+        weighted = weight.to(nll.dtype) * nll
+        if self.args.anchor_normalization == "anchored":
+            # The paper's code: each side's term is a mean over that side's anchored responses of the batch.
+            per_side = [w.sum() / a.sum().clamp_min(1) for w, a in zip(weighted.chunk(2), anchored.chunk(2), strict=True)]
+            loss = per_side[0] + per_side[1]
+        else:
+            loss = weighted.sum() / inputs[ANCHOR_WEIGHT].numel()
         with torch.no_grad():
             predicted = ordinal_log_probs(outputs.mean, outputs.std, thresholds).argmax(-1)
-            anchored = (weight > 0) & (counts.sum(-1) > 0)
             correct = (predicted == counts.argmax(-1)) & anchored
         return {"loss": loss, "correct": correct.sum(), "anchored": anchored.sum()}
 
