@@ -179,13 +179,25 @@ def test_class_and_count_anchors_default_thresholds(tmp_path, tokenizer, tiny_co
 
 def test_anchor_fraction_is_a_seeded_subset(tmp_path, tokenizer, tiny_config):
     data = _dataset("score", n=40)
-    weights = [
-        _trainer(tmp_path, tokenizer, tiny_config, data, anchor_fraction=0.25).train_dataset["anchor_weight"]
-        for _ in range(2)
-    ]
-    assert sum(weights[0]) == 10 and weights[0] == weights[1]
-    unanchored = [row for row, w in zip(weights[0], weights[0]) if w == 0]
-    assert len(unanchored) == 30
+    thresholds = [-0.5, 0.5]
+
+    def prepared(**kwargs):
+        trainer = _trainer(tmp_path, tokenizer, tiny_config, data, anchor_fraction=0.25, anchor_thresholds=thresholds,
+                           **kwargs)
+        return (np.asarray(trainer.train_dataset["anchor_weight"]), np.asarray(trainer.train_dataset[
+            "chosen_anchor_targets"]), np.asarray(trainer.train_dataset["rejected_anchor_targets"]))
+
+    weight, chosen, rejected = prepared()
+    assert sorted(set(weight.tolist())) == [0.0, 1.0] and weight.sum() == 10
+    kept = weight > 0
+    assert not chosen[~kept].any() and not rejected[~kept].any()  # the 30 others lose their anchors entirely
+    for side, targets in (("chosen", chosen), ("rejected", rejected)):
+        classes = [sum(score >= tau for tau in thresholds) for score in np.asarray(data[f"{side}_score"])[kept]]
+        assert targets[kept].argmax(1).tolist() == classes and (targets[kept].sum(1) == 1).all()
+    # the subset depends on `anchor_seed` only, not on the training seed
+    assert np.array_equal(prepared(seed=1, anchor_seed=0)[0], prepared(seed=2, anchor_seed=0)[0])
+    assert not np.array_equal(prepared(anchor_seed=0)[0], prepared(anchor_seed=1)[0])
+    assert np.array_equal(prepared(seed=0)[0], weight)  # `anchor_seed=None` uses `seed`
 
 
 def test_partial_anchors_with_weight(tmp_path, tokenizer, tiny_config):
