@@ -105,6 +105,39 @@ def test_pad_equal_to_eos_reads_the_reward_where_plain_transformers_does(tokeniz
     torch.testing.assert_close(direct, expected[:1], rtol=1e-4, atol=1e-4)
 
 
+class _LargestUpcast(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records the largest float64 or float32 tensor any operation creates."""
+
+    def __init__(self):
+        super().__init__()
+        self.numel = {torch.float64: 0, torch.float32: 0}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for tensor in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(tensor, torch.Tensor) and tensor.dtype in self.numel:
+                self.numel[tensor.dtype] = max(self.numel[tensor.dtype], tensor.numel())
+        return out
+
+
+@needs_ppo
+def test_score_upcasts_the_hidden_states_in_chunks(tokenizer):
+    """PPO scores every position: the heads must not hold a float64 (or float32) copy of the whole (B, T, H) batch."""
+    model = gaussian_rm(tokenizer).to(torch.bfloat16)
+    wrapper = PPORewardModel(model, tokenizer, tokenizer, transform="quantile:0.1")
+    hidden = torch.randn(8, 1024, 32, dtype=torch.bfloat16)  # 262 144 values; the heads upcast 4096 rows at a time
+    with torch.no_grad(), _LargestUpcast() as largest:
+        scores = wrapper.score(hidden)
+    assert scores.shape == (8, 1024, 1) and scores.dtype == torch.float32
+    assert largest.numel[torch.float64] <= 4096 * 32 and largest.numel[torch.float32] <= 4096 * 32
+    with torch.no_grad():  # the same values as the heads applied to each position's hidden state in float64
+        mean = hidden.double() @ model.score.weight[0].double()
+        raw = hidden.double() @ model.variance_head.weight[0].double() + model.variance_head.bias.double()
+    std = torch.sqrt(torch.nn.functional.softplus(raw) + model.variance_head.variance_floor)
+    expected = RewardTransform.parse("quantile:0.1").bind(model)(mean.float(), std.float())
+    torch.testing.assert_close(scores[..., 0], expected, rtol=1e-5, atol=1e-5)
+
+
 @needs_ppo
 def test_mismatched_tokenizer_is_rejected(tokenizer, minilm_dir):
     other = AutoTokenizer.from_pretrained(minilm_dir)

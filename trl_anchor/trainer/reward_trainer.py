@@ -329,6 +329,26 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
                 "chosen_ids", "rejected_ids", "margin", SOFT_LABEL, CHOSEN_COUNTS, REJECTED_COUNTS, ANCHOR_WEIGHT
             ]
 
+    # ------------------------------------------------------------------------------------------------ precision
+    def train(self, *args, **kwargs):
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            self._remove_autocast_wrapper()
+
+    def evaluation_loop(self, *args, **kwargs):
+        # Evaluation runs in training's precision whether or not accelerate's wrapper is on the forward.
+        with self.accelerator.autocast():
+            output = super().evaluation_loop(*args, **kwargs)
+        if not self.is_in_train:
+            self._remove_autocast_wrapper()
+        return output
+
+    def _remove_autocast_wrapper(self) -> None:
+        # With mixed precision, accelerate wraps the model's forward in autocast and leaves it there; the trained
+        # model would then score in bf16 while the saved one scores in float32. Restore the plain forward.
+        self.accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)
+
     # -------------------------------------------------------------------------------------------------- optimizer
     def create_optimizer(self, model=None):
         optimizer = super().create_optimizer(model)
