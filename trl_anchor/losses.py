@@ -74,8 +74,8 @@ def _log1mexp(d: torch.Tensor) -> torch.Tensor:
 def log_ndtr_diff(upper: torch.Tensor, lower: torch.Tensor) -> torch.Tensor:
     """`log(Φ(upper) − Φ(lower))` for `upper > lower`, stable in both tails and for tiny intervals.
 
-    Intervals in the upper tail are reflected (`Φ(a) − Φ(b) = Φ(−b) − Φ(−a)`) so that `log Φ` is only evaluated where it
-    keeps precision. Intervals narrower than ~1e-6 (huge σ) use the midpoint rule
+    Intervals in the upper tail are reflected (`Φ(a) − Φ(b) = Φ(−b) − Φ(−a)`) so that `log Φ` is only evaluated where
+    it keeps precision. Intervals narrower than ~1e-6 (huge σ) use the midpoint rule
     `(a − b) φ(m) (1 + (a − b)²(m² − 1)/24)`, where subtracting two nearly equal `log Φ` would lose every digit.
     """
     upper, lower = _upcast(upper, lower)
@@ -152,7 +152,9 @@ def soft_probit_loss(
     mean_chosen, variance_chosen, mean_rejected, variance_rejected, soft_label, margin=None
 ) -> torch.Tensor:
     """Per-pair soft-label Thurstone loss of the Gaussian reward model."""
-    log_p, log_q = gaussian_preference_log_probs(mean_chosen, variance_chosen, mean_rejected, variance_rejected, margin)
+    log_p, log_q = gaussian_preference_log_probs(
+        mean_chosen, variance_chosen, mean_rejected, variance_rejected, margin
+    )
     return soft_label_nll(log_p, log_q, soft_label)
 
 
@@ -193,6 +195,26 @@ def ordinal_anchor_nll(
     if normalize:
         nll = nll / counts.sum(-1).clamp_min(1.0)
     return nll
+
+
+ANCHOR_NORMALIZATIONS = ("anchored", "pairs")
+
+
+def batch_anchor_loss(
+    weighted_nll: torch.Tensor, anchored: torch.Tensor, normalization: str = "anchored"
+) -> torch.Tensor:
+    """The anchor term of a batch from per-response weighted NLLs `w · L_anchor` and anchored flags, shape `(2, B)`
+    (chosen row, rejected row).
+
+    `"anchored"` (the paper's code): each side's sum divided by that side's number of anchored responses, then the two
+    sides added, so λ keeps its meaning whatever fraction of the batch is anchored. `"pairs"`: both sides' sum divided
+    by the number of pairs `B`.
+    """
+    if normalization == "anchored":
+        return (weighted_nll.sum(-1) / anchored.sum(-1).clamp_min(1).to(weighted_nll.dtype)).sum()
+    if normalization == "pairs":
+        return weighted_nll.sum() / weighted_nll.shape[-1]
+    raise ValueError(f"`normalization` must be one of {ANCHOR_NORMALIZATIONS}, got {normalization!r}.")
 
 
 def class_counts(classes: torch.Tensor, num_thresholds: int) -> torch.Tensor:

@@ -5,9 +5,9 @@ from dataclasses import dataclass, field
 from trl import RewardConfig
 
 from ..anchors import DEFAULT_PERCENTILES, validate_thresholds
+from ..losses import ANCHOR_NORMALIZATIONS
 
 REWARD_TYPES = ("gaussian", "bt")
-ANCHOR_NORMALIZATIONS = ("anchored", "pairs")
 
 
 @dataclass
