@@ -169,12 +169,22 @@ def test_eval_calibration_metrics_match_direct_scoring(tmp_path, tokenizer, tiny
     assert "eval_anchor_accuracy" in metrics
 
 
-def test_class_and_count_anchors_default_thresholds(tmp_path, tokenizer, tiny_config):
-    trainer = _trainer(tmp_path, tokenizer, tiny_config, _dataset("class"))
-    assert trainer.anchor_thresholds == [-1.0, 1.0]
+def test_count_anchors_take_their_number_of_thresholds_from_the_count_vectors(tmp_path, tokenizer, tiny_config):
     trainer = _trainer(tmp_path, tokenizer, tiny_config, _dataset("counts"))
     assert trainer.anchor_thresholds == [-1.0, 1.0]
     trainer.train()
+
+
+def test_class_anchors_never_infer_the_number_of_thresholds_from_the_largest_class(tmp_path, tokenizer, tiny_config):
+    # Classes 0..2 of a 3-class scale, but this train set happens to hold only classes 0 and 1.
+    data = _dataset(chosen_anchor=[1, 0] * (N // 2), rejected_anchor=[0] * N)
+    with pytest.raises(ValueError, match=r"anchor_thresholds.*anchor_num_thresholds"):
+        _trainer(tmp_path, tokenizer, tiny_config, data)
+    trainer = _trainer(tmp_path, tokenizer, tiny_config, data, anchor_num_thresholds=2)
+    assert trainer.anchor_thresholds == [-1.0, 1.0]
+    assert np.asarray(trainer.train_dataset["chosen_anchor_targets"]).shape == (N, 3)
+    with pytest.raises(ValueError, match=r"anchor_num_thresholds=3.*2 thresholds"):
+        _trainer(tmp_path, tokenizer, tiny_config, data, anchor_num_thresholds=3, anchor_thresholds=[0.0, 1.0])
 
 
 def test_anchor_fraction_is_a_seeded_subset(tmp_path, tokenizer, tiny_config):

@@ -44,13 +44,11 @@ def detect_anchor_form(dataset, dataset_name: str) -> str | None:
     return forms[0] if forms else None
 
 
-def num_thresholds(dataset, form: str) -> int:
-    chosen, rejected = ANCHOR_FORMS[form]
+def count_vector_thresholds(dataset) -> int:
+    """K of count anchors: their vectors hold K + 1 counts (checked on every row by `check_counts`)."""
+    chosen, _ = ANCHOR_FORMS["counts"]
     first = next(row for row in dataset if row[chosen] is not None)
-    if form == "counts":
-        return len(first[chosen]) - 1
-    values = [v for col in (chosen, rejected) for v in dataset[col] if v is not None]
-    return max(int(max(values)), 1)
+    return len(first[chosen]) - 1
 
 
 def anchored_scores(dataset) -> np.ndarray:

@@ -42,8 +42,12 @@ class AnchorGaussianRewardConfig(RewardConfig):
         anchor_thresholds (`list[float]` or `str`, *optional*):
             Strictly increasing thresholds τ_1 < … < τ_K on the latent reward scale. `"auto"` sets them to the
             `anchor_percentiles` of all train external scores (`chosen_score`/`rejected_score`). `None` means `"auto"`
-            for score anchors and `K` evenly spaced values in [-1, 1] for class or count anchors (the thresholds fix
-            the unit of μ and σ).
+            for score anchors and `K` evenly spaced values in [-1, 1] for count anchors (K + 1 counts per response)
+            and for class anchors with `anchor_num_thresholds = K` (the thresholds fix the unit of μ and σ).
+        anchor_num_thresholds (`int`, *optional*):
+            Number K of thresholds of class anchors (classes 0..K) when `anchor_thresholds` is not given: K evenly
+            spaced thresholds in [-1, 1]. Class anchors need it or `anchor_thresholds`; K is never inferred from the
+            classes a train set happens to contain. Count anchors take K from their vectors' length.
         anchor_percentiles (`list[float]`, *optional*, defaults to `[25.0, 75.0]`):
             Percentiles used by `anchor_thresholds="auto"`; the published recipe thresholds an external reward model at
             its 25th/75th percentiles (one anchor: the median, `[50.0]`).
@@ -91,7 +95,13 @@ class AnchorGaussianRewardConfig(RewardConfig):
     anchor_thresholds: list[float] | str | None = field(
         default=None,
         metadata={"help": "Strictly increasing anchor thresholds, or 'auto' (percentiles of the train external "
-                  "scores). None: 'auto' for score anchors, evenly spaced in [-1, 1] for class/count anchors."},
+                  "scores). None: 'auto' for score anchors, evenly spaced in [-1, 1] for count anchors and for class "
+                  "anchors with anchor_num_thresholds."},
+    )
+    anchor_num_thresholds: int | None = field(
+        default=None,
+        metadata={"help": "Number K of thresholds of class anchors (classes 0..K) when anchor_thresholds is not "
+                  "given: K evenly spaced thresholds in [-1, 1]."},
     )
     anchor_percentiles: list[float] = field(
         default_factory=lambda: list(DEFAULT_PERCENTILES),
@@ -132,6 +142,8 @@ class AnchorGaussianRewardConfig(RewardConfig):
             raise ValueError(f"`anchor_lambda` must be ≥ 0, got {self.anchor_lambda}.")
         if not 0.0 <= self.anchor_fraction <= 1.0:
             raise ValueError(f"`anchor_fraction` must lie in [0, 1], got {self.anchor_fraction}.")
+        if self.anchor_num_thresholds is not None and self.anchor_num_thresholds < 1:
+            raise ValueError(f"`anchor_num_thresholds` must be ≥ 1, got {self.anchor_num_thresholds}.")
         if isinstance(self.anchor_thresholds, str):
             if self.anchor_thresholds != "auto":
                 self.anchor_thresholds = [float(t) for t in self.anchor_thresholds.split(",")]

@@ -37,8 +37,8 @@ from .anchor_columns import (
     REJECTED_COUNTS,
     SOFT_LABEL,
     anchored_scores,
+    count_vector_thresholds,
     detect_anchor_form,
-    num_thresholds,
     standardize_batch,
 )
 from .collator import DataCollatorForAnchoredPreference
@@ -201,7 +201,7 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
                 f"gives anchors as {self._anchor_form}s. Pass explicit thresholds."
             )
         if thresholds is None and self._anchor_form != "score":
-            num = num_thresholds(train_dataset, self._anchor_form)
+            num = _declared_num_thresholds(train_dataset, self._anchor_form, args.anchor_num_thresholds)
             thresholds = np.linspace(-1.0, 1.0, num).tolist() if num > 1 else [0.0]
             logger.info(f"Anchor thresholds default to {thresholds} (they set the unit of μ and σ).")
         if thresholds is None or thresholds == "auto":
@@ -210,7 +210,13 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
             scores = anchored_scores(train_dataset)
             thresholds = thresholds_from_scores(scores, args.anchor_percentiles)
             logger.info(f"Anchor thresholds at percentiles {args.anchor_percentiles} of train scores: {thresholds}")
-        return validate_thresholds(thresholds)
+        thresholds = validate_thresholds(thresholds)
+        if args.anchor_num_thresholds not in (None, len(thresholds)):
+            raise ValueError(
+                f"`anchor_num_thresholds={args.anchor_num_thresholds}` but there are {len(thresholds)} thresholds "
+                f"{thresholds}."
+            )
+        return thresholds
 
     def _anchor_settings(self, args) -> dict[str, Any]:
         from_percentiles = self._anchor_form == "score" and args.anchor_thresholds in (None, "auto")
@@ -436,6 +442,20 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
 
 
 # ------------------------------------------------------------------------------------------------------ helpers
+def _declared_num_thresholds(train_dataset, form: str, declared: int | None) -> int:
+    # The number of classes is part of the anchor scale, never a property of which classes a train set happens to
+    # contain: count vectors have K + 1 entries; class indices need K to be declared.
+    if form == "counts":
+        return count_vector_thresholds(train_dataset)
+    if declared is None:
+        raise ValueError(
+            "Class anchors (`chosen_anchor`/`rejected_anchor` in 0..K) need the number of thresholds K: set "
+            "`anchor_thresholds` (e.g. [-1.0, 1.0] for classes 0..2) or `anchor_num_thresholds` (K evenly spaced "
+            "thresholds in [-1, 1])."
+        )
+    return declared
+
+
 def _unwrap(model):
     return model.get_base_model() if is_peft_model(model) else model
 
