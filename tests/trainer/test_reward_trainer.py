@@ -378,3 +378,18 @@ def test_head_learning_rate_gets_its_own_param_groups(tmp_path, tokenizer, tiny_
         assert len(in_head) == 1  # no group mixes head and backbone parameters
         assert group["lr"] == (0.05 if in_head.pop() else 1e-4)
     assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(trainer.model.parameters()))
+
+
+def test_head_learning_rate_is_refused_where_it_cannot_be_applied(tmp_path, tokenizer, tiny_config):
+    from trl_anchor.trainer.head_optimizer import check_head_learning_rate
+
+    model = GaussianRewardModel.from_config(tiny_config)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="optimizer passed in `optimizers`"):
+        AnchorGaussianRewardTrainer(model=model, args=_args(tmp_path, head_learning_rate=0.05),
+                                    train_dataset=_dataset(), processing_class=tokenizer, optimizers=(optimizer, None))
+    assert [g["lr"] for g in optimizer.param_groups] == [0.1]  # the user's optimizer is left as it was
+    with pytest.raises(ValueError, match="optimizer defined in the DeepSpeed config"):
+        check_head_learning_rate(0.05, None, {"optimizer": {"type": "AdamW"}, "zero_optimization": {"stage": 3}})
+    check_head_learning_rate(0.05, None, {"zero_optimization": {"stage": 3}})  # the trainer's optimizer: applied
+    check_head_learning_rate(None, optimizer, {"optimizer": {"type": "AdamW"}})  # nothing to apply

@@ -83,7 +83,7 @@ def standardize_batch(batch, indices, form, thresholds, has_weight, dataset_name
     if keep is not None:
         weight = weight * keep[rows]
     num = len(thresholds)
-    for target, column in zip((CHOSEN_COUNTS, REJECTED_COUNTS), ANCHOR_FORMS[form]):
+    for target, column in zip((CHOSEN_COUNTS, REJECTED_COUNTS), ANCHOR_FORMS[form], strict=True):
         counts = np.zeros((n, num + 1))
         anchored = weight > 0
         rows_on = rows[anchored]
@@ -123,6 +123,7 @@ def anchor_weights(batch, rows, has_weight, form, dataset_name) -> np.ndarray:
     conflict = np.flatnonzero(missing & (weight > 0))
     if conflict.size:
         raise ValueError(
-            f"Row {rows[conflict[0]]} of the {dataset_name} dataset has `{ANCHOR_WEIGHT}` > 0 but empty anchor columns."
+            f"Row {rows[conflict[0]]} of the {dataset_name} dataset has `{ANCHOR_WEIGHT}` > 0 but empty anchor "
+            "columns."
         )
     return weight

@@ -42,6 +42,7 @@ from .anchor_columns import (
     standardize_batch,
 )
 from .collator import DataCollatorForAnchoredPreference
+from .head_optimizer import check_head_learning_rate, head_parameter_ids, split_head_groups
 from .reward_config import AnchorGaussianRewardConfig
 from .reward_metrics import metrics_from_rows, pair_rows, rewards_from_rows
 
@@ -147,6 +148,10 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
             preprocess_logits_for_metrics=preprocess_logits_for_metrics,
             quantization_config=quantization_config,
             peft_config=peft_config,
+        )
+        deepspeed_plugin = self.accelerator.state.deepspeed_plugin if self.is_deepspeed_enabled else None
+        check_head_learning_rate(
+            args.head_learning_rate, optimizers[0], deepspeed_plugin.deepspeed_config if deepspeed_plugin else None
         )
         if data_collator is None:
             # TRL has resolved the pad token by now; keep its padding settings and add soft labels and anchors.
@@ -330,9 +335,10 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
 
     # -------------------------------------------------------------------------------------------------- optimizer
     def create_optimizer(self, model=None):
+        user_optimizer = self.optimizer is not None
         optimizer = super().create_optimizer(model)
-        if self.args.head_learning_rate is not None:
-            _split_head_groups(optimizer, _head_parameters(self.model), self.args.head_learning_rate)
+        if self.args.head_learning_rate is not None and not user_optimizer:
+            split_head_groups(optimizer, head_parameter_ids(_unwrap(self.model)), self.args.head_learning_rate)
         return optimizer
 
     # ------------------------------------------------------------------------------------------------------- loss
@@ -491,27 +497,6 @@ def _check_tokenizer(tokenizer, args) -> None:
             )
         # Encoders (BERT, MiniLM) end sequences with [SEP] and have no EOS token; TRL appends the EOS token to text.
         tokenizer.eos_token = tokenizer.sep_token
-
-
-def _head_parameters(model) -> set[int]:
-    """Ids of the parameters of the mean head (`score`/`classifier`) and the variance head."""
-    base = _unwrap(model)
-    heads = [getattr(base, name, None) for name in ("score", "classifier", "variance_head")]
-    return {id(p) for head in heads if head is not None for p in head.parameters()}
-
-
-def _split_head_groups(optimizer, head_ids: set[int], head_lr: float) -> None:
-    # Move the heads out of each param group into a twin group (same weight decay) with its own learning rate;
-    # the LR scheduler, created afterwards, then scales every group from its own base rate.
-    twins = []
-    for group in optimizer.param_groups:
-        heads = [p for p in group["params"] if id(p) in head_ids]
-        if heads:
-            group["params"] = [p for p in group["params"] if id(p) not in head_ids]
-            twins.append({**{k: v for k, v in group.items() if k != "params"}, "params": heads, "lr": head_lr})
-    optimizer.param_groups[:] = [group for group in optimizer.param_groups if group["params"]]
-    for twin in twins:
-        optimizer.add_param_group(twin)
 
 
 def _with_trainable_heads(model, peft_config):
