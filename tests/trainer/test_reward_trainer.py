@@ -393,3 +393,26 @@ def test_head_learning_rate_is_refused_where_it_cannot_be_applied(tmp_path, toke
         check_head_learning_rate(0.05, None, {"optimizer": {"type": "AdamW"}, "zero_optimization": {"stage": 3}})
     check_head_learning_rate(0.05, None, {"zero_optimization": {"stage": 3}})  # the trainer's optimizer: applied
     check_head_learning_rate(None, optimizer, {"optimizer": {"type": "AdamW"}})  # nothing to apply
+
+
+def test_the_users_config_and_tokenizer_are_not_mutated(tmp_path, tokenizer, tiny_config, minilm_dir):
+    from transformers import AutoTokenizer
+
+    GPT2ForSequenceClassification(tiny_config).save_pretrained(tmp_path / "base")
+    tokenizer.save_pretrained(tmp_path / "base")
+    args = _args(tmp_path / "out", model_init_kwargs={"dtype": "float32"}, anchor_thresholds=[-1.0, 1.0])
+    AnchorGaussianRewardTrainer(model=str(tmp_path / "base"), args=args, train_dataset=_dataset("class"))
+    assert args.model_init_kwargs == {"dtype": "float32"}
+
+    # a decoder tokenizer without a pad token: the trainer pads with EOS on its own copy
+    tokenizer.pad_token = None
+    trainer = _trainer(tmp_path, tokenizer, tiny_config, _dataset())
+    assert tokenizer.pad_token is None and trainer.processing_class.pad_token == tokenizer.eos_token
+    # an encoder tokenizer has no EOS token: the trainer ends text with [SEP] on its own copy
+    encoder_tokenizer = AutoTokenizer.from_pretrained(minilm_dir)
+    assert encoder_tokenizer.eos_token is None
+    trainer = AnchorGaussianRewardTrainer(
+        model=GaussianRewardModel.from_pretrained(minilm_dir), args=_args(tmp_path), train_dataset=_dataset(),
+        processing_class=encoder_tokenizer,
+    )
+    assert encoder_tokenizer.eos_token is None and trainer.processing_class.eos_token == "[SEP]"

@@ -130,7 +130,7 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
             _unwrap(model).record_training_settings(**self._anchor_settings(args))
         if processing_class is None:
             processing_class = _load_tokenizer(model, args)
-        _check_tokenizer(processing_class, args)
+        processing_class = _check_tokenizer(processing_class, args)
 
         self._eval_rows: list[torch.Tensor] = []
         self.eval_rewards: dict[str, np.ndarray] | None = None
@@ -471,7 +471,7 @@ def _upgrade_args(model, args) -> AnchorGaussianRewardConfig:
         name = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "model")
         return AnchorGaussianRewardConfig(f"{str(name).split('/')[-1]}-AnchorGaussianReward")
     if isinstance(args, AnchorGaussianRewardConfig):
-        return args
+        return copy.copy(args)  # the trainer sets fields (e.g. consumed `model_init_kwargs`) on its own copy
     # A plain `trl.RewardConfig` keeps all its values and gets the defaults of the anchor fields.
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(args) if f.init}
     return AnchorGaussianRewardConfig(**values)
@@ -483,7 +483,9 @@ def _load_tokenizer(model, args):
     return AutoTokenizer.from_pretrained(model_id, revision=revision, trust_remote_code=args.trust_remote_code)
 
 
-def _check_tokenizer(tokenizer, args) -> None:
+def _check_tokenizer(tokenizer, args):
+    """The tokenizer to train with: the user's, or a copy when it will be changed (an EOS for encoders here; TRL sets
+    the pad token, `eos_token` and `chat_template_path` in place), so the user's tokenizer is never modified."""
     if (args.pad_token or tokenizer.pad_token or tokenizer.eos_token) is None:
         raise ValueError(
             f"The tokenizer {type(tokenizer).__name__} has neither a pad token nor an EOS token; reward models pad "
@@ -495,8 +497,14 @@ def _check_tokenizer(tokenizer, args) -> None:
                 f"The tokenizer {type(tokenizer).__name__} has no EOS token, which TRL appends to every text "
                 "response. Set `eos_token` in the config or on the tokenizer."
             )
-        # Encoders (BERT, MiniLM) end sequences with [SEP] and have no EOS token; TRL appends the EOS token to text.
-        tokenizer.eos_token = tokenizer.sep_token
+    # Encoders (BERT, MiniLM) end sequences with [SEP] and have no EOS token; TRL appends the EOS token to text.
+    eos_token = args.eos_token or tokenizer.eos_token or tokenizer.sep_token
+    pad_token = args.pad_token or tokenizer.pad_token or eos_token
+    if (eos_token, pad_token) != (tokenizer.eos_token, tokenizer.pad_token) or args.chat_template_path is not None:
+        tokenizer = copy.deepcopy(tokenizer)
+    if tokenizer.eos_token is None:
+        tokenizer.eos_token = eos_token
+    return tokenizer
 
 
 def _with_trainable_heads(model, peft_config):
