@@ -52,14 +52,21 @@ def test_log_ndtr_matches_scipy_and_has_exact_gradient(dtype):
         (-39.0, -40.0),  # lower tail
         (0.3, 0.3 - 1e-9),  # tiny interval: huge σ
         (1e4, 1e4 - 1e-9),
+        (1e3, 1e3 - 1e-6),
         (-1e4, -1e4 - 1.0),
+        (-300.0, -300.0 - 1e-5),
+        # just inside the midpoint rule, w·(1 + |m|) = 0.0099, at several positions
+        (0.00495, -0.00495),
+        (3.0 + 0.0099 / 8, 3.0 - 0.0099 / 8),
+        (-30.0 + 0.0099 / 62, -30.0 - 0.0099 / 62),
         (5.0, -5.0),
         (2.0, 1.999),
     ],
 )
 def test_log_ndtr_diff_matches_high_precision(upper, lower):
     got = log_ndtr_diff(torch.tensor([upper], dtype=torch.float64), torch.tensor([lower], dtype=torch.float64))
-    assert got.item() == pytest.approx(_mp_log_ndtr_diff(upper, lower), rel=1e-7)
+    # An absolute tolerance in nats: a relative one would allow errors of several nats at log-probabilities ≈ −5e7.
+    assert got.item() == pytest.approx(_mp_log_ndtr_diff(upper, lower), rel=0, abs=1e-6)
 
 
 def test_log_ndtr_diff_gradient_by_finite_differences():
