@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from datasets import Dataset
+from scipy.stats import norm
 from transformers import GPT2ForSequenceClassification
 from trl import RewardConfig
 
@@ -14,9 +15,7 @@ from trl_anchor import (
     AnchorGaussianRewardTrainer,
     AnchorIdentifiabilityWarning,
     GaussianRewardModel,
-    pairwise_metrics,
 )
-from trl_anchor.losses import gaussian_preference_log_probs, ordinal_anchor_nll, soft_probit_loss
 from trl_anchor.rewards.scoring import score_responses
 
 N = 16
@@ -124,23 +123,64 @@ def test_discrete_judge_scores_at_a_threshold_reach_it(tmp_path, tokenizer, tiny
         assert targets.argmax(1).tolist() == [classes[v] for v in scores]
 
 
-def test_compute_loss_matches_the_loss_module(tmp_path, tokenizer, tiny_config):
+def _scipy_pair_and_anchor_terms(out, batch, thresholds, margin=None):
+    """The soft probit loss per pair and the count-anchor NLL per response (normalised by the votes), with scipy."""
+    mean, variance = out.mean.double().numpy(), out.variance.double().numpy()
+    half = len(mean) // 2
+    gap = mean[:half] - mean[half:] - (0.0 if margin is None else margin)
+    z = gap / np.sqrt(variance[:half] + variance[half:])
+    p = batch["soft_label"].double().numpy()
+    pair = -(p * norm.logcdf(z) + (1 - p) * norm.logcdf(-z))
+    cdf = norm.cdf((np.asarray(thresholds)[None, :] - mean[:, None]) / np.sqrt(variance)[:, None])
+    class_probs = np.diff(np.concatenate([np.zeros((len(mean), 1)), cdf, np.ones((len(mean), 1))], axis=1), axis=1)
+    counts = np.concatenate([batch["chosen_anchor_targets"].numpy(), batch["rejected_anchor_targets"].numpy()])
+    anchor = -(counts * np.log(class_probs)).sum(1) / counts.sum(1)
+    return pair, anchor[:half], anchor[half:]
+
+
+def test_compute_loss_matches_scipy(tmp_path, tokenizer, tiny_config):
     trainer = _trainer(tmp_path, tokenizer, tiny_config, _dataset("counts"), anchor_thresholds=[-0.5, 0.5],
                        anchor_lambda=0.3)
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
     model = trainer.model.eval()
     with torch.no_grad():
+        model.variance_head.weight.normal_(0, 0.5)
         loss = trainer.compute_loss(model, dict(batch))
         out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-    mc, mr = out.mean.chunk(2)
-    vc, vr = out.variance.chunk(2)
-    pair = soft_probit_loss(mc, vc, mr, vr, batch["soft_label"]).mean()
-    tau = torch.tensor([-0.5, 0.5])
-    anchor = (
-        ordinal_anchor_nll(mc, vc.sqrt(), tau, batch["chosen_anchor_targets"])
-        + ordinal_anchor_nll(mr, vr.sqrt(), tau, batch["rejected_anchor_targets"])
-    ).mean()
-    assert loss.item() == pytest.approx((pair + 0.3 * anchor).item(), rel=1e-5)
+    pair, anchor_c, anchor_r = _scipy_pair_and_anchor_terms(out, batch, [-0.5, 0.5])
+    assert loss.item() == pytest.approx(pair.mean() + 0.3 * (anchor_c.mean() + anchor_r.mean()), rel=1e-6)
+
+
+def test_margin_and_center_rewards_coefficient_enter_the_loss(tmp_path, tokenizer, tiny_config):
+    margin = np.linspace(0.0, 1.5, N).round(3).tolist()
+    trainer = _trainer(tmp_path, tokenizer, tiny_config, _dataset("counts", margin=margin),
+                       anchor_thresholds=[-0.5, 0.5], anchor_lambda=0.3, center_rewards_coefficient=0.02)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4, 8)])
+    assert batch["margin"].tolist() == pytest.approx(margin[4:8])
+    model = trainer.model.eval()
+    with torch.no_grad():
+        model.score.weight.normal_(0, 1.0)  # rewards far from 0, so the centring term matters
+        loss = trainer.compute_loss(model, dict(batch))
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    pair, anchor_c, anchor_r = _scipy_pair_and_anchor_terms(out, batch, [-0.5, 0.5], np.asarray(margin[4:8]))
+    mean = out.mean.double().numpy()
+    center = 0.02 * np.mean((mean[:4] + mean[4:]) ** 2)  # TRL: coefficient · mean((r_c + r_r)²)
+    assert center > 1e-4
+    assert loss.item() == pytest.approx(pair.mean() + 0.3 * (anchor_c.mean() + anchor_r.mean()) + center, rel=1e-6)
+
+
+def test_gradient_accumulation_matches_one_large_batch(tmp_path, tokenizer, tiny_config):
+    params = {}
+    for batch_size, accumulation in ((8, 1), (4, 2)):
+        trainer = _trainer(tmp_path / str(batch_size), tokenizer, tiny_config, _dataset("class"), max_steps=2,
+                           per_device_train_batch_size=batch_size, gradient_accumulation_steps=accumulation,
+                           anchor_thresholds=[-0.5, 0.5], optim="sgd", learning_rate=0.05)
+        trainer.train()
+        params[accumulation] = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    initial = GaussianRewardModel.from_config(tiny_config).state_dict()
+    assert any(not torch.equal(p, initial[n]) for n, p in params[1].items())
+    for name, value in params[1].items():
+        torch.testing.assert_close(params[2][name], value, rtol=1e-5, atol=1e-6, msg=name)
 
 
 def test_bt_arm_uses_soft_labels(tmp_path, tokenizer, tiny_config):
@@ -148,9 +188,11 @@ def test_bt_arm_uses_soft_labels(tmp_path, tokenizer, tiny_config):
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
     with torch.no_grad():
         loss = trainer.compute_loss(trainer.model.eval(), dict(batch))
-        rc, rr = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.squeeze(-1).chunk(2)
+        logits = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    rc, rr = logits.squeeze(-1).chunk(2)
     p = batch["soft_label"]
-    expected = -(p * torch.nn.functional.logsigmoid(rc - rr) + (1 - p) * torch.nn.functional.logsigmoid(rr - rc)).mean()
+    logsigmoid = torch.nn.functional.logsigmoid
+    expected = -(p * logsigmoid(rc - rr) + (1 - p) * logsigmoid(rr - rc)).mean()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     trainer.train()
 
@@ -161,11 +203,15 @@ def test_eval_calibration_metrics_match_direct_scoring(tmp_path, tokenizer, tiny
     trainer.train()
     metrics = trainer.evaluate()
     scored = [score_responses(trainer.model, tokenizer, data[side], data["prompt"]) for side in ("chosen", "rejected")]
-    log_p, _ = gaussian_preference_log_probs(*(torch.tensor(v) for s in scored for v in (s.mean, s.variance)))
-    expected = pairwise_metrics(log_p.exp().numpy(), np.asarray(data["soft_label"]))
-    for key in ("brier", "soft_ce", "ece"):
-        assert metrics[f"eval_{key}"] == pytest.approx(expected[key], rel=1e-4, abs=1e-6), key
-    assert metrics["eval_accuracy"] == pytest.approx(expected["accuracy"])
+    prob = norm.cdf((scored[0].mean - scored[1].mean) / np.sqrt(scored[0].variance + scored[1].variance))
+    label = np.asarray(data["soft_label"])
+    assert metrics["eval_brier"] == pytest.approx(np.mean((prob - label) ** 2), rel=1e-5)
+    soft_ce = np.mean(-(label * np.log(prob) + (1 - label) * np.log1p(-prob)))
+    assert metrics["eval_soft_ce"] == pytest.approx(soft_ce, rel=1e-5)
+    bins = np.minimum((prob * 10).astype(int), 9)  # ECE over 10 equal-width bins, weighted by count
+    ece = sum(abs(prob[bins == b].mean() - label[bins == b].mean()) * (bins == b).mean() for b in set(bins))
+    assert metrics["eval_ece"] == pytest.approx(ece, rel=1e-5, abs=1e-9)
+    assert metrics["eval_accuracy"] == pytest.approx(np.mean((prob > 0.5) == (label > 0.5)))  # labels are ≥ 0.5
     assert "eval_anchor_accuracy" in metrics
 
 
@@ -279,9 +325,20 @@ def test_lora_trains_and_saves_both_heads(tmp_path, tokenizer, tiny_config):
     trainer.save_model(tmp_path / "adapter")
     saved = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
     assert any("variance_head" in key for key in saved) and any("score" in key for key in saved)
+    torch.manual_seed(0)  # the same base weights as `_trainer` built
     base = GaussianRewardModel.from_config(tiny_config)
     trained = trainer.model.get_base_model().variance_head
     assert not torch.equal(trained.weight, base.variance_head.weight)
+    # the adapter reloads onto a fresh base model and scores exactly like the trained model
+    from peft import PeftModel
+
+    reloaded = PeftModel.from_pretrained(base, tmp_path / "adapter").eval()
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    with torch.no_grad():
+        expected, again = trainer.model.eval()(**inputs), reloaded(**inputs)
+    torch.testing.assert_close(again.mean, expected.mean, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(again.variance, expected.variance, rtol=1e-6, atol=1e-7)
 
 
 # --------------------------------------------------------------------------------------------------- bad input
