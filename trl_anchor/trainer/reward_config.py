@@ -29,6 +29,12 @@ class AnchorGaussianRewardConfig(RewardConfig):
         variance_floor (`float`, *optional*):
             Lower bound added to the softplus variance, `σ² = softplus(·) + variance_floor`. `None` keeps the model's
             own (`1e-4` for a new model).
+        probit_tail (`float`, *optional*, defaults to `5.0`):
+            Bounded influence of mislabelled pairs: the pairwise loss `−log Φ(z)` continues linearly below
+            `z = −probit_tail` (`trl_anchor.losses.log_ndtr_linear_tail`), so a wrongly ordered pair pulls like one at
+            `z = −probit_tail` instead of quadratically harder (at the variance floor a pair with Δμ = −50 has a
+            gradient of 2.5e5 otherwise). Unchanged above it, so soft labels in `[Φ(−5), Φ(5)]` keep their exact
+            optimum. `None` trains the exact probit likelihood. Evaluation probabilities are always exact.
 
         > Parameters that control the anchors
 
@@ -82,6 +88,11 @@ class AnchorGaussianRewardConfig(RewardConfig):
         default=None,
         metadata={"help": "Floor added to the softplus variance. None keeps the model's own (1e-4 for a new model)."},
     )
+    probit_tail: float | None = field(
+        default=5.0,
+        metadata={"help": "The pairwise loss -log Φ(z) continues linearly below z = -probit_tail (bounded influence "
+                  "of mislabelled pairs). None: the exact probit likelihood."},
+    )
     anchor_lambda: float = field(
         default=0.1,
         metadata={"help": "Weight λ of the anchor likelihood relative to the pairwise loss."},
@@ -134,6 +145,8 @@ class AnchorGaussianRewardConfig(RewardConfig):
         super().__post_init__()
         if self.reward_type not in REWARD_TYPES:
             raise ValueError(f"`reward_type` must be one of {REWARD_TYPES}, got {self.reward_type!r}.")
+        if self.probit_tail is not None and not self.probit_tail > 0:
+            raise ValueError(f"`probit_tail` must be > 0 or None, got {self.probit_tail}.")
         if self.anchor_normalization not in ANCHOR_NORMALIZATIONS:
             raise ValueError(
                 f"`anchor_normalization` must be one of {ANCHOR_NORMALIZATIONS}, got {self.anchor_normalization!r}."

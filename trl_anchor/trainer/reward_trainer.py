@@ -232,6 +232,7 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
             "anchor_lambda": args.anchor_lambda if self.anchor_thresholds is not None else None,
             "anchor_fraction": args.anchor_fraction if self.anchor_thresholds is not None else None,
             "anchor_normalization": args.anchor_normalization if self.anchor_thresholds is not None else None,
+            "probit_tail": args.probit_tail if self._gaussian else None,
             "anchor_percentiles": args.anchor_percentiles if from_percentiles else None,
         }
 
@@ -352,11 +353,12 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
             mean_c, mean_r = torch.chunk(outputs.mean, 2)
             var_c, var_r = torch.chunk(outputs.variance, 2)
             log_prob = partial(gaussian_preference_log_probs, mean_c, var_c, mean_r, var_r)
+            log_p, log_q = log_prob(margin, self.args.probit_tail)
         else:
             mean_c, mean_r = torch.chunk(outputs.logits.squeeze(-1), 2)
             var_c = var_r = None
             log_prob = partial(bt_preference_log_probs, mean_c, mean_r)
-        log_p, log_q = log_prob(margin)
+            log_p, log_q = log_prob(margin)
         pair_loss = soft_label_nll(log_p, log_q, soft_label)
         loss = pair_loss.mean()
 
@@ -368,8 +370,8 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
             loss = loss + self.args.center_rewards_coefficient * torch.mean((mean_c + mean_r) ** 2)
 
         with torch.no_grad():
-            # Calibration and accuracy are about the preference itself: the training margin is not part of it.
-            prob = (log_p if margin is None else log_prob(None)[0]).exp()
+            # Calibration and accuracy use the exact probability of the preference itself: no margin, no tail.
+            prob = log_prob(None)[0].exp()
             values = {"chosen_mean": mean_c, "rejected_mean": mean_r, "prob": prob, "soft_label": soft_label,
                       "pair_loss": pair_loss, **(anchor or {})}
             if var_c is not None:
