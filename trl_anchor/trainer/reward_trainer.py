@@ -15,12 +15,7 @@ from trl import RewardTrainer
 from trl.data_utils import get_dataset_column_names
 from trl.trainer.utils import create_model_from_path, get_config_model_id
 
-from ..anchors import (
-    ANCHOR_WEIGHT,
-    thresholds_from_scores,
-    validate_thresholds,
-    warn_if_unidentified,
-)
+from ..anchors import ANCHOR_WEIGHT, warn_if_unidentified
 from ..losses import (
     batch_anchor_loss,
     bt_preference_log_probs,
@@ -36,9 +31,9 @@ from .anchor_columns import (
     CHOSEN_COUNTS,
     REJECTED_COUNTS,
     SOFT_LABEL,
-    anchored_scores,
-    count_vector_thresholds,
+    anchor_keep_mask,
     detect_anchor_form,
+    resolve_thresholds,
     standardize_batch,
 )
 from .collator import DataCollatorForAnchoredPreference
@@ -194,34 +189,10 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
 
     # ---------------------------------------------------------------------------------------------------- anchors
     def _resolve_thresholds(self, train_dataset, args) -> list[float] | None:
-        if self._anchor_form is None:
-            return None
-        if not self._gaussian:
+        if self._anchor_form is not None and not self._gaussian:
             logger.warning("Anchors are used by `reward_type='gaussian'` only; the BT arm ignores them.")
             return None
-        thresholds = args.anchor_thresholds
-        if thresholds == "auto" and self._anchor_form != "score":
-            raise ValueError(
-                "`anchor_thresholds='auto'` needs external scores (`chosen_score`/`rejected_score`); the dataset "
-                f"gives anchors as {self._anchor_form}s. Pass explicit thresholds."
-            )
-        if thresholds is None and self._anchor_form != "score":
-            num = _declared_num_thresholds(train_dataset, self._anchor_form, args.anchor_num_thresholds)
-            thresholds = np.linspace(-1.0, 1.0, num).tolist() if num > 1 else [0.0]
-            logger.info(f"Anchor thresholds default to {thresholds} (they set the unit of μ and σ).")
-        if thresholds is None or thresholds == "auto":
-            if isinstance(train_dataset, IterableDataset):
-                raise ValueError("`anchor_thresholds='auto'` needs a map-style train dataset; pass explicit values.")
-            scores = anchored_scores(train_dataset)
-            thresholds = thresholds_from_scores(scores, args.anchor_percentiles)
-            logger.info(f"Anchor thresholds at percentiles {args.anchor_percentiles} of train scores: {thresholds}")
-        thresholds = validate_thresholds(thresholds)
-        if args.anchor_num_thresholds not in (None, len(thresholds)):
-            raise ValueError(
-                f"`anchor_num_thresholds={args.anchor_num_thresholds}` but there are {len(thresholds)} thresholds "
-                f"{thresholds}."
-            )
-        return thresholds
+        return resolve_thresholds(train_dataset, self._anchor_form, args)
 
     def _anchor_settings(self, args) -> dict[str, Any]:
         from_percentiles = self._anchor_form == "score" and args.anchor_thresholds in (None, "auto")
@@ -260,7 +231,7 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
             raise ValueError(
                 f"The {dataset_name} dataset gives anchors as {form}s but the train dataset as {self._anchor_form}s."
             )
-        keep = self._anchor_keep_mask(dataset, args, dataset_name)
+        keep = anchor_keep_mask(dataset, args) if dataset_name == "train" and self.anchor_thresholds else None
         fn_kwargs = {
             "form": form,
             "thresholds": self.anchor_thresholds,
@@ -276,18 +247,6 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
             totals = np.asarray(dataset[CHOSEN_COUNTS]).sum(0) + np.asarray(dataset[REJECTED_COUNTS]).sum(0)
             warn_if_unidentified(totals)
         return dataset
-
-    def _anchor_keep_mask(self, dataset, args, dataset_name) -> np.ndarray | None:
-        if dataset_name != "train" or args.anchor_fraction >= 1.0 or self.anchor_thresholds is None:
-            return None
-        if not isinstance(dataset, Dataset):
-            raise ValueError("`anchor_fraction` < 1 needs a map-style train dataset.")
-        rng = np.random.default_rng(args.seed if args.anchor_seed is None else args.anchor_seed)
-        keep = np.zeros(len(dataset), dtype=bool)
-        keep[rng.permutation(len(dataset))[: int(round(args.anchor_fraction * len(dataset)))]] = True
-        kept = f"{int(keep.sum())}/{len(dataset)}"
-        logger.info(f"anchor_fraction={args.anchor_fraction}: {kept} train pairs keep anchors.")
-        return keep
 
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
@@ -450,20 +409,6 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
 
 
 # ------------------------------------------------------------------------------------------------------ helpers
-def _declared_num_thresholds(train_dataset, form: str, declared: int | None) -> int:
-    # The number of classes is part of the anchor scale, never a property of which classes a train set happens to
-    # contain: count vectors have K + 1 entries; class indices need K to be declared.
-    if form == "counts":
-        return count_vector_thresholds(train_dataset)
-    if declared is None:
-        raise ValueError(
-            "Class anchors (`chosen_anchor`/`rejected_anchor` in 0..K) need the number of thresholds K: set "
-            "`anchor_thresholds` (e.g. [-1.0, 1.0] for classes 0..2) or `anchor_num_thresholds` (K evenly spaced "
-            "thresholds in [-1, 1])."
-        )
-    return declared
-
-
 def _unwrap(model):
     return model.get_base_model() if is_peft_model(model) else model
 
