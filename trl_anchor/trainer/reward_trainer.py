@@ -418,7 +418,11 @@ def _upgrade_args(model, args) -> AnchorGaussianRewardConfig:
         name = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "model")
         return AnchorGaussianRewardConfig(f"{str(name).split('/')[-1]}-AnchorGaussianReward")
     if isinstance(args, AnchorGaussianRewardConfig):
-        return copy.copy(args)  # the trainer sets fields (e.g. consumed `model_init_kwargs`) on its own copy
+        # The trainer (and TRL) set fields, e.g. consumed `model_init_kwargs` or `dispatch_batches` for streamed data:
+        # on a copy, with its own accelerator config.
+        args = copy.copy(args)
+        args.accelerator_config = copy.copy(args.accelerator_config)
+        return args
     # A plain `trl.RewardConfig` keeps all its values and gets the defaults of the anchor fields.
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(args) if f.init}
     return AnchorGaussianRewardConfig(**values)
