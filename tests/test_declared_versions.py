@@ -1,9 +1,9 @@
 """The versions `pyproject.toml` declares are versions the test suite ran with: every `>=` floor is the lowest version
 pinned in `constraints/tested-*.txt` (the newest-TRL and the TRL 1.12 environments)."""
 
-import tomllib
 from pathlib import Path
 
+import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version

@@ -144,8 +144,8 @@ def gaussian_preference_log_probs(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`(log P(chosen ≻ rejected), log P(rejected ≻ chosen))` under the Gaussian (probit) model.
 
-    With `tail`, both are `log_ndtr_linear_tail` of the standardised gap: the bounded-influence training loss (no longer
-    normalised probabilities beyond `|z| > tail`).
+    With `tail`, both are `log_ndtr_linear_tail` of the standardised gap: the bounded-influence training loss (no
+    longer normalised probabilities beyond `|z| > tail`).
     """
     z = preference_z(mean_chosen, variance_chosen, mean_rejected, variance_rejected, margin)
     if tail is None:

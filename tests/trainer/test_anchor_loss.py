@@ -1,5 +1,6 @@
-"""The anchor term of the training loss against expectations written out with scipy: the paper's normalisation (a mean
-over each side's anchored responses) by default, the per-pair mean as an option, unequal weights and partial anchors."""
+"""The anchor term of the training loss against expectations written out with scipy: the paper's normalisation (a
+mean over each side's anchored responses) by default, the per-pair mean as an option, unequal weights and partial
+anchors."""
 
 import numpy as np
 import pytest
