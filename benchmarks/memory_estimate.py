@@ -101,7 +101,9 @@ def activation_bytes(
 ) -> int:
     """Activation memory of one micro-batch of `tokens` tokens, with or without gradient checkpointing."""
     layer = layer_activation_bytes(config, tokens, mask_shape)
-    final_norm = tokens * (8 * config.hidden_size + 4)
+    # The final norm keeps its float32 input (4h) and 1/rms (4), its bf16 output (2h); the μ head computes in float32
+    # and keeps a float32 copy of that output (4h) for its weight gradient.
+    final_norm = tokens * (10 * config.hidden_size + 4)
     if checkpointing:
         return config.num_hidden_layers * 2 * tokens * config.hidden_size + layer + final_norm
     return config.num_hidden_layers * layer + final_norm
