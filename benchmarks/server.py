@@ -1,4 +1,4 @@
-"""Row (e): `trl-anchor serve` throughput and latency with dynamic batching vs one forward pass per request.
+"""Row (f): `trl-anchor serve` throughput and latency with dynamic batching vs one forward pass per request.
 
 Two servers are started on loopback ports with the same model: `--max_batch_size 32 --max_wait_ms 5` (the defaults)
 and `--max_batch_size 1` (every request is its own forward pass, as OpenRLHF's `serve_rm` does for its one-query

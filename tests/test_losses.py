@@ -52,14 +52,21 @@ def test_log_ndtr_matches_scipy_and_has_exact_gradient(dtype):
         (-39.0, -40.0),  # lower tail
         (0.3, 0.3 - 1e-9),  # tiny interval: huge σ
         (1e4, 1e4 - 1e-9),
+        (1e3, 1e3 - 1e-6),
         (-1e4, -1e4 - 1.0),
+        (-300.0, -300.0 - 1e-5),
+        # just inside the midpoint rule, w·(1 + |m|) = 0.0099, at several positions
+        (0.00495, -0.00495),
+        (3.0 + 0.0099 / 8, 3.0 - 0.0099 / 8),
+        (-30.0 + 0.0099 / 62, -30.0 - 0.0099 / 62),
         (5.0, -5.0),
         (2.0, 1.999),
     ],
 )
 def test_log_ndtr_diff_matches_high_precision(upper, lower):
     got = log_ndtr_diff(torch.tensor([upper], dtype=torch.float64), torch.tensor([lower], dtype=torch.float64))
-    assert got.item() == pytest.approx(_mp_log_ndtr_diff(upper, lower), rel=1e-7)
+    # An absolute tolerance in nats: a relative one would allow errors of several nats at log-probabilities ≈ −5e7.
+    assert got.item() == pytest.approx(_mp_log_ndtr_diff(upper, lower), rel=0, abs=1e-6)
 
 
 def test_log_ndtr_diff_gradient_by_finite_differences():
@@ -186,3 +193,43 @@ def test_probability_math_runs_in_float64_under_bf16():
     mc = torch.tensor([0.5], dtype=torch.bfloat16)
     lp, _ = gaussian_preference_log_probs(mc, torch.ones(1), torch.zeros(1, dtype=torch.bfloat16), torch.ones(1))
     assert lp.dtype == torch.float64
+
+
+def _tangent_tail(z, tail):
+    """−log Φ(z) continued by its tangent at −tail, written out with scipy."""
+    slope = norm.pdf(tail) / norm.cdf(-tail)
+    return np.where(z < -tail, -norm.logcdf(-tail) + slope * (-tail - z), -norm.logcdf(z))
+
+
+@pytest.mark.parametrize("tail", [3.0, 5.0])
+def test_linear_tail_bounds_a_mislabelled_pairs_loss_and_gradient(tail):
+    floor = torch.full((1,), 1e-4, dtype=torch.float64)
+    gap = torch.tensor([-50.0], dtype=torch.float64, requires_grad=True)
+    exact = soft_probit_loss(gap, floor, torch.zeros(1, dtype=torch.float64), floor, torch.ones(1))
+    assert exact.item() == pytest.approx(-norm.logcdf(-50 / math.sqrt(2e-4)), rel=1e-9)  # ≈ 6.25e6
+    robust = soft_probit_loss(gap, floor, torch.zeros(1, dtype=torch.float64), floor, torch.ones(1), tail=tail)
+    z = -50 / math.sqrt(2e-4)
+    assert robust.item() == pytest.approx(_tangent_tail(np.array([z]), tail)[0], rel=1e-9)
+    robust.backward()
+    slope = norm.pdf(tail) / norm.cdf(-tail)
+    assert gap.grad.item() == pytest.approx(-slope / math.sqrt(2e-4), rel=1e-9)  # |grad| ≤ slope/σ_Δ, not |z|/σ_Δ
+
+
+def test_linear_tail_keeps_soft_label_optima_and_nonzero_gradients():
+    z = torch.tensor(np.linspace(-40, 40, 161), dtype=torch.float64, requires_grad=True)
+    for label in (0.0, 0.3, 0.7, 1.0):
+        soft = torch.full_like(z, label)
+        half = torch.full_like(z, 0.5)
+        loss = soft_probit_loss(z, half, torch.zeros_like(z), half, soft, tail=3.0)
+        values = z.detach().numpy()
+        expected = label * _tangent_tail(values, 3.0) + (1 - label) * _tangent_tail(-values, 3.0)
+        np.testing.assert_allclose(loss.detach().numpy(), expected, rtol=1e-9, atol=1e-12)
+        (grad,) = torch.autograd.grad(loss.sum(), z)
+        if 0 < label < 1:  # far on the wrong side of a soft label the pull stays finite and non-zero
+            assert (grad[z < -3] < -label * 3.0).all() and (grad[z > 3] > (1 - label) * 3.0).all()
+            optimum = torch.tensor([norm.ppf(label)], dtype=torch.float64, requires_grad=True)
+            half, zero = torch.tensor([0.5], dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
+            at_optimum = soft_probit_loss(optimum, half, zero, half, torch.tensor([label], dtype=torch.float64),
+                                          tail=3.0)
+            (slope,) = torch.autograd.grad(at_optimum, optimum)
+            assert abs(slope.item()) < 1e-9  # Φ(z) = p is still the minimum

@@ -71,6 +71,8 @@ _EXPORTS = {
     "AnchorGaussianRewardConfig": "trainer",
     "AnchorGaussianRewardTrainer": "trainer",
     "DataCollatorForAnchoredPreference": "trainer",
+    "IRLSFTConfig": "trainer",
+    "IRLSFTTrainer": "trainer",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -135,4 +137,10 @@ if TYPE_CHECKING:
         score_responses,
     )
     from .serving import RemoteRewardFunction, RewardClient, ServeConfig
-    from .trainer import AnchorGaussianRewardConfig, AnchorGaussianRewardTrainer, DataCollatorForAnchoredPreference
+    from .trainer import (
+        AnchorGaussianRewardConfig,
+        AnchorGaussianRewardTrainer,
+        DataCollatorForAnchoredPreference,
+        IRLSFTConfig,
+        IRLSFTTrainer,
+    )

@@ -3,6 +3,9 @@
 An anchor says how many of the thresholds `τ_1 < … < τ_K` a response's latent reward exceeds. Datasets give it in one
 of three forms per response (see `ANCHOR_FORMS`): a raw external score (thresholded here), a class index `0 … K`, or
 counts over the `K + 1` ordered classes (e.g. crowd votes). All forms become count vectors for the loss.
+
+A score is thresholded as in the paper, `A_k = 1{score ≥ τ_k}`: a score equal to a threshold reaches it. With discrete
+scores (a 1–10 judge, a percentile that lands on an observed score) this decides the class of many responses.
 """
 
 import math
@@ -71,8 +74,18 @@ def check_finite_scores(scores: np.ndarray, column: str, rows: np.ndarray | None
 
 
 def classes_from_scores(scores: Sequence[float], thresholds: Sequence[float]) -> np.ndarray:
-    """Anchor class = number of thresholds strictly exceeded by the score."""
-    return np.searchsorted(np.asarray(thresholds, dtype=np.float64), np.asarray(scores, dtype=np.float64), side="left")
+    """Anchor class = number of thresholds the score reaches, `Σ_k 1{score ≥ τ_k}` (a tie counts as reached).
+
+    Example:
+
+    ```python
+    >>> classes_from_scores([2.0, 3.0, 8.0], thresholds=[3.0, 7.0])
+    array([0, 1, 2])
+    ```
+    """
+    # side="right" counts the thresholds ≤ score, i.e. those the score reaches.
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    return np.searchsorted(thresholds, np.asarray(scores, dtype=np.float64), side="right")
 
 
 def check_classes(classes: np.ndarray, num_thresholds: int, column: str, rows: np.ndarray) -> None:

@@ -21,6 +21,11 @@ COMMANDS = {
         "trl_anchor.scripts.caption_study",
         "real-vote study: BT vs Gaussian vs Gaussian+vote anchors on held-out caption contests",
     ),
+    "irl-sft": ("trl_anchor.scripts.irl_sft", "reward learning from SFT demonstrations: IRFT (implicit) or RFT"),
+    "irl-sft-study": (
+        "trl_anchor.scripts.irl_sft_study",
+        "SFT vs IRFT vs RFT on a verifiable sorting task with noisy demonstrations",
+    ),
 }
 
 

@@ -49,12 +49,22 @@ def expected_calibration_error(probs, labels, num_bins: int = 10) -> float:
     return float(np.sum(weight * np.abs(bins["mean_prob"] - bins["mean_label"])))
 
 
-def pairwise_metrics(probs, labels, num_bins: int = 10) -> dict[str, float]:
-    """Accuracy (against the majority side of the soft label, ties count ½), Brier, soft CE and ECE."""
+def preference_accuracy(probs, labels) -> float:
+    """Share of pairs whose predicted side (`P(chosen ≻ rejected) > ½`) is the majority side of the soft label; a pair
+    labelled exactly ½ counts ½. With hard labels (all 1) this is TRL's accuracy, `mean(r_chosen > r_rejected)`.
+
+    The one accuracy of trl-anchor: the trainer's `accuracy`/`eval_accuracy`, `evaluate_reward_model` and model cards.
+    """
     probs, labels = _as_arrays(probs, labels)
     hit = np.where(labels == 0.5, 0.5, ((probs > 0.5) == (labels > 0.5)).astype(np.float64))
+    return float(np.mean(hit))
+
+
+def pairwise_metrics(probs, labels, num_bins: int = 10) -> dict[str, float]:
+    """Accuracy (`preference_accuracy`: the majority side of the soft label, ties count ½), Brier, soft CE and ECE."""
+    probs, labels = _as_arrays(probs, labels)
     return {
-        "accuracy": float(np.mean(hit)),
+        "accuracy": preference_accuracy(probs, labels),
         "brier": brier_score(probs, labels),
         "soft_ce": soft_cross_entropy(probs, labels),
         "ece": expected_calibration_error(probs, labels, num_bins),

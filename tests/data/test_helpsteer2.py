@@ -100,6 +100,9 @@ def test_one_epoch_training_with_class_anchors(tokenizer, tmp_path):
     )
     from datasets import concatenate_datasets
 
-    trainer = train_one_epoch(concatenate_datasets([train["train"], train["validation"]]), tokenizer, tmp_path)
+    # anchor_cutoffs (2, 3): classes 0..2, so K = 2 thresholds (declared, never read off the classes present)
+    trainer = train_one_epoch(
+        concatenate_datasets([train["train"], train["validation"]]), tokenizer, tmp_path, anchor_num_thresholds=2
+    )
     assert trainer.anchor_thresholds is not None and len(trainer.anchor_thresholds) == 2
     assert any("anchor_loss" in entry for entry in trainer.state.log_history)

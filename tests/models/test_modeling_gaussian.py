@@ -118,8 +118,30 @@ def test_num_labels_must_be_one(tiny_config):
         GaussianRewardModel.from_config(tiny_config)
 
 
-def test_bf16_variance_is_float32(tiny_config):
-    model = GaussianRewardModel.from_config(tiny_config).to(torch.bfloat16)
+def test_bf16_cast_model_still_computes_both_heads_in_float32(tiny_config):
+    model = GaussianRewardModel.from_config(tiny_config).to(torch.bfloat16)  # e.g. DeepSpeed casts every parameter
     out = model(input_ids=torch.tensor([[5, 6, 7]]))
-    assert out.logits.dtype == torch.bfloat16
-    assert out.variance.dtype == torch.float32 and out.mean.dtype == torch.float32
+    assert out.logits.dtype == out.mean.dtype == out.variance.dtype == torch.float32
+
+
+def test_model_pickles_with_torch_save(tmp_path, tokenizer, tiny_config):
+    import subprocess
+    import sys
+
+    torch.manual_seed(0)
+    model = GaussianRewardModel.from_config(tiny_config).eval()
+    _randomize_variance_head(model)
+    torch.save(model, tmp_path / "model.pt")
+    loaded = torch.load(tmp_path / "model.pt", weights_only=False)
+    assert type(loaded) is type(model)
+    batch = _batch(tokenizer, ["the quick brown fox", "this response is rude"])
+    torch.testing.assert_close(loaded(**batch).variance, model(**batch).variance, atol=0, rtol=0)
+    # a fresh process, where the Gaussian class has not been generated yet, unpickles it too
+    code = (
+        "import torch; m = torch.load(r'%s', weights_only=False); "
+        "print(type(m).__name__, round(float(m(input_ids=torch.tensor([[5, 6, 7]])).variance), 6))"
+    ) % (tmp_path / "model.pt")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    expected = round(float(model(input_ids=torch.tensor([[5, 6, 7]])).variance), 6)
+    assert result.stdout.split()[-2:] == ["GaussianGPT2ForSequenceClassification", str(expected)]

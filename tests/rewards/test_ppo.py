@@ -65,6 +65,79 @@ def test_reward_at_last_token_matches_model_forward(tokenizer, spec):
     assert set(dict(wrapper.named_parameters())) == backbone | heads
 
 
+def _plain_transformed_reward(model, ids, pad_token_id, spec):
+    """The transformed reward written out from plain transformers: μ is its logit, σ² the variance head applied by hand
+    to its hidden state at the last token that is not the pad token."""
+    plain = AutoModelForSequenceClassification.from_config(model.config).eval()
+    plain.load_state_dict(model.state_dict(), strict=False)
+    index = max(i for i, token in enumerate(ids) if token != pad_token_id)
+    with torch.no_grad():
+        mean = plain(input_ids=torch.tensor([ids])).logits[0, 0]
+        hidden = plain.base_model(input_ids=torch.tensor([ids])).last_hidden_state[0, index].double()
+        raw = hidden @ model.variance_head.weight[0].double() + model.variance_head.bias.double()
+    std = torch.sqrt(torch.nn.functional.softplus(raw) + model.variance_head.variance_floor).float()
+    return RewardTransform.parse(spec).bind(model)(mean.reshape(1), std.reshape(1))[0]
+
+
+@needs_ppo
+def test_pad_equal_to_eos_reads_the_reward_where_plain_transformers_does(tokenizer):
+    from trl.experimental.utils import get_reward
+
+    tokenizer.pad_token = tokenizer.eos_token  # what TRL does for tokenizers without a pad token
+    pad = tokenizer.pad_token_id
+    model = gaussian_rm(tokenizer)
+    wrapper = PPORewardModel(model, tokenizer, tokenizer, transform="quantile:0.1")
+    queries = [tokenizer(p)["input_ids"] for p in PROMPTS[:3]]
+    responses = [tokenizer(r)["input_ids"] + [tokenizer.eos_token_id] for r in (" it is four", " no", " the cat")]
+    context = max(map(len, queries))
+    width = context + max(map(len, responses)) + 2
+    query_responses = torch.tensor([  # left-padded queries, responses ending with EOS, then padding: PPO's layout
+        [pad] * (context - len(q)) + q + r + [pad] * (width - context - len(r))
+        for q, r in zip(queries, responses, strict=True)
+    ])
+    expected = torch.stack([
+        _plain_transformed_reward(model, q + r, pad, "quantile:0.1") for q, r in zip(queries, responses, strict=True)
+    ])
+    with torch.no_grad():
+        _, rewards, _ = get_reward(wrapper, query_responses, pad, context)  # what PPOTrainer calls
+        direct = wrapper(input_ids=torch.tensor([q + r for q, r in zip(queries[:1], responses[:1], strict=True)]))
+    torch.testing.assert_close(rewards, expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(direct, expected[:1], rtol=1e-4, atol=1e-4)
+
+
+class _LargestUpcast(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records the largest float64 or float32 tensor any operation creates."""
+
+    def __init__(self):
+        super().__init__()
+        self.numel = {torch.float64: 0, torch.float32: 0}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for tensor in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(tensor, torch.Tensor) and tensor.dtype in self.numel:
+                self.numel[tensor.dtype] = max(self.numel[tensor.dtype], tensor.numel())
+        return out
+
+
+@needs_ppo
+def test_score_upcasts_the_hidden_states_in_chunks(tokenizer):
+    """PPO scores every position: the heads must not hold a float64 (or float32) copy of the whole (B, T, H) batch."""
+    model = gaussian_rm(tokenizer).to(torch.bfloat16)
+    wrapper = PPORewardModel(model, tokenizer, tokenizer, transform="quantile:0.1")
+    hidden = torch.randn(8, 1024, 32, dtype=torch.bfloat16)  # 262 144 values; the heads upcast 4096 rows at a time
+    with torch.no_grad(), _LargestUpcast() as largest:
+        scores = wrapper.score(hidden)
+    assert scores.shape == (8, 1024, 1) and scores.dtype == torch.float32
+    assert largest.numel[torch.float64] <= 4096 * 32 and largest.numel[torch.float32] <= 4096 * 32
+    with torch.no_grad():  # the same values as the heads applied to each position's hidden state in float64
+        mean = hidden.double() @ model.score.weight[0].double()
+        raw = hidden.double() @ model.variance_head.weight[0].double() + model.variance_head.bias.double()
+    std = torch.sqrt(torch.nn.functional.softplus(raw) + model.variance_head.variance_floor)
+    expected = RewardTransform.parse("quantile:0.1").bind(model)(mean.float(), std.float())
+    torch.testing.assert_close(scores[..., 0], expected, rtol=1e-5, atol=1e-5)
+
+
 @needs_ppo
 def test_mismatched_tokenizer_is_rejected(tokenizer, minilm_dir):
     other = AutoTokenizer.from_pretrained(minilm_dir)

@@ -101,9 +101,9 @@ def test_bt_arm_from_local_file_recipe(tmp_path, tiny_causal_lm_dir):
     assert "Bradley–Terry" in card.text and card.data.datasets is None  # a local file is not a Hub dataset
 
 
-# PPO and GRPO recipes drive the example scripts, whose own tests parse them.
+# PPO and GRPO recipes drive the example scripts and IRL-SFT recipes `trl-anchor irl-sft`, whose own tests parse them.
 TRAIN_RECIPES = sorted(
-    p for p in RECIPES.rglob("*.yaml") if not {"accelerate_configs", "ppo", "grpo"} & set(p.relative_to(RECIPES).parts)
+    p for p in RECIPES.rglob("*.yaml") if not {"accelerate_configs", "ppo", "grpo", "irl-sft"} & set(p.relative_to(RECIPES).parts)
 )
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from datasets import Dataset
+from scipy.stats import norm
 from transformers import GPT2ForSequenceClassification
 from trl import RewardConfig
 
@@ -14,9 +15,7 @@ from trl_anchor import (
     AnchorGaussianRewardTrainer,
     AnchorIdentifiabilityWarning,
     GaussianRewardModel,
-    pairwise_metrics,
 )
-from trl_anchor.losses import gaussian_preference_log_probs, ordinal_anchor_nll, soft_probit_loss
 from trl_anchor.rewards.scoring import score_responses
 
 N = 16
@@ -105,29 +104,83 @@ def test_auto_thresholds_are_train_score_percentiles_and_recorded(tmp_path, toke
     settings = trainer.model.config.gaussian_reward
     assert settings["anchor_thresholds"] == trainer.anchor_thresholds
     assert settings["anchor_lambda"] == 0.1 and settings["anchor_percentiles"] == [20.0, 80.0]
-    # the classes fed to the loss are the number of thresholds each score exceeds
-    first = trainer.train_dataset[0]
-    expected = int(np.searchsorted(trainer.anchor_thresholds, data[0]["chosen_score"]))
-    assert first["chosen_anchor_targets"] == [float(k == expected) for k in range(3)]
+    # the classes fed to the loss are the number of thresholds each score reaches (score ≥ τ)
+    for row, example in zip(data, trainer.train_dataset, strict=True):
+        for side in ("chosen", "rejected"):
+            expected = sum(row[f"{side}_score"] >= tau for tau in trainer.anchor_thresholds)
+            assert example[f"{side}_anchor_targets"] == [float(k == expected) for k in range(3)]
 
 
-def test_compute_loss_matches_the_loss_module(tmp_path, tokenizer, tiny_config):
+def test_discrete_judge_scores_at_a_threshold_reach_it(tmp_path, tokenizer, tiny_config):
+    # 1-10 judge scores; τ = [4, 7] are observed scores, so many responses sit exactly on a threshold.
+    chosen = [4, 7, 9, 4, 7, 5, 10, 4] * 2
+    rejected = [1, 4, 3, 2, 6, 4, 7, 3] * 2
+    data = _dataset(chosen_score=[float(v) for v in chosen], rejected_score=[float(v) for v in rejected])
+    trainer = _trainer(tmp_path, tokenizer, tiny_config, data, anchor_thresholds=[4.0, 7.0])
+    classes = {4: 1, 7: 2, 9: 2, 5: 1, 10: 2, 1: 0, 3: 0, 2: 0, 6: 1}  # written out by hand: #{τ_k ≤ score}
+    for side, scores in (("chosen", chosen), ("rejected", rejected)):
+        targets = np.asarray(trainer.train_dataset[f"{side}_anchor_targets"])
+        assert targets.argmax(1).tolist() == [classes[v] for v in scores]
+
+
+def _scipy_pair_and_anchor_terms(out, batch, thresholds, margin=None):
+    """The soft probit loss per pair and the count-anchor NLL per response (normalised by the votes), with scipy."""
+    mean, variance = out.mean.double().numpy(), out.variance.double().numpy()
+    half = len(mean) // 2
+    gap = mean[:half] - mean[half:] - (0.0 if margin is None else margin)
+    z = gap / np.sqrt(variance[:half] + variance[half:])
+    p = batch["soft_label"].double().numpy()
+    pair = -(p * norm.logcdf(z) + (1 - p) * norm.logcdf(-z))
+    cdf = norm.cdf((np.asarray(thresholds)[None, :] - mean[:, None]) / np.sqrt(variance)[:, None])
+    class_probs = np.diff(np.concatenate([np.zeros((len(mean), 1)), cdf, np.ones((len(mean), 1))], axis=1), axis=1)
+    counts = np.concatenate([batch["chosen_anchor_targets"].numpy(), batch["rejected_anchor_targets"].numpy()])
+    anchor = -(counts * np.log(class_probs)).sum(1) / counts.sum(1)
+    return pair, anchor[:half], anchor[half:]
+
+
+def test_compute_loss_matches_scipy(tmp_path, tokenizer, tiny_config):
     trainer = _trainer(tmp_path, tokenizer, tiny_config, _dataset("counts"), anchor_thresholds=[-0.5, 0.5],
                        anchor_lambda=0.3)
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
     model = trainer.model.eval()
     with torch.no_grad():
+        model.variance_head.weight.normal_(0, 0.5)
         loss = trainer.compute_loss(model, dict(batch))
         out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-    mc, mr = out.mean.chunk(2)
-    vc, vr = out.variance.chunk(2)
-    pair = soft_probit_loss(mc, vc, mr, vr, batch["soft_label"]).mean()
-    tau = torch.tensor([-0.5, 0.5])
-    anchor = (
-        ordinal_anchor_nll(mc, vc.sqrt(), tau, batch["chosen_anchor_targets"])
-        + ordinal_anchor_nll(mr, vr.sqrt(), tau, batch["rejected_anchor_targets"])
-    ).mean()
-    assert loss.item() == pytest.approx((pair + 0.3 * anchor).item(), rel=1e-5)
+    pair, anchor_c, anchor_r = _scipy_pair_and_anchor_terms(out, batch, [-0.5, 0.5])
+    assert loss.item() == pytest.approx(pair.mean() + 0.3 * (anchor_c.mean() + anchor_r.mean()), rel=1e-6)
+
+
+def test_margin_and_center_rewards_coefficient_enter_the_loss(tmp_path, tokenizer, tiny_config):
+    margin = np.linspace(0.0, 1.5, N).round(3).tolist()
+    trainer = _trainer(tmp_path, tokenizer, tiny_config, _dataset("counts", margin=margin),
+                       anchor_thresholds=[-0.5, 0.5], anchor_lambda=0.3, center_rewards_coefficient=0.02)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4, 8)])
+    assert batch["margin"].tolist() == pytest.approx(margin[4:8])
+    model = trainer.model.eval()
+    with torch.no_grad():
+        model.score.weight.normal_(0, 1.0)  # rewards far from 0, so the centring term matters
+        loss = trainer.compute_loss(model, dict(batch))
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    pair, anchor_c, anchor_r = _scipy_pair_and_anchor_terms(out, batch, [-0.5, 0.5], np.asarray(margin[4:8]))
+    mean = out.mean.double().numpy()
+    center = 0.02 * np.mean((mean[:4] + mean[4:]) ** 2)  # TRL: coefficient · mean((r_c + r_r)²)
+    assert center > 1e-4
+    assert loss.item() == pytest.approx(pair.mean() + 0.3 * (anchor_c.mean() + anchor_r.mean()) + center, rel=1e-6)
+
+
+def test_gradient_accumulation_matches_one_large_batch(tmp_path, tokenizer, tiny_config):
+    params = {}
+    for batch_size, accumulation in ((8, 1), (4, 2)):
+        trainer = _trainer(tmp_path / str(batch_size), tokenizer, tiny_config, _dataset("class"), max_steps=2,
+                           per_device_train_batch_size=batch_size, gradient_accumulation_steps=accumulation,
+                           anchor_thresholds=[-0.5, 0.5], optim="sgd", learning_rate=0.05)
+        trainer.train()
+        params[accumulation] = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    initial = GaussianRewardModel.from_config(tiny_config).state_dict()
+    assert any(not torch.equal(p, initial[n]) for n, p in params[1].items())
+    for name, value in params[1].items():
+        torch.testing.assert_close(params[2][name], value, rtol=1e-5, atol=1e-6, msg=name)
 
 
 def test_bt_arm_uses_soft_labels(tmp_path, tokenizer, tiny_config):
@@ -135,9 +188,11 @@ def test_bt_arm_uses_soft_labels(tmp_path, tokenizer, tiny_config):
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
     with torch.no_grad():
         loss = trainer.compute_loss(trainer.model.eval(), dict(batch))
-        rc, rr = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.squeeze(-1).chunk(2)
+        logits = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    rc, rr = logits.squeeze(-1).chunk(2)
     p = batch["soft_label"]
-    expected = -(p * torch.nn.functional.logsigmoid(rc - rr) + (1 - p) * torch.nn.functional.logsigmoid(rr - rc)).mean()
+    logsigmoid = torch.nn.functional.logsigmoid
+    expected = -(p * logsigmoid(rc - rr) + (1 - p) * logsigmoid(rr - rc)).mean()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     trainer.train()
 
@@ -148,31 +203,57 @@ def test_eval_calibration_metrics_match_direct_scoring(tmp_path, tokenizer, tiny
     trainer.train()
     metrics = trainer.evaluate()
     scored = [score_responses(trainer.model, tokenizer, data[side], data["prompt"]) for side in ("chosen", "rejected")]
-    log_p, _ = gaussian_preference_log_probs(*(torch.tensor(v) for s in scored for v in (s.mean, s.variance)))
-    expected = pairwise_metrics(log_p.exp().numpy(), np.asarray(data["soft_label"]))
-    for key in ("brier", "soft_ce", "ece"):
-        assert metrics[f"eval_{key}"] == pytest.approx(expected[key], rel=1e-4, abs=1e-6), key
-    assert metrics["eval_accuracy"] == pytest.approx(expected["accuracy"])
+    prob = norm.cdf((scored[0].mean - scored[1].mean) / np.sqrt(scored[0].variance + scored[1].variance))
+    label = np.asarray(data["soft_label"])
+    assert metrics["eval_brier"] == pytest.approx(np.mean((prob - label) ** 2), rel=1e-5)
+    soft_ce = np.mean(-(label * np.log(prob) + (1 - label) * np.log1p(-prob)))
+    assert metrics["eval_soft_ce"] == pytest.approx(soft_ce, rel=1e-5)
+    bins = np.minimum((prob * 10).astype(int), 9)  # ECE over 10 equal-width bins, weighted by count
+    ece = sum(abs(prob[bins == b].mean() - label[bins == b].mean()) * (bins == b).mean() for b in set(bins))
+    assert metrics["eval_ece"] == pytest.approx(ece, rel=1e-5, abs=1e-9)
+    assert metrics["eval_accuracy"] == pytest.approx(np.mean((prob > 0.5) == (label > 0.5)))  # labels are ≥ 0.5
     assert "eval_anchor_accuracy" in metrics
 
 
-def test_class_and_count_anchors_default_thresholds(tmp_path, tokenizer, tiny_config):
-    trainer = _trainer(tmp_path, tokenizer, tiny_config, _dataset("class"))
-    assert trainer.anchor_thresholds == [-1.0, 1.0]
+def test_count_anchors_take_their_number_of_thresholds_from_the_count_vectors(tmp_path, tokenizer, tiny_config):
     trainer = _trainer(tmp_path, tokenizer, tiny_config, _dataset("counts"))
     assert trainer.anchor_thresholds == [-1.0, 1.0]
     trainer.train()
 
 
+def test_class_anchors_never_infer_the_number_of_thresholds_from_the_largest_class(tmp_path, tokenizer, tiny_config):
+    # Classes 0..2 of a 3-class scale, but this train set happens to hold only classes 0 and 1.
+    data = _dataset(chosen_anchor=[1, 0] * (N // 2), rejected_anchor=[0] * N)
+    with pytest.raises(ValueError, match=r"anchor_thresholds.*anchor_num_thresholds"):
+        _trainer(tmp_path, tokenizer, tiny_config, data)
+    trainer = _trainer(tmp_path, tokenizer, tiny_config, data, anchor_num_thresholds=2)
+    assert trainer.anchor_thresholds == [-1.0, 1.0]
+    assert np.asarray(trainer.train_dataset["chosen_anchor_targets"]).shape == (N, 3)
+    with pytest.raises(ValueError, match=r"anchor_num_thresholds=3.*2 thresholds"):
+        _trainer(tmp_path, tokenizer, tiny_config, data, anchor_num_thresholds=3, anchor_thresholds=[0.0, 1.0])
+
+
 def test_anchor_fraction_is_a_seeded_subset(tmp_path, tokenizer, tiny_config):
     data = _dataset("score", n=40)
-    weights = [
-        _trainer(tmp_path, tokenizer, tiny_config, data, anchor_fraction=0.25).train_dataset["anchor_weight"]
-        for _ in range(2)
-    ]
-    assert sum(weights[0]) == 10 and weights[0] == weights[1]
-    unanchored = [row for row, w in zip(weights[0], weights[0]) if w == 0]
-    assert len(unanchored) == 30
+    thresholds = [-0.5, 0.5]
+
+    def prepared(**kwargs):
+        trainer = _trainer(tmp_path, tokenizer, tiny_config, data, anchor_fraction=0.25, anchor_thresholds=thresholds,
+                           **kwargs)
+        return (np.asarray(trainer.train_dataset["anchor_weight"]), np.asarray(trainer.train_dataset[
+            "chosen_anchor_targets"]), np.asarray(trainer.train_dataset["rejected_anchor_targets"]))
+
+    weight, chosen, rejected = prepared()
+    assert sorted(set(weight.tolist())) == [0.0, 1.0] and weight.sum() == 10
+    kept = weight > 0
+    assert not chosen[~kept].any() and not rejected[~kept].any()  # the 30 others lose their anchors entirely
+    for side, targets in (("chosen", chosen), ("rejected", rejected)):
+        classes = [sum(score >= tau for tau in thresholds) for score in np.asarray(data[f"{side}_score"])[kept]]
+        assert targets[kept].argmax(1).tolist() == classes and (targets[kept].sum(1) == 1).all()
+    # the subset depends on `anchor_seed` only, not on the training seed
+    assert np.array_equal(prepared(seed=1, anchor_seed=0)[0], prepared(seed=2, anchor_seed=0)[0])
+    assert not np.array_equal(prepared(anchor_seed=0)[0], prepared(anchor_seed=1)[0])
+    assert np.array_equal(prepared(seed=0)[0], weight)  # `anchor_seed=None` uses `seed`
 
 
 def test_partial_anchors_with_weight(tmp_path, tokenizer, tiny_config):
@@ -244,9 +325,20 @@ def test_lora_trains_and_saves_both_heads(tmp_path, tokenizer, tiny_config):
     trainer.save_model(tmp_path / "adapter")
     saved = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
     assert any("variance_head" in key for key in saved) and any("score" in key for key in saved)
+    torch.manual_seed(0)  # the same base weights as `_trainer` built
     base = GaussianRewardModel.from_config(tiny_config)
     trained = trainer.model.get_base_model().variance_head
     assert not torch.equal(trained.weight, base.variance_head.weight)
+    # the adapter reloads onto a fresh base model and scores exactly like the trained model
+    from peft import PeftModel
+
+    reloaded = PeftModel.from_pretrained(base, tmp_path / "adapter").eval()
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    with torch.no_grad():
+        expected, again = trainer.model.eval()(**inputs), reloaded(**inputs)
+    torch.testing.assert_close(again.mean, expected.mean, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(again.variance, expected.variance, rtol=1e-6, atol=1e-7)
 
 
 # --------------------------------------------------------------------------------------------------- bad input
@@ -338,3 +430,41 @@ def test_head_learning_rate_gets_its_own_param_groups(tmp_path, tokenizer, tiny_
         assert len(in_head) == 1  # no group mixes head and backbone parameters
         assert group["lr"] == (0.05 if in_head.pop() else 1e-4)
     assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(trainer.model.parameters()))
+
+
+def test_head_learning_rate_is_refused_where_it_cannot_be_applied(tmp_path, tokenizer, tiny_config):
+    from trl_anchor.trainer.head_optimizer import check_head_learning_rate
+
+    model = GaussianRewardModel.from_config(tiny_config)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="optimizer passed in `optimizers`"):
+        AnchorGaussianRewardTrainer(model=model, args=_args(tmp_path, head_learning_rate=0.05),
+                                    train_dataset=_dataset(), processing_class=tokenizer, optimizers=(optimizer, None))
+    assert [g["lr"] for g in optimizer.param_groups] == [0.1]  # the user's optimizer is left as it was
+    with pytest.raises(ValueError, match="optimizer defined in the DeepSpeed config"):
+        check_head_learning_rate(0.05, None, {"optimizer": {"type": "AdamW"}, "zero_optimization": {"stage": 3}})
+    check_head_learning_rate(0.05, None, {"zero_optimization": {"stage": 3}})  # the trainer's optimizer: applied
+    check_head_learning_rate(None, optimizer, {"optimizer": {"type": "AdamW"}})  # nothing to apply
+
+
+def test_the_users_config_and_tokenizer_are_not_mutated(tmp_path, tokenizer, tiny_config, minilm_dir):
+    from transformers import AutoTokenizer
+
+    GPT2ForSequenceClassification(tiny_config).save_pretrained(tmp_path / "base")
+    tokenizer.save_pretrained(tmp_path / "base")
+    args = _args(tmp_path / "out", model_init_kwargs={"dtype": "float32"}, anchor_thresholds=[-1.0, 1.0])
+    AnchorGaussianRewardTrainer(model=str(tmp_path / "base"), args=args, train_dataset=_dataset("class"))
+    assert args.model_init_kwargs == {"dtype": "float32"}
+
+    # a decoder tokenizer without a pad token: the trainer pads with EOS on its own copy
+    tokenizer.pad_token = None
+    trainer = _trainer(tmp_path, tokenizer, tiny_config, _dataset())
+    assert tokenizer.pad_token is None and trainer.processing_class.pad_token == tokenizer.eos_token
+    # an encoder tokenizer has no EOS token: the trainer ends text with [SEP] on its own copy
+    encoder_tokenizer = AutoTokenizer.from_pretrained(minilm_dir)
+    assert encoder_tokenizer.eos_token is None
+    trainer = AnchorGaussianRewardTrainer(
+        model=GaussianRewardModel.from_pretrained(minilm_dir), args=_args(tmp_path), train_dataset=_dataset(),
+        processing_class=encoder_tokenizer,
+    )
+    assert encoder_tokenizer.eos_token is None and trainer.processing_class.eos_token == "[SEP]"

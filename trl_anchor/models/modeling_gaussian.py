@@ -5,15 +5,19 @@ one extra module, `variance_head`, applied to the same hidden state the standard
 reads. Consequences:
 
 - `config.num_labels == 1` and the reward head is the usual one, so `trl.RewardTrainer`'s checks pass unpatched.
-- A saved directory is an ordinary checkpoint of the backbone's class (`config.architectures` names it) plus the tensors
-  `variance_head.weight`/`variance_head.bias` in the same safetensors file. Plain
+- A saved directory is an ordinary checkpoint of the backbone's class (`config.architectures` names it) plus the
+  tensors `variance_head.weight`/`variance_head.bias` in the same safetensors file. Plain
   `AutoModelForSequenceClassification.from_pretrained(dir)` loads it without remote code, ignores the variance head and
   returns the mean μ as its single logit.
 - `config.gaussian_reward` records that the model is Gaussian, its variance floor and the anchors it was trained with.
 
+Both heads keep float32 parameters (also in a bf16 model, `_keep_in_fp32_modules_strict`) and compute with autocast
+off: μ comes out of a float32 product, never a bf16-rounded one, and a 1e-5 update moves them.
+
 Variance parameterisation: `σ² = softplus(w·h + b) + variance_floor`, computed in float64 and returned as float32.
 Softplus keeps σ² strictly positive with a gradient everywhere (no clamp), grows linearly for large activations (no
-exp overflow) and the floor bounds the probit denominator away from zero. A fresh head has `w = 0` and `b` chosen so that σ² = 1.
+exp overflow) and the floor bounds the probit denominator away from zero. A fresh head has `w = 0` and `b` chosen so
+that σ² = 1.
 """
 
 import math
@@ -28,12 +32,18 @@ from transformers.dynamic_module_utils import get_class_from_dynamic_module, res
 from transformers.utils import ModelOutput, logging
 
 from ..losses import math_dtype
+from .pooling import reward_token_index
 
 logger = logging.get_logger(__name__)
 
 GAUSSIAN_CONFIG_KEY = "gaussian_reward"
 DEFAULT_VARIANCE_FLOOR = 1e-4
 _INITIAL_VARIANCE = 1.0
+# Modules kept in float32 when a Gaussian model is loaded in bf16/fp16: the mean head and the variance head.
+_FLOAT32_HEADS = ("score", "classifier", "variance_head")
+# At most this many positions are upcast at once, so heads applied to every position of a (B, T, H) batch (PPO) never
+# hold an upcast copy of the whole batch.
+_UPCAST_ROWS = 4096
 
 
 @dataclass
@@ -64,8 +74,10 @@ class VarianceHead(nn.Module):
 
     def __init__(self, in_features: int, variance_floor: float = DEFAULT_VARIANCE_FLOOR):
         super().__init__()
-        self.weight = nn.Parameter(torch.empty(1, in_features))
-        self.bias = nn.Parameter(torch.empty(1))
+        # float32 whatever the default dtype a bf16 model is built under (a checkpoint without this head leaves it
+        # at its initial values, so no load casts it either).
+        self.weight = nn.Parameter(torch.empty(1, in_features, dtype=torch.float32))
+        self.bias = nn.Parameter(torch.empty(1, dtype=torch.float32))
         self.variance_floor = variance_floor
         self.reset_parameters()
 
@@ -76,14 +88,32 @@ class VarianceHead(nn.Module):
             self.bias.fill_(_inverse_softplus(_INITIAL_VARIANCE - self.variance_floor))
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Variance `softplus(w·h + b) + floor` of pooled hidden states `(B, H)`, in the probability dtype.
+        """Variance `softplus(w·h + b) + floor` of hidden states `(..., H)`, as float32 of shape `(...)`.
 
-        The head is tiny, so it runs in float64 (float32 on MPS) whatever the model dtype: bf16 training never rounds
-        σ², and the result does not depend on how the loaded weights happen to be aligned in memory.
+        The head is tiny, so it runs in float64 (float32 on MPS) with autocast off whatever the model dtype: bf16
+        training never rounds σ², and the result does not depend on how the loaded weights happen to be aligned in
+        memory.
         """
-        dtype = math_dtype(hidden.device)
-        raw = F.linear(hidden.to(dtype), self.weight.to(dtype), self.bias.to(dtype)).squeeze(-1)
+        raw = upcast_linear(hidden, self.weight, self.bias, math_dtype(hidden.device)).squeeze(-1)
         return (F.softplus(raw) + self.variance_floor).float()
+
+
+class Float32Linear(nn.Linear):
+    """`nn.Linear` computed in float32 with autocast off, whatever the dtype of its parameters and input; the mean
+    head of a `GaussianRewardModel`. Same parameters and state-dict keys as `nn.Linear`."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return upcast_linear(input, self.weight, self.bias, torch.float32)
+
+
+def upcast_linear(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype):
+    """`F.linear` in `dtype` with autocast disabled, upcasting `_UPCAST_ROWS` positions of `hidden` at a time."""
+    with torch.autocast(device_type=hidden.device.type, enabled=False):
+        weight = weight.to(dtype)
+        bias = None if bias is None else bias.to(dtype)
+        rows = hidden.reshape(-1, hidden.shape[-1]).split(_UPCAST_ROWS)
+        out = torch.cat([F.linear(chunk.to(dtype), weight, bias) for chunk in rows])
+    return out.reshape(*hidden.shape[:-1], out.shape[-1])
 
 
 def _inverse_softplus(y: float) -> float:
@@ -107,18 +137,10 @@ def reward_head(model: nn.Module) -> nn.Module:
 def _in_features(head: nn.Module) -> int:
     linear = getattr(head, "in_features", None)
     if linear is None:
-        raise ValueError(f"The reward head {type(head).__name__} is not a linear layer; cannot size the variance head.")
+        raise ValueError(
+            f"The reward head {type(head).__name__} is not a linear layer; cannot size the variance head."
+        )
     return linear
-
-
-def last_token_index(input_ids: torch.Tensor | None, pad_token_id: int | None, seq_len: int) -> torch.Tensor | int:
-    """Index of the token whose hidden state a causal seq-cls model pools: the rightmost non-pad token, matching
-    transformers' `...ForSequenceClassification` (left or right padding)."""
-    if input_ids is None or pad_token_id is None:
-        return -1
-    non_pad = (input_ids != pad_token_id).to(torch.int32)
-    positions = torch.arange(seq_len, device=input_ids.device, dtype=torch.int32)
-    return (positions * non_pad).argmax(-1)
 
 
 class GaussianRewardModel:
@@ -146,10 +168,20 @@ class GaussianRewardModel:
     _backbone_class: type | None = None
     variance_head: VarianceHead
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # Both heads stay float32 when the model is loaded in bf16/fp16 (the backbone's own list is kept).
+        inherited = getattr(super(GaussianRewardModel, cls), "_keep_in_fp32_modules_strict", None) or []
+        cls._keep_in_fp32_modules_strict = sorted({*inherited, *_FLOAT32_HEADS})
+
     def __init__(self, config: PretrainedConfig, *args, **kwargs):
         super().__init__(config, *args, **kwargs)
         settings = gaussian_settings(config)
-        self.variance_head = VarianceHead(_in_features(reward_head(self)), settings["variance_floor"])
+        head = reward_head(self)
+        self.variance_head = VarianceHead(_in_features(head), settings["variance_floor"])
+        if type(head) is nn.Linear:
+            # μ in float32 with autocast off, like σ²: the module keeps its parameters, only its forward changes.
+            head.__class__ = Float32Linear
 
     # ----------------------------------------------------------------------------------------------------- creation
     @classmethod
@@ -225,8 +257,9 @@ class GaussianRewardModel:
     # ----------------------------------------------------------------------------------------------------- forward
     def forward(self, input_ids=None, attention_mask=None, sequence_ends=None, **kwargs) -> GaussianRewardModelOutput:
         """Arguments as for the backbone's sequence-classification forward, plus `sequence_ends` for padding-free
-        batches (`trl_anchor.models.packing`): the flat index `row * width + column` of each packed sequence's last token,
-        where μ and σ² are read; the outputs then have one row per sequence."""
+        batches (`trl_anchor.models.packing`): the flat index `row * width + column` of the token each packed
+        sequence's μ and σ² are read at; the outputs then have one row per sequence. Without it, σ² is read where the
+        backbone reads μ (`trl_anchor.models.pooling.reward_token_index` for decoders)."""
         captured = {}
 
         def capture_head(_module, inputs, output):
@@ -242,7 +275,10 @@ class GaussianRewardModel:
         if sequence_ends is not None:
             hidden, logits = _at_sequence_ends(self, hidden, captured["logits"], sequence_ends)
         elif hidden.dim() == 3:  # the reward head runs on every position (causal LMs): pool exactly as it does
-            index = last_token_index(input_ids, self.config.get_text_config().pad_token_id, hidden.shape[1])
+            if input_ids is None:  # as transformers: without token ids padding is invisible; read the last position
+                index = torch.full((hidden.shape[0],), hidden.shape[1] - 1, device=hidden.device)
+            else:
+                index = reward_token_index(input_ids, self.config.get_text_config().pad_token_id).to(hidden.device)
             hidden = hidden[torch.arange(hidden.shape[0], device=hidden.device), index]
         variance = self.variance_head(hidden)
         return GaussianRewardModelOutput(
@@ -267,6 +303,20 @@ class GaussianRewardModel:
 
 
 _GAUSSIAN_CLASSES: dict[type, type] = {}
+_GAUSSIAN_PREFIX = "Gaussian"
+
+
+def __getattr__(name: str) -> type:
+    # The `Gaussian<Backbone>ForSequenceClassification` classes are generated on demand; resolving them by name here
+    # lets pickle (`torch.save(model)`, multiprocessing) find them, also in a process that has not generated them yet.
+    backbone_name = name.removeprefix(_GAUSSIAN_PREFIX)
+    if name.startswith(_GAUSSIAN_PREFIX) and backbone_name.endswith("ForSequenceClassification"):
+        import transformers
+
+        backbone = getattr(transformers, backbone_name, None)
+        if backbone is not None:
+            return GaussianRewardModel.class_for(backbone.config_class())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def gaussian_class(backbone: type) -> type:
@@ -312,7 +362,7 @@ def _at_sequence_ends(model, hidden, position_logits, sequence_ends):
     # head input and output are read at each sequence's last token instead.
     if hidden.dim() != 3:
         raise ValueError(
-            f"Padding-free batches (`sequence_ends`) need a reward head that reads every position (decoder backbones); "
+            "Padding-free batches (`sequence_ends`) need a reward head that reads every position (decoder backbones); "
             f"{type(model).__name__} pools before its head. Train it with padding (`padding_free=False`)."
         )
     index = sequence_ends.to(hidden.device)

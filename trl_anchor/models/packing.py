@@ -5,8 +5,10 @@ batch, so on mixed-length data most of the compute goes to pad tokens. Here the 
 independent by `position_ids` that restart at 0 for every sequence, with no `attention_mask`. transformers (≥ 5) turns
 such `position_ids` into a block-diagonal causal mask for eager, SDPA and flex attention
 (`masking_utils.find_packed_sequence_indices`) and into varlen `cu_seqlens` for FlashAttention
-(`modeling_flash_attention_utils`). The reward of each sequence is read at its last token through
-`GaussianRewardModel.forward(sequence_ends=...)`, so μ and σ² are exactly those of the padded batch.
+(`modeling_flash_attention_utils`). The reward of each sequence is read through
+`GaussianRewardModel.forward(sequence_ends=...)` at the token the padded batch reads it at (its last non-pad token,
+`trl_anchor.models.pooling.reward_token_index`), so μ and σ² are exactly those of the padded batch and of plain
+transformers, also when the pad token is the EOS token.
 
 Two layouts:
 
@@ -25,6 +27,8 @@ from typing import Any
 
 import torch
 
+from .pooling import reward_token_index
+
 SEQUENCE_ENDS = "sequence_ends"
 SEQUENCE_LENGTHS = "sequence_lengths"
 
@@ -38,8 +42,9 @@ def pack_sequences(
     """Pack token sequences into padding-free rows.
 
     Returns `input_ids` and `position_ids` of shape `(rows, width)`, `sequence_ends` (the flat index
-    `row * width + column` of each sequence's last token, in input order) and `sequence_lengths`. The unused tail of
-    a row holds pad tokens whose positions restart at 0: a separate dummy sequence that no real token attends to.
+    `row * width + column` of the token each sequence's reward is read at, in input order: its last token whose id is
+    not `pad_token_id`, as in a padded batch) and `sequence_lengths`. The unused tail of a row holds pad tokens whose
+    positions restart at 0: a separate dummy sequence that no real token attends to.
 
     Example:
 
@@ -73,9 +78,10 @@ def pack_sequences(
         offset = 0
         for index in members:
             length = lengths[index]
-            input_ids[row, offset : offset + length] = torch.as_tensor(sequences[index], dtype=torch.long)
+            tokens = torch.as_tensor(sequences[index], dtype=torch.long)
+            input_ids[row, offset : offset + length] = tokens
             position_ids[row, offset : offset + length] = torch.arange(length)
-            ends[index] = row * width + offset + length - 1
+            ends[index] = row * width + offset + reward_token_index(tokens, pad_token_id)
             offset += length
         position_ids[row, offset:] = torch.arange(width - offset)
     return {

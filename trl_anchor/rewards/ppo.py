@@ -19,7 +19,8 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 from transformers.utils import logging
 
-from ..models.modeling_gaussian import GaussianRewardModel, last_token_index, reward_head
+from ..models.modeling_gaussian import GaussianRewardModel, reward_head
+from ..models.pooling import reward_token_index
 from .transforms import RewardTransform
 
 logger = logging.get_logger(__name__)
@@ -107,7 +108,7 @@ class PPORewardModel(nn.Module):
         backbone = getattr(self, self.base_model_prefix)
         outputs = backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, **kwargs)
         rewards = self.score(outputs.hidden_states[-1]).squeeze(-1)
-        index = last_token_index(input_ids, self.config.get_text_config().pad_token_id, rewards.shape[-1])
+        index = reward_token_index(input_ids, self.config.get_text_config().pad_token_id).to(rewards.device)
         return rewards[torch.arange(rewards.shape[0], device=rewards.device), index]
 
 

@@ -101,14 +101,14 @@ def score_responses(
 ) -> RewardScores:
     """Score responses (optionally with prompts) with a reward model and its own tokenizer / chat template.
 
-    Sequences longer than `max_length` keep their last `max_length` tokens (the end of the response is what the
-    reward is read from); how many were truncated is logged.
+    Batches are padded with the pad token id the model pools on (`model.config.pad_token_id`), so a padded row is
+    scored exactly like the sequence alone. Sequences longer than `max_length` keep their leading special tokens (the
+    `[CLS]` an encoder pools on, a decoder's BOS) and then their last tokens (the end of the response, where a decoder
+    reads the reward); how many were truncated is logged.
     """
     if prompts is not None and len(prompts) != len(responses):
         raise ValueError(f"Got {len(prompts)} prompts for {len(responses)} responses; they must pair up one to one.")
-    pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    if pad_token_id is None:
-        raise ValueError(f"The tokenizer {type(tokenizer).__name__} has neither a pad nor an EOS token to pad with.")
+    pad_token_id = pooling_pad_token_id(model, tokenizer)
     token_ids = [
         tokenize_response(tokenizer, response, None if prompts is None else prompts[i])
         for i, response in enumerate(responses)
@@ -117,5 +117,30 @@ def score_responses(
         truncated = sum(len(ids) > max_length for ids in token_ids)
         if truncated:
             logger.warning(f"{truncated}/{len(token_ids)} sequences exceed max_length={max_length}; kept their end.")
-        token_ids = [ids[-max_length:] for ids in token_ids]
+        special = set(tokenizer.all_special_ids)
+        token_ids = [truncate_keeping_special_prefix(ids, max_length, special) for ids in token_ids]
     return score_token_ids(model, token_ids, pad_token_id, batch_size=batch_size, show_progress=show_progress)
+
+
+def pooling_pad_token_id(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int:
+    """The id to pad batches with: the model's `pad_token_id` (the id its pooling skips), else the tokenizer's pad or
+    EOS token."""
+    pad_token_id = model.config.get_text_config().pad_token_id
+    if pad_token_id is None:
+        pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad_token_id is None:
+        raise ValueError(
+            f"Neither the model's config nor the tokenizer {type(tokenizer).__name__} has a pad or EOS token to pad "
+            "with; set `model.config.pad_token_id`."
+        )
+    return pad_token_id
+
+
+def truncate_keeping_special_prefix(token_ids: list[int], max_length: int, special_ids: set[int]) -> list[int]:
+    """The leading special tokens of `token_ids` followed by its last tokens, `max_length` in all."""
+    if len(token_ids) <= max_length:
+        return token_ids
+    prefix = 0
+    while prefix < len(token_ids) and token_ids[prefix] in special_ids and prefix < max_length - 1:
+        prefix += 1
+    return token_ids[:prefix] + token_ids[len(token_ids) - (max_length - prefix) :]

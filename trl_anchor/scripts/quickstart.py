@@ -130,7 +130,8 @@ def _train_arm(name, spec, train, thresholds, backbone, args):
     tokenizer = AutoTokenizer.from_pretrained(backbone)
     trainer = AnchorGaussianRewardTrainer(model=backbone, args=config, train_dataset=train, processing_class=tokenizer)
     trainer.train()
-    return trainer.model, tokenizer
+    # Score with the tokenizer the model was trained with (the trainer's copy: an encoder gets an EOS token there).
+    return trainer.model, trainer.processing_class
 
 
 def main(args: QuickstartArguments) -> dict[str, dict[str, float]]:

@@ -76,7 +76,7 @@ class RewardScorer:
         cls, model_name_or_path: str, device: str | None = None, dtype: str = "auto", **kwargs
     ) -> "RewardScorer":
         """Load a saved reward model from safetensors only (no pickle) and never with remote code."""
-        from ..pipelines.evaluation import load_reward_model
+        from ..models.loading import load_reward_model
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if dtype == "auto":

@@ -8,6 +8,8 @@ consumes. Every check names the column and the row it failed on.
 
 import numpy as np
 import torch
+from accelerate.logging import get_logger
+from datasets import Dataset, IterableDataset
 from trl.data_utils import get_dataset_column_names
 
 from ..anchors import (
@@ -17,8 +19,12 @@ from ..anchors import (
     check_counts,
     check_finite_scores,
     classes_from_scores,
+    thresholds_from_scores,
+    validate_thresholds,
 )
 from ..losses import class_counts
+
+logger = get_logger(__name__)
 
 SOFT_LABEL = "soft_label"
 # Anchors of every form are rewritten as count vectors over the K + 1 classes under these internal names, distinct
@@ -44,13 +50,67 @@ def detect_anchor_form(dataset, dataset_name: str) -> str | None:
     return forms[0] if forms else None
 
 
-def num_thresholds(dataset, form: str) -> int:
-    chosen, rejected = ANCHOR_FORMS[form]
-    first = next(row for row in dataset if row[chosen] is not None)
+def resolve_thresholds(train_dataset, form: str | None, args) -> list[float] | None:
+    """The anchor thresholds τ of a run: explicit, `"auto"` (percentiles of the anchored train scores), or, when not
+    given, K evenly spaced values in [-1, 1] with K declared (`anchor_num_thresholds`) or fixed by count vectors."""
+    if form is None:
+        return None
+    thresholds = args.anchor_thresholds
+    if thresholds == "auto" and form != "score":
+        raise ValueError(
+            "`anchor_thresholds='auto'` needs external scores (`chosen_score`/`rejected_score`); the dataset gives "
+            f"anchors as {form}s. Pass explicit thresholds."
+        )
+    if thresholds is None and form != "score":
+        num = _declared_num_thresholds(train_dataset, form, args.anchor_num_thresholds)
+        thresholds = np.linspace(-1.0, 1.0, num).tolist() if num > 1 else [0.0]
+        logger.info(f"Anchor thresholds default to {thresholds} (they set the unit of μ and σ).")
+    if thresholds is None or thresholds == "auto":
+        if isinstance(train_dataset, IterableDataset):
+            raise ValueError("`anchor_thresholds='auto'` needs a map-style train dataset; pass explicit values.")
+        thresholds = thresholds_from_scores(anchored_scores(train_dataset), args.anchor_percentiles)
+        logger.info(f"Anchor thresholds at percentiles {args.anchor_percentiles} of train scores: {thresholds}")
+    thresholds = validate_thresholds(thresholds)
+    if args.anchor_num_thresholds not in (None, len(thresholds)):
+        raise ValueError(
+            f"`anchor_num_thresholds={args.anchor_num_thresholds}` but there are {len(thresholds)} thresholds "
+            f"{thresholds}."
+        )
+    return thresholds
+
+
+def _declared_num_thresholds(train_dataset, form: str, declared: int | None) -> int:
+    # The number of classes is part of the anchor scale, never a property of which classes a train set happens to
+    # contain: count vectors have K + 1 entries; class indices need K to be declared.
     if form == "counts":
-        return len(first[chosen]) - 1
-    values = [v for col in (chosen, rejected) for v in dataset[col] if v is not None]
-    return max(int(max(values)), 1)
+        return count_vector_thresholds(train_dataset)
+    if declared is None:
+        raise ValueError(
+            "Class anchors (`chosen_anchor`/`rejected_anchor` in 0..K) need the number of thresholds K: set "
+            "`anchor_thresholds` (e.g. [-1.0, 1.0] for classes 0..2) or `anchor_num_thresholds` (K evenly spaced "
+            "thresholds in [-1, 1])."
+        )
+    return declared
+
+
+def anchor_keep_mask(dataset, args) -> np.ndarray | None:
+    """The train pairs that keep their anchors for `anchor_fraction` < 1, drawn with `anchor_seed` (or `seed`)."""
+    if args.anchor_fraction >= 1.0:
+        return None
+    if not isinstance(dataset, Dataset):
+        raise ValueError("`anchor_fraction` < 1 needs a map-style train dataset.")
+    rng = np.random.default_rng(args.seed if args.anchor_seed is None else args.anchor_seed)
+    keep = np.zeros(len(dataset), dtype=bool)
+    keep[rng.permutation(len(dataset))[: int(round(args.anchor_fraction * len(dataset)))]] = True
+    logger.info(f"anchor_fraction={args.anchor_fraction}: {int(keep.sum())}/{len(dataset)} train pairs keep anchors.")
+    return keep
+
+
+def count_vector_thresholds(dataset) -> int:
+    """K of count anchors: their vectors hold K + 1 counts (checked on every row by `check_counts`)."""
+    chosen, _ = ANCHOR_FORMS["counts"]
+    first = next(row for row in dataset if row[chosen] is not None)
+    return len(first[chosen]) - 1
 
 
 def anchored_scores(dataset) -> np.ndarray:
@@ -85,7 +145,7 @@ def standardize_batch(batch, indices, form, thresholds, has_weight, dataset_name
     if keep is not None:
         weight = weight * keep[rows]
     num = len(thresholds)
-    for target, column in zip((CHOSEN_COUNTS, REJECTED_COUNTS), ANCHOR_FORMS[form]):
+    for target, column in zip((CHOSEN_COUNTS, REJECTED_COUNTS), ANCHOR_FORMS[form], strict=True):
         counts = np.zeros((n, num + 1))
         anchored = weight > 0
         rows_on = rows[anchored]
@@ -125,6 +185,7 @@ def anchor_weights(batch, rows, has_weight, form, dataset_name) -> np.ndarray:
     conflict = np.flatnonzero(missing & (weight > 0))
     if conflict.size:
         raise ValueError(
-            f"Row {rows[conflict[0]]} of the {dataset_name} dataset has `{ANCHOR_WEIGHT}` > 0 but empty anchor columns."
+            f"Row {rows[conflict[0]]} of the {dataset_name} dataset has `{ANCHOR_WEIGHT}` > 0 but empty anchor "
+            "columns."
         )
     return weight

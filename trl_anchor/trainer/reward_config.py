@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from trl import RewardConfig
 
 from ..anchors import DEFAULT_PERCENTILES, validate_thresholds
+from ..losses import ANCHOR_NORMALIZATIONS
 
 REWARD_TYPES = ("gaussian", "bt")
 
@@ -28,22 +29,40 @@ class AnchorGaussianRewardConfig(RewardConfig):
         variance_floor (`float`, *optional*):
             Lower bound added to the softplus variance, `σ² = softplus(·) + variance_floor`. `None` keeps the model's
             own (`1e-4` for a new model).
+        probit_tail (`float`, *optional*, defaults to `5.0`):
+            Bounded influence of mislabelled pairs: the pairwise loss `−log Φ(z)` continues linearly below
+            `z = −probit_tail` (`trl_anchor.losses.log_ndtr_linear_tail`), so a wrongly ordered pair pulls like one at
+            `z = −probit_tail` instead of quadratically harder (at the variance floor a pair with Δμ = −50 has a
+            gradient of 2.5e5 otherwise). Unchanged above it, so soft labels in `[Φ(−5), Φ(5)]` keep their exact
+            optimum. `None` trains the exact probit likelihood. Evaluation probabilities are always exact.
 
         > Parameters that control the anchors
 
         anchor_lambda (`float`, *optional*, defaults to `0.1`):
-            Weight λ of the anchor likelihood: `L = L_pair + λ · mean_pairs[w · (L_anchor(chosen) + L_anchor(rejected))]`.
+            Weight λ of the anchor likelihood: `L = L_pair + λ · (L_anchor(chosen) + L_anchor(rejected))`, each anchor
+            term a weighted sum over the batch's anchored responses normalised as `anchor_normalization` says.
+        anchor_normalization (`str`, *optional*, defaults to `"anchored"`):
+            What each side's anchor term `Σ w · L_anchor` is divided by: `"anchored"`, the number of anchored responses
+            of that side in the batch (the paper's code; λ keeps its meaning at any `anchor_fraction`), or `"pairs"`,
+            the number of pairs in the batch (the anchor term then shrinks with the anchored fraction).
         anchor_thresholds (`list[float]` or `str`, *optional*):
             Strictly increasing thresholds τ_1 < … < τ_K on the latent reward scale. `"auto"` sets them to the
             `anchor_percentiles` of all train external scores (`chosen_score`/`rejected_score`). `None` means `"auto"`
-            for score anchors and `K` evenly spaced values in [-1, 1] for class or count anchors (the thresholds fix
-            the unit of μ and σ).
+            for score anchors and `K` evenly spaced values in [-1, 1] for count anchors (K + 1 counts per response)
+            and for class anchors with `anchor_num_thresholds = K` (the thresholds fix the unit of μ and σ).
+        anchor_num_thresholds (`int`, *optional*):
+            Number K of thresholds of class anchors (classes 0..K) when `anchor_thresholds` is not given: K evenly
+            spaced thresholds in [-1, 1]. Class anchors need it or `anchor_thresholds`; K is never inferred from the
+            classes a train set happens to contain. Count anchors take K from their vectors' length.
         anchor_percentiles (`list[float]`, *optional*, defaults to `[25.0, 75.0]`):
             Percentiles used by `anchor_thresholds="auto"`; the published recipe thresholds an external reward model at
             its 25th/75th percentiles (one anchor: the median, `[50.0]`).
         anchor_fraction (`float`, *optional*, defaults to `1.0`):
-            Fraction of train pairs that keep their anchors (a seeded subset, `seed`); the others train on the pairwise
-            term only. Evaluation always uses every anchor.
+            Fraction of train pairs that keep their anchors (a seeded subset, `anchor_seed`); the others train on the
+            pairwise term only. Evaluation always uses every anchor.
+        anchor_seed (`int`, *optional*):
+            Seed of the anchored subset drawn for `anchor_fraction` < 1, so runs with different training `seed`s can
+            share one subset. `None` uses `seed`.
         normalize_anchor_counts (`bool`, *optional*, defaults to `True`):
             For count anchors (e.g. crowd votes), divide the multinomial log-likelihood by the number of votes so each
             response weighs the same; `False` uses the full multinomial likelihood.
@@ -69,14 +88,31 @@ class AnchorGaussianRewardConfig(RewardConfig):
         default=None,
         metadata={"help": "Floor added to the softplus variance. None keeps the model's own (1e-4 for a new model)."},
     )
+    probit_tail: float | None = field(
+        default=5.0,
+        metadata={"help": "The pairwise loss -log Φ(z) continues linearly below z = -probit_tail (bounded influence "
+                  "of mislabelled pairs). None: the exact probit likelihood."},
+    )
     anchor_lambda: float = field(
         default=0.1,
         metadata={"help": "Weight λ of the anchor likelihood relative to the pairwise loss."},
     )
+    anchor_normalization: str = field(
+        default="anchored",
+        metadata={"help": "Divide each side's weighted anchor likelihood by the number of anchored responses "
+                  "('anchored', the paper's code) or by the number of pairs in the batch ('pairs').",
+                  "choices": list(ANCHOR_NORMALIZATIONS)},
+    )
     anchor_thresholds: list[float] | str | None = field(
         default=None,
         metadata={"help": "Strictly increasing anchor thresholds, or 'auto' (percentiles of the train external "
-                  "scores). None: 'auto' for score anchors, evenly spaced in [-1, 1] for class/count anchors."},
+                  "scores). None: 'auto' for score anchors, evenly spaced in [-1, 1] for count anchors and for class "
+                  "anchors with anchor_num_thresholds."},
+    )
+    anchor_num_thresholds: int | None = field(
+        default=None,
+        metadata={"help": "Number K of thresholds of class anchors (classes 0..K) when anchor_thresholds is not "
+                  "given: K evenly spaced thresholds in [-1, 1]."},
     )
     anchor_percentiles: list[float] = field(
         default_factory=lambda: list(DEFAULT_PERCENTILES),
@@ -85,6 +121,10 @@ class AnchorGaussianRewardConfig(RewardConfig):
     anchor_fraction: float = field(
         default=1.0,
         metadata={"help": "Fraction of train pairs that keep their anchors (seeded subset)."},
+    )
+    anchor_seed: int | None = field(
+        default=None,
+        metadata={"help": "Seed of the anchored subset for anchor_fraction < 1; None uses `seed`."},
     )
     normalize_anchor_counts: bool = field(
         default=True,
@@ -105,10 +145,18 @@ class AnchorGaussianRewardConfig(RewardConfig):
         super().__post_init__()
         if self.reward_type not in REWARD_TYPES:
             raise ValueError(f"`reward_type` must be one of {REWARD_TYPES}, got {self.reward_type!r}.")
+        if self.probit_tail is not None and not self.probit_tail > 0:
+            raise ValueError(f"`probit_tail` must be > 0 or None, got {self.probit_tail}.")
+        if self.anchor_normalization not in ANCHOR_NORMALIZATIONS:
+            raise ValueError(
+                f"`anchor_normalization` must be one of {ANCHOR_NORMALIZATIONS}, got {self.anchor_normalization!r}."
+            )
         if not self.anchor_lambda >= 0:
             raise ValueError(f"`anchor_lambda` must be ≥ 0, got {self.anchor_lambda}.")
         if not 0.0 <= self.anchor_fraction <= 1.0:
             raise ValueError(f"`anchor_fraction` must lie in [0, 1], got {self.anchor_fraction}.")
+        if self.anchor_num_thresholds is not None and self.anchor_num_thresholds < 1:
+            raise ValueError(f"`anchor_num_thresholds` must be ≥ 1, got {self.anchor_num_thresholds}.")
         if isinstance(self.anchor_thresholds, str):
             if self.anchor_thresholds != "auto":
                 self.anchor_thresholds = [float(t) for t in self.anchor_thresholds.split(",")]

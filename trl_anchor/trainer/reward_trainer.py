@@ -1,7 +1,8 @@
 """`AnchorGaussianRewardTrainer`: TRL's `RewardTrainer` for Gaussian reward models with soft labels and anchors."""
 
+import copy
 import dataclasses
-from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -12,89 +13,37 @@ from datasets import Dataset, IterableDataset
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, set_seed
 from trl import RewardTrainer
 from trl.data_utils import get_dataset_column_names
-from trl.trainer.reward_trainer import DataCollatorForPreference
 from trl.trainer.utils import create_model_from_path, get_config_model_id
 
-from ..anchors import (
-    ANCHOR_WEIGHT,
-    thresholds_from_scores,
-    validate_thresholds,
-    warn_if_unidentified,
-)
+from ..anchors import ANCHOR_WEIGHT, warn_if_unidentified
 from ..data.provenance import record_training_data
 from ..losses import (
+    batch_anchor_loss,
     bt_preference_log_probs,
     gaussian_preference_log_probs,
     ordinal_anchor_nll,
     ordinal_log_probs,
     soft_label_nll,
 )
-from ..metrics import pairwise_metrics
 from ..models.conversion import save_variance_head_with_adapter, to_gaussian, train_variance_head
 from ..models.modeling_gaussian import GaussianRewardModel
-from ..models.packing import (
-    num_real_tokens,
-    pack_preference_examples,
-    padding_free_collator_kwargs,
-    reward_model_inputs,
-)
+from ..models.packing import num_real_tokens, padding_free_collator_kwargs, reward_model_inputs
 from ..pipelines.cards import write_trainer_model_card
 from .anchor_columns import (
     CHOSEN_COUNTS,
     REJECTED_COUNTS,
     SOFT_LABEL,
-    anchored_scores,
+    anchor_keep_mask,
     detect_anchor_form,
-    num_thresholds,
+    resolve_thresholds,
     standardize_batch,
 )
+from .collator import DataCollatorForAnchoredPreference
+from .head_optimizer import check_head_learning_rate, head_parameter_ids, split_head_groups
 from .reward_config import AnchorGaussianRewardConfig
+from .reward_metrics import metrics_from_rows, pair_rows, rewards_from_rows
 
 logger = get_logger(__name__)
-
-
-
-@dataclass
-class DataCollatorForAnchoredPreference(DataCollatorForPreference):
-    """[`trl.trainer.reward_trainer.DataCollatorForPreference`] that also batches soft labels and anchors.
-
-    Besides `input_ids`/`attention_mask` (chosen first, then rejected) and the optional `margin`, the batch holds
-    `soft_label` (B,), and when the examples carry anchors `chosen_anchor_targets`/`rejected_anchor_targets` (class
-    count vectors, B × (K+1)) and `anchor_weight` (B,).
-
-    With `padding_free=True` the sequences are packed without padding instead (`input_ids`, `position_ids`,
-    `sequence_ends`, `sequence_lengths`; see `trl_anchor.models.packing`), in rows as wide as the longest sequence, or in one
-    row with `pack_into_one_row=True` (FlashAttention).
-
-    Example:
-
-    ```python
-    >>> collator = DataCollatorForAnchoredPreference(pad_token_id=0)
-    >>> batch = collator([
-    ...     {"chosen_ids": [1, 2], "rejected_ids": [3], "soft_label": 0.7,
-    ...      "chosen_anchor_targets": [0, 1, 0], "rejected_anchor_targets": [1, 0, 0], "anchor_weight": 1.0},
-    ... ])
-    >>> batch["soft_label"], batch["chosen_anchor_targets"]
-    (tensor([0.7000]), tensor([[0., 1., 0.]]))
-    ```
-    """
-
-    padding_free: bool = False
-    pack_into_one_row: bool = False
-
-    def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-        if self.padding_free:
-            output = pack_preference_examples(
-                examples, self.pad_token_id, self.pack_into_one_row, self.pad_to_multiple_of
-            )
-        else:
-            output = super().torch_call(examples)
-        output[SOFT_LABEL] = torch.tensor([float(ex.get(SOFT_LABEL, 1.0)) for ex in examples], dtype=torch.float)
-        if CHOSEN_COUNTS in examples[0]:
-            for key in (CHOSEN_COUNTS, REJECTED_COUNTS):
-                output[key] = torch.tensor([ex[key] for ex in examples], dtype=torch.float)
-            output[ANCHOR_WEIGHT] = torch.tensor([float(ex[ANCHOR_WEIGHT]) for ex in examples], dtype=torch.float)
-        return output
 
 
 class AnchorGaussianRewardTrainer(RewardTrainer):
@@ -183,9 +132,10 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
                 _unwrap(model).record_training_settings(**self._anchor_settings(args))
         if processing_class is None:
             processing_class = _load_tokenizer(model, args)
-        _check_tokenizer(processing_class, args)
+        processing_class = _check_tokenizer(processing_class, args)
 
-        self._pairs = {"probs": [], "labels": []}
+        self._eval_rows: list[torch.Tensor] = []
+        self.eval_rewards: dict[str, np.ndarray] | None = None
         super().__init__(
             model=model,
             args=args,
@@ -204,6 +154,10 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
         record_training_data(self.model, train_dataset, eval_dataset)  # evaluations refuse to score on this data
         if self._gaussian and is_peft_model(self.model):
             train_variance_head(self.model)  # PEFT froze the new head with the base model; it is saved in `_save`
+        deepspeed_plugin = self.accelerator.state.deepspeed_plugin if self.is_deepspeed_enabled else None
+        check_head_learning_rate(
+            args.head_learning_rate, optimizers[0], deepspeed_plugin.deepspeed_config if deepspeed_plugin else None
+        )
         if data_collator is None:
             # TRL has resolved the pad token by now; keep its padding settings and add soft labels and anchors.
             self.data_collator = DataCollatorForAnchoredPreference(
@@ -240,28 +194,10 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
 
     # ---------------------------------------------------------------------------------------------------- anchors
     def _resolve_thresholds(self, train_dataset, args) -> list[float] | None:
-        if self._anchor_form is None:
-            return None
-        if not self._gaussian:
+        if self._anchor_form is not None and not self._gaussian:
             logger.warning("Anchors are used by `reward_type='gaussian'` only; the BT arm ignores them.")
             return None
-        thresholds = args.anchor_thresholds
-        if thresholds == "auto" and self._anchor_form != "score":
-            raise ValueError(
-                "`anchor_thresholds='auto'` needs external scores (`chosen_score`/`rejected_score`); the dataset "
-                f"gives anchors as {self._anchor_form}s. Pass explicit thresholds."
-            )
-        if thresholds is None and self._anchor_form != "score":
-            num = num_thresholds(train_dataset, self._anchor_form)
-            thresholds = np.linspace(-1.0, 1.0, num).tolist() if num > 1 else [0.0]
-            logger.info(f"Anchor thresholds default to {thresholds} (they set the unit of μ and σ).")
-        if thresholds is None or thresholds == "auto":
-            if isinstance(train_dataset, IterableDataset):
-                raise ValueError("`anchor_thresholds='auto'` needs a map-style train dataset; pass explicit values.")
-            scores = anchored_scores(train_dataset)
-            thresholds = thresholds_from_scores(scores, args.anchor_percentiles)
-            logger.info(f"Anchor thresholds at percentiles {args.anchor_percentiles} of train scores: {thresholds}")
-        return validate_thresholds(thresholds)
+        return resolve_thresholds(train_dataset, self._anchor_form, args)
 
     def _anchor_settings(self, args) -> dict[str, Any]:
         from_percentiles = self._anchor_form == "score" and args.anchor_thresholds in (None, "auto")
@@ -271,6 +207,8 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
             "anchor_form": self._anchor_form,
             "anchor_lambda": args.anchor_lambda if self.anchor_thresholds is not None else None,
             "anchor_fraction": args.anchor_fraction if self.anchor_thresholds is not None else None,
+            "anchor_normalization": args.anchor_normalization if self.anchor_thresholds is not None else None,
+            "probit_tail": args.probit_tail if self._gaussian else None,
             "anchor_percentiles": args.anchor_percentiles if from_percentiles else None,
         }
 
@@ -299,7 +237,7 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
             raise ValueError(
                 f"The {dataset_name} dataset gives anchors as {form}s but the train dataset as {self._anchor_form}s."
             )
-        keep = self._anchor_keep_mask(dataset, args, dataset_name)
+        keep = anchor_keep_mask(dataset, args) if dataset_name == "train" and self.anchor_thresholds else None
         fn_kwargs = {
             "form": form,
             "thresholds": self.anchor_thresholds,
@@ -316,28 +254,57 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
             warn_if_unidentified(totals)
         return dataset
 
-    def _anchor_keep_mask(self, dataset, args, dataset_name) -> np.ndarray | None:
-        if dataset_name != "train" or args.anchor_fraction >= 1.0 or self.anchor_thresholds is None:
-            return None
-        if not isinstance(dataset, Dataset):
-            raise ValueError("`anchor_fraction` < 1 needs a map-style train dataset.")
-        rng = np.random.default_rng(args.seed)
-        keep = np.zeros(len(dataset), dtype=bool)
-        keep[rng.permutation(len(dataset))[: int(round(args.anchor_fraction * len(dataset)))]] = True
-        logger.info(f"anchor_fraction={args.anchor_fraction}: {int(keep.sum())}/{len(dataset)} train pairs keep anchors.")
-        return keep
-
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
             self._signature_columns = [
                 "chosen_ids", "rejected_ids", "margin", SOFT_LABEL, CHOSEN_COUNTS, REJECTED_COUNTS, ANCHOR_WEIGHT
             ]
 
+    # ------------------------------------------------------------------------------------------------ precision
+    def train(self, *args, **kwargs):
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            self._remove_autocast_wrapper()
+
+    def evaluation_loop(
+        self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"
+    ):
+        self._eval_rows = []  # each loop (evaluate or predict) starts afresh
+        # Evaluation runs in training's precision whether or not accelerate's wrapper is on the forward.
+        with self.accelerator.autocast():
+            output = super().evaluation_loop(
+                dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix
+            )
+        if not self.is_in_train:
+            self._remove_autocast_wrapper()
+        if self._eval_rows:
+            rows = torch.cat(self._eval_rows).numpy()
+            self.eval_rewards = rewards_from_rows(rows)
+            metrics = metrics_from_rows(rows, self._anchor_normalization, calibration=True)
+            metrics["num_tokens"] = self._total_train_tokens
+            output.metrics.update({f"{metric_key_prefix}_{key}": value for key, value in metrics.items()})
+        self._eval_rows = []
+        return output
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        # `compute_metrics` and `preprocess_logits_for_metrics` get TRL's logits (μ, shape (2B, 1)); μ and σ² of every
+        # pair are in `self.eval_rewards` after the loop.
+        if ignore_keys is None:
+            ignore_keys = getattr(getattr(self.model, "config", None), "keys_to_ignore_at_inference", None) or []
+        return super().prediction_step(model, inputs, prediction_loss_only, [*ignore_keys, "mean", "variance", "std"])
+
+    def _remove_autocast_wrapper(self) -> None:
+        # With mixed precision, accelerate wraps the model's forward in autocast and leaves it there; the trained
+        # model would then score in bf16 while the saved one scores in float32. Restore the plain forward.
+        self.accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)
+
     # -------------------------------------------------------------------------------------------------- optimizer
     def create_optimizer(self, model=None):
+        user_optimizer = self.optimizer is not None
         optimizer = super().create_optimizer(model)
-        if self.args.head_learning_rate is not None:
-            _split_head_groups(optimizer, _head_parameters(self.model), self.args.head_learning_rate)
+        if self.args.head_learning_rate is not None and not user_optimizer:
+            split_head_groups(optimizer, head_parameter_ids(_unwrap(self.model)), self.args.head_learning_rate)
         return optimizer
 
     # ------------------------------------------------------------------------------------------------------- loss
@@ -346,78 +313,72 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
         outputs = model(**reward_model_inputs(inputs), use_cache=False)
         margin = inputs.get("margin")
         soft_label = inputs[SOFT_LABEL]
-        # log P(chosen ≻ rejected) and its complement, computed once for the loss and the eval calibration metrics.
+        # log P(chosen ≻ rejected) and its complement, computed once for the loss and the metrics.
         if self._gaussian:
             mean_c, mean_r = torch.chunk(outputs.mean, 2)
             var_c, var_r = torch.chunk(outputs.variance, 2)
-            log_p, log_q = gaussian_preference_log_probs(mean_c, var_c, mean_r, var_r, margin)
+            log_prob = partial(gaussian_preference_log_probs, mean_c, var_c, mean_r, var_r)
+            log_p, log_q = log_prob(margin, self.args.probit_tail)
         else:
             mean_c, mean_r = torch.chunk(outputs.logits.squeeze(-1), 2)
-            log_p, log_q = bt_preference_log_probs(mean_c, mean_r, margin)
+            var_c = var_r = None
+            log_prob = partial(bt_preference_log_probs, mean_c, mean_r)
+            log_p, log_q = log_prob(margin)
         pair_loss = soft_label_nll(log_p, log_q, soft_label)
         loss = pair_loss.mean()
 
-        anchor_terms = None
+        anchor = None
         if self._gaussian and CHOSEN_COUNTS in inputs:
-            anchor_terms = self._anchor_loss(outputs, inputs)
-            loss = loss + self.args.anchor_lambda * anchor_terms["loss"]
+            anchor = self._anchor_terms(outputs, inputs)
+            loss = loss + self.args.anchor_lambda * anchor.pop("loss")
         if self.args.center_rewards_coefficient is not None:
             loss = loss + self.args.center_rewards_coefficient * torch.mean((mean_c + mean_r) ** 2)
 
-        self._record_metrics(mode, inputs, outputs, pair_loss, log_p, anchor_terms, mean_c, mean_r)
+        with torch.no_grad():
+            # Calibration and accuracy use the exact probability of the preference itself: no margin, no tail.
+            prob = log_prob(None)[0].exp()
+            values = {"chosen_mean": mean_c, "rejected_mean": mean_r, "prob": prob, "soft_label": soft_label,
+                      "pair_loss": pair_loss, **(anchor or {})}
+            if var_c is not None:
+                values.update(chosen_variance=var_c, rejected_variance=var_r)
+            self._record_pairs(mode, inputs, pair_rows(values))
         loss = loss.to(torch.float32)
         return (loss, outputs) if return_outputs else loss
 
-    def _anchor_loss(self, outputs, inputs) -> dict[str, torch.Tensor]:
+    def _anchor_terms(self, outputs, inputs) -> dict[str, torch.Tensor]:
+        """The normalised anchor term (`loss`) and, per side, each response's `w · L_anchor`, anchored and correct."""
         thresholds = torch.tensor(self.anchor_thresholds, device=outputs.mean.device)
         counts = torch.cat([inputs[CHOSEN_COUNTS], inputs[REJECTED_COUNTS]])
         weight = inputs[ANCHOR_WEIGHT].repeat(2)
         nll = ordinal_anchor_nll(outputs.mean, outputs.std, thresholds, counts, self.args.normalize_anchor_counts)
-        # Mean over all pairs of the batch (not only anchored ones): the dataset-level objective is
-        # Σ_pairs L_pair + λ Σ_anchored [L_anchor(c) + L_anchor(r)], here divided by the number of pairs.
-        loss = (weight.to(nll.dtype) * nll).sum() / inputs[ANCHOR_WEIGHT].numel()
+        anchored = ((weight > 0) & (counts.sum(-1) > 0)).reshape(2, -1)
+        weighted = (weight.to(nll.dtype) * nll).reshape(2, -1)
+        terms = {"loss": batch_anchor_loss(weighted, anchored, self.args.anchor_normalization)}
         with torch.no_grad():
             predicted = ordinal_log_probs(outputs.mean, outputs.std, thresholds).argmax(-1)
-            anchored = (weight > 0) & (counts.sum(-1) > 0)
-            correct = (predicted == counts.argmax(-1)) & anchored
-        return {"loss": loss, "correct": correct.sum(), "anchored": anchored.sum()}
+            correct = (predicted == counts.argmax(-1)).reshape(2, -1) & anchored
+        for i, side in enumerate(("chosen", "rejected")):
+            terms[f"{side}_anchor_loss"] = weighted[i]
+            terms[f"{side}_anchored"] = anchored[i]
+            terms[f"{side}_anchor_correct"] = correct[i]
+        return terms
 
-    def _record_metrics(self, mode, inputs, outputs, pair_loss, log_p, anchor_terms, mean_c, mean_r) -> None:
+    def _record_pairs(self, mode, inputs, rows) -> None:
         if mode == "train":
             num_tokens = self.accelerator.gather_for_metrics(num_real_tokens(inputs)).sum().item()
             # TRL ≥ 1.13 corrects for tensor-parallel ranks repeating the batch; TRL 1.12 has no `_tp_size`.
             self._total_train_tokens += num_tokens // getattr(self, "_tp_size", 1)
-        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
-        gather = self.accelerator.gather_for_metrics
-        with torch.no_grad():
-            rewards = gather(torch.cat([mean_c, mean_r]).detach().float())
-            self._metrics[mode]["min_reward"].append(rewards.min().item())
-            self._metrics[mode]["mean_reward"].append(rewards.mean().item())
-            self._metrics[mode]["max_reward"].append(rewards.max().item())
-            self._metrics[mode]["accuracy"].append(gather((mean_c > mean_r).float()).mean().item())
-            self._metrics[mode]["margin"].append(gather((mean_c - mean_r).detach().float()).mean().item())
-            self._metrics[mode]["pair_loss"].append(gather(pair_loss.detach().float()).mean().item())
-            if self._gaussian:
-                self._metrics[mode]["mean_std"].append(gather(outputs.std.detach()).mean().item())
-            if anchor_terms is not None:
-                self._metrics[mode]["anchor_loss"].append(gather(anchor_terms["loss"].detach().float()).mean().item())
-                correct = gather(anchor_terms["correct"].reshape(1)).sum().item()
-                anchored = gather(anchor_terms["anchored"].reshape(1)).sum().item()
-                if anchored:
-                    self._metrics[mode]["anchor_accuracy"].append(correct / anchored)
-            if mode == "eval":
-                self._pairs["probs"].append(gather(log_p.detach().exp().float()))
-                self._pairs["labels"].append(gather(inputs[SOFT_LABEL].float()))
+        rows = self.accelerator.gather_for_metrics(rows)  # one row per pair: the last batch keeps whole pairs
+        if mode == "eval":
+            self._eval_rows.append(rows.cpu())
+            return
+        self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
+        for key, value in metrics_from_rows(rows.cpu().numpy(), self._anchor_normalization, False).items():
+            self._metrics["train"][key].append(value)
 
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if not self.model.training and self._pairs["probs"]:
-            probs = torch.cat(self._pairs["probs"]).cpu().numpy()
-            labels = torch.cat(self._pairs["labels"]).cpu().numpy()
-            calibration = pairwise_metrics(probs, labels)
-            for key in ("brier", "soft_ce", "ece"):
-                self._metrics["eval"][key] = [calibration[key]]
-            self._pairs = {"probs": [], "labels": []}
-        super().log(logs, start_time)
+    @property
+    def _anchor_normalization(self) -> str | None:
+        return self.args.anchor_normalization if self._gaussian and self.anchor_thresholds is not None else None
 
     # ------------------------------------------------------------------------------------------------- model card
     def create_model_card(
@@ -434,7 +395,8 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
         TRL calls this at every checkpoint and `push_to_hub(...)` with its keyword arguments; after
         `trainer.save_model()` call it yourself. Besides TRL's card content, it says what μ and σ are and in which
         units, how the anchors were built and how to use the model, with `license`, `base_model`, `datasets`,
-        `pipeline_tag: text-classification` and a `model-index` of the latest evaluation (see `trl_anchor.pipelines.cards`).
+        `pipeline_tag: text-classification` and a `model-index` of the latest evaluation (see
+        `trl_anchor.pipelines.cards`).
 
         Args:
             model_name: name of the model (default: the output directory's name).
@@ -470,6 +432,10 @@ def _upgrade_args(model, args) -> AnchorGaussianRewardConfig:
         name = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "model")
         return AnchorGaussianRewardConfig(f"{str(name).split('/')[-1]}-AnchorGaussianReward")
     if isinstance(args, AnchorGaussianRewardConfig):
+        # The trainer (and TRL) set fields, e.g. consumed `model_init_kwargs` or `dispatch_batches` for streamed data:
+        # on a copy, with its own accelerator config.
+        args = copy.copy(args)
+        args.accelerator_config = copy.copy(args.accelerator_config)
         return args
     # A plain `trl.RewardConfig` keeps all its values and gets the defaults of the anchor fields.
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(args) if f.init}
@@ -482,7 +448,9 @@ def _load_tokenizer(model, args):
     return AutoTokenizer.from_pretrained(model_id, revision=revision, trust_remote_code=args.trust_remote_code)
 
 
-def _check_tokenizer(tokenizer, args) -> None:
+def _check_tokenizer(tokenizer, args):
+    """The tokenizer to train with: the user's, or a copy when it will be changed (an EOS for encoders here; TRL sets
+    the pad token, `eos_token` and `chat_template_path` in place), so the user's tokenizer is never modified."""
     if (args.pad_token or tokenizer.pad_token or tokenizer.eos_token) is None:
         raise ValueError(
             f"The tokenizer {type(tokenizer).__name__} has neither a pad token nor an EOS token; reward models pad "
@@ -491,29 +459,15 @@ def _check_tokenizer(tokenizer, args) -> None:
     if (args.eos_token or tokenizer.eos_token) is None:
         if tokenizer.sep_token is None:
             raise ValueError(
-                f"The tokenizer {type(tokenizer).__name__} has no EOS token, which TRL appends to every text response. "
-                "Set `eos_token` in the config or on the tokenizer."
+                f"The tokenizer {type(tokenizer).__name__} has no EOS token, which TRL appends to every text "
+                "response. Set `eos_token` in the config or on the tokenizer."
             )
-        # Encoders (BERT, MiniLM) end sequences with [SEP] and have no EOS token; TRL appends the EOS token to text.
-        tokenizer.eos_token = tokenizer.sep_token
+    # Encoders (BERT, MiniLM) end sequences with [SEP] and have no EOS token; TRL appends the EOS token to text.
+    eos_token = args.eos_token or tokenizer.eos_token or tokenizer.sep_token
+    pad_token = args.pad_token or tokenizer.pad_token or eos_token
+    if (eos_token, pad_token) != (tokenizer.eos_token, tokenizer.pad_token) or args.chat_template_path is not None:
+        tokenizer = copy.deepcopy(tokenizer)
+    if tokenizer.eos_token is None:
+        tokenizer.eos_token = eos_token
+    return tokenizer
 
-
-def _head_parameters(model) -> set[int]:
-    """Ids of the parameters of the mean head (`score`/`classifier`) and the variance head."""
-    base = _unwrap(model)
-    heads = [getattr(base, name, None) for name in ("score", "classifier", "variance_head")]
-    return {id(p) for head in heads if head is not None for p in head.parameters()}
-
-
-def _split_head_groups(optimizer, head_ids: set[int], head_lr: float) -> None:
-    # Move the heads out of each param group into a twin group (same weight decay) with its own learning rate;
-    # the LR scheduler, created afterwards, then scales every group from its own base rate.
-    twins = []
-    for group in optimizer.param_groups:
-        heads = [p for p in group["params"] if id(p) in head_ids]
-        if heads:
-            group["params"] = [p for p in group["params"] if id(p) not in head_ids]
-            twins.append({**{k: v for k, v in group.items() if k != "params"}, "params": heads, "lr": head_lr})
-    optimizer.param_groups[:] = [group for group in optimizer.param_groups if group["params"]]
-    for twin in twins:
-        optimizer.add_param_group(twin)

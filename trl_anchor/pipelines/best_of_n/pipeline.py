@@ -315,6 +315,9 @@ class BestOfNPipeline:
         if isinstance(reward_model, str):  # loaded only now: a finished stage costs no model load
             reward_model, tokenizer = load_reward_model(reward_model)
         self._save_reward_config(reward_model)
+        # Longest completions first over everything pending, not only within a chunk, so that each chunk's batches
+        # hold similar lengths and pad little (rows are keyed, so the order they are written in does not matter).
+        pending.sort(key=lambda key: len(generations.rows[key]["completion"]), reverse=True)
         with self._progress(len(pending), "Scoring") as progress:
             for chunk in _chunks(pending, chunk_size):
                 prompts, completions = self._completions_for(generations, chunk)

@@ -92,7 +92,6 @@ def train_run(run: StudyRun, train_dataset, config: CaptionStudyConfig, backbone
         seed=config.seed,
     )
     set_seed(config.seed)  # the BT head is created inside the trainer; make it reproducible too
-    # The trainer may give the tokenizer an EOS token (encoders have none); scoring must use the same tokenizer.
     tokenizer = AutoTokenizer.from_pretrained(backbone)
     trainer = AnchorGaussianRewardTrainer(
         model=backbone, args=args, train_dataset=train_dataset, processing_class=tokenizer
@@ -105,7 +104,8 @@ def train_run(run: StudyRun, train_dataset, config: CaptionStudyConfig, backbone
         "train_runtime_seconds": float(output.metrics.get("train_runtime", float("nan"))),
         "last_logs": [entry for entry in trainer.state.log_history if "loss" in entry][-1:],
     }
-    model = trainer.model
+    # Score with the tokenizer the model was trained with: the trainer's copy, which gives encoders an EOS token.
+    model, tokenizer = trainer.model, trainer.processing_class
     del trainer
     return model, tokenizer, log
 
