@@ -76,7 +76,8 @@ def test_quickstart_on_real_caption_votes(tmp_path, caption_data_dir):
         counts.append(np.asarray(test[f"{side}_anchor_counts"], dtype=float))
     sigma, counts = np.concatenate(sigma), np.concatenate(counts)
     share = counts / counts.sum(1, keepdims=True)
-    crowd = share @ [0.0, 1.0, 2.0]
+    # One division of integer sums: equal fractions of different vote totals tie exactly, as ranks need.
+    crowd = counts @ [0.0, 1.0, 2.0] / counts.sum(1)
     spread = np.round(np.sqrt(share @ np.array([0.0, 1.0, 4.0]) - crowd**2), 9)
     assert metrics["sigma_spearman_vote_spread"] == pytest.approx(spearmanr(sigma, spread).statistic, abs=1e-6)
     r_xy, r_xz, r_yz = (spearmanr(a, b).statistic for a, b in ((sigma, spread), (sigma, crowd), (spread, crowd)))
