@@ -189,3 +189,23 @@ def test_peft_trains_and_saves_the_variance_heads(tokenizer, tmp_path):
 
     saved = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
     torch.testing.assert_close(saved["base_model.model.variance_head.weight"], head.weight.detach())
+
+
+def test_trains_on_helpsteer2_rated_fixture_with_chat_template(tokenizer, tmp_path):
+    from pathlib import Path
+
+    from trl_anchor.data import load_helpsteer2
+    from trl_anchor.rewards.scoring import tokenize_response
+
+    rated = load_helpsteer2(Path(__file__).parents[1] / "fixtures" / "helpsteer2" / "train.jsonl", subset="rated")
+    config = tiny_gpt2_config(tokenizer, num_labels=5)
+    args = MultiAttributeRewardConfig(str(tmp_path), report_to="none", use_cpu=True, max_steps=1,
+                                      per_device_train_batch_size=4, save_strategy="no")
+    trainer = MultiAttributeRewardTrainer(GaussianRewardModel.from_config(config, attributes=args.attributes), args,
+                                          train_dataset=rated, processing_class=tokenizer)
+    # The chat template renders the conversation exactly as score_responses will.
+    assert trainer.train_dataset[0]["input_ids"] == tokenize_response(tokenizer, rated[0]["response"],
+                                                                      rated[0]["prompt"])
+    assert trainer.train_dataset[0]["ratings"] == [4, 4, 4, 1, 2]
+    trainer.train()
+    assert trainer.model.config.gaussian_reward["attribute_weights"] == [0.65, 0.8, 0.45, 0.55, -0.4]
