@@ -56,6 +56,8 @@ class MultiAttributeRewardConfig(TrainingArguments):
             Weight of the pairwise term when the trainer gets a `preference_dataset`: soft labels on the combined
             reward, `P(chosen ≻ rejected) = Φ((wᵀμ_c − wᵀμ_r)/sqrt(Σ_a w_a²(σ²_{c,a} + σ²_{r,a})))` for the ordinal
             arm (attributes independent given the response), Bradley–Terry `sigmoid(wᵀμ_c − wᵀμ_r)` for the MSE arm.
+        head_learning_rate (`float`, *optional*):
+            Learning rate of the fresh mean and variance heads (their own param group); `None` uses `learning_rate`.
         variance_floor (`float`, *optional*):
             Lower bound of σ²_a; `None` keeps the model's own (`1e-4` for a new model).
 
@@ -85,11 +87,14 @@ class MultiAttributeRewardConfig(TrainingArguments):
         metadata={"help": "`ordinal` (Gaussian μ and σ per attribute) or `mse` (NeMo-style regression baseline).",
                   "choices": list(LOSS_TYPES)},
     )
-    rating_thresholds: Any = field(
+    rating_thresholds: str = field(
         default="midpoints",
         metadata={"help": "`midpoints` (τ_k = k − ½), `auto` (probit of the train rating shares), or K floats."},
     )
     pairwise_lambda: float = field(default=1.0, metadata={"help": "Weight of the pairwise combined-reward term."})
+    head_learning_rate: float | None = field(
+        default=None, metadata={"help": "Learning rate of the mean and variance heads; None: `learning_rate`."}
+    )
     variance_floor: float | None = field(default=None, metadata={"help": "Lower bound of σ²_a."})
     max_length: int | None = field(default=1024, metadata={"help": "Longer sequences are dropped and counted."})
     padding_free: bool = field(default=False, metadata={"help": "Pack sequences without padding (decoders)."})
