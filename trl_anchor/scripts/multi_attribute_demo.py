@@ -69,6 +69,7 @@ def _train_arm(arm, data, backbone, args):
 
 def main(args: MultiAttributeDemoArguments) -> dict[str, dict[str, float]]:
     from trl_anchor.data.synthetic_attributes import SyntheticAttributeConfig, make_synthetic_attribute_ratings
+    from trl_anchor.pipelines.attribute_cards import build_attribute_model_card
     from trl_anchor.pipelines.multi_attribute_evaluation import (
         comparison_table,
         evaluate_multi_attribute,
@@ -101,6 +102,10 @@ def main(args: MultiAttributeDemoArguments) -> dict[str, dict[str, float]]:
         )
         model.save_pretrained(output_dir / arm / "model")
         tokenizer.save_pretrained(output_dir / arm / "model")
+        settings = model.config.gaussian_reward if arm == "ordinal" else model.config.attribute_reward
+        card = build_attribute_model_card(f"multi-attribute-{arm}-minilm", settings, metrics=results[arm],
+                                          eval_dataset="synthetic multi-attribute ratings (held out)")
+        card.save(output_dir / arm / "model" / "README.md")
     table = comparison_table(results, attributes)
     print(f"\nHeld-out comparison on {len(data['test'])} rated responses and {len(test_pairs)} pairs:\n")
     print(table)

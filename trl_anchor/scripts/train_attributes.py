@@ -13,6 +13,7 @@ main subset); the optional preference subset adds the pairwise term on the combi
 """
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -37,6 +38,7 @@ def main(script_args: AttributeScriptArguments, training_args, model_args):
     from trl import get_peft_config
 
     from trl_anchor.data import load_helpsteer2
+    from trl_anchor.pipelines.attribute_cards import build_attribute_model_card
     from trl_anchor.trainer.multi_attribute_trainer import MultiAttributeRewardTrainer
 
     from .train import _reward_peft_config
@@ -66,7 +68,15 @@ def main(script_args: AttributeScriptArguments, training_args, model_args):
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
-    trainer.accelerator.print(f"💾 Model saved to {training_args.output_dir}.")
+    if trainer.is_world_process_zero():
+        config = trainer.accelerator.unwrap_model(trainer.model).config
+        settings = getattr(config, "gaussian_reward", None) or config.attribute_reward
+        card = build_attribute_model_card(
+            Path(training_args.output_dir).name, settings, base_model=model_args.model_name_or_path,
+            dataset_name=script_args.dataset_name,
+        )
+        card.save(Path(training_args.output_dir) / "README.md")
+    trainer.accelerator.print(f"💾 Model and model card saved to {training_args.output_dir}.")
     return trainer
 
 
