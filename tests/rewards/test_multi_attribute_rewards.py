@@ -68,3 +68,19 @@ def test_grpo_reward_function_uses_a_multi_attribute_model_unchanged(tokenizer):
     sigma = np.sqrt(scores.variance @ np.array(W) ** 2)
     np.testing.assert_allclose(rewards, r + norm.ppf(0.1) * sigma, rtol=1e-5)
     assert len(rewards) == 2 and all(isinstance(x, float) for x in rewards)
+
+
+def test_combined_scores_for_best_of_n(tokenizer):
+    from trl_anchor.rewards.scoring import combined_scores, model_attribute_weights
+
+    model = _model(tokenizer)
+    scores = score_responses(model, tokenizer, [" it is four", " no"], ["what is two plus two"] * 2)
+    weights = model_attribute_weights(model)
+    assert weights == W
+    combined = combined_scores(scores, weights)
+    np.testing.assert_allclose(combined.mean, scores.mean @ np.array(W), rtol=1e-12)
+    np.testing.assert_allclose(combined.variance, scores.variance @ np.array(W) ** 2, rtol=1e-12)
+    assert combined.attributes is None and combined.mean.shape == (2,)
+    # The best-of-N `quantile:0.1` policy on the combined scores equals the weighted transform on the attributes.
+    direct = RewardTransform.parse("quantile:0.1").bind(model)(scores.mean, scores.std)
+    np.testing.assert_allclose(RewardTransform.parse("quantile:0.1")(combined.mean, combined.std), direct, rtol=1e-10)

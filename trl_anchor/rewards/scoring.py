@@ -97,6 +97,25 @@ def score_token_ids(
     return RewardScores(mean=mean, variance=variance, attributes=attributes)
 
 
+def combined_scores(scores: RewardScores, weights) -> RewardScores:
+    """One Gaussian reward per response from per-attribute scores: `r = Σ_a w_a μ_a`, `Var(r) = Σ_a w_a² σ_a²`
+    (attributes independent given the response); scalar scores pass through unchanged."""
+    if scores.attributes is None:
+        return scores
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.shape != (len(scores.attributes),):
+        raise ValueError(f"Got {weights.size} weights for the attributes {scores.attributes}.")
+    variance = None if scores.variance is None else scores.variance @ weights**2
+    return RewardScores(mean=scores.mean @ weights, variance=variance)
+
+
+def model_attribute_weights(model: PreTrainedModel) -> list[float] | None:
+    """The default attribute weights recorded in a multi-attribute model's config (`None` for a one-output model)."""
+    config = model.config
+    settings = getattr(config, "gaussian_reward", None) or getattr(config, "attribute_reward", None) or {}
+    return settings.get("attribute_weights") if _attribute_names(model) is not None else None
+
+
 def _attribute_names(model: PreTrainedModel) -> list[str] | None:
     """The attributes of a multi-attribute model (Gaussian or the plain MSE arm), `None` for a one-output model."""
     config = model.config
