@@ -28,7 +28,7 @@ class MultiAttributeDemoArguments:
     num_test: int = field(default=300, metadata={"help": "Synthetic rated held-out responses."})
     num_train_pairs: int = field(default=150, metadata={"help": "Synthetic train preference pairs."})
     num_test_pairs: int = field(default=200, metadata={"help": "Synthetic held-out preference pairs."})
-    num_train_epochs: float = field(default=2.0, metadata={"help": "Epochs per arm."})
+    num_train_epochs: float = field(default=4.0, metadata={"help": "Epochs per arm."})
     max_steps: int = field(default=-1, metadata={"help": "If > 0, overrides num_train_epochs (smoke runs)."})
     per_device_train_batch_size: int = field(default=16, metadata={"help": "Rows per step."})
     learning_rate: float = field(default=5e-5, metadata={"help": "AdamW learning rate of the backbone."})
