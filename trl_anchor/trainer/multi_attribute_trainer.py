@@ -20,6 +20,7 @@ from ..losses import (
 from ..models.conversion import save_variance_head_with_adapter, to_gaussian, train_variance_head
 from ..models.modeling_gaussian import GaussianRewardModel
 from ..models.packing import padding_free_collator_kwargs, reward_model_inputs
+from .head_optimizer import check_head_learning_rate, head_parameter_ids, split_head_groups
 from .multi_attribute_config import MultiAttributeRewardConfig
 from .multi_attribute_data import (
     MISSING,
@@ -138,6 +139,10 @@ class MultiAttributeRewardTrainer(Trainer):
         for tag in self._tag_names:
             if hasattr(self.model, "add_model_tags"):
                 self.model.add_model_tags(tag)
+        deepspeed_plugin = self.accelerator.state.deepspeed_plugin if self.is_deepspeed_enabled else None
+        check_head_learning_rate(
+            args.head_learning_rate, optimizers[0], deepspeed_plugin.deepspeed_config if deepspeed_plugin else None
+        )
 
     # ------------------------------------------------------------------------------------------------ set-up
     def _load_model(self, model, args):
@@ -191,6 +196,13 @@ class MultiAttributeRewardTrainer(Trainer):
         if self._signature_columns is None:
             self._signature_columns = ["input_ids", "rejected_ids", "ratings", "soft_label"]
 
+    def create_optimizer(self, model=None):
+        user_optimizer = self.optimizer is not None
+        optimizer = super().create_optimizer(model)
+        if self.args.head_learning_rate is not None and not user_optimizer:
+            split_head_groups(optimizer, head_parameter_ids(_unwrap(self.model)), self.args.head_learning_rate)
+        return optimizer
+
     # ------------------------------------------------------------------------------------------------- loss
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
@@ -205,7 +217,9 @@ class MultiAttributeRewardTrainer(Trainer):
         else:
             per_rating = (mean[:rows].double() - ratings.clamp_min(0)) ** 2 * rated
         loss = per_rating.sum() / rated.sum().clamp_min(1)
-        metrics = {"rating_loss": loss.detach()}
+        # Every process gathers the same keys (collectives must match), NaN where its batch has no pairs.
+        nan = torch.tensor(float("nan"), device=loss.device, dtype=loss.dtype)
+        metrics = {"rating_loss": loss.detach(), "pair_loss": nan, "pair_accuracy": nan}
         pair_index = inputs["pair_index"]
         if self.args.pairwise_lambda > 0 and pair_index.numel():
             pair_loss, accuracy = self._pair_terms(mean, variance, pair_index, inputs["soft_label"], rows)
@@ -238,8 +252,9 @@ class MultiAttributeRewardTrainer(Trainer):
     def _record(self, mode, metrics, mean, variance, ratings) -> None:
         gather = self.accelerator.gather  # per-process sums and means, one row each
         for key, value in metrics.items():
-            if not torch.isnan(value):
-                self._metrics[mode][key].append(gather(value.reshape(1)).nanmean().item())
+            gathered = gather(value.reshape(1).to(torch.float64))
+            if not torch.isnan(gathered).all():
+                self._metrics[mode][key].append(gathered.nanmean().item())
         rated = ratings != MISSING
         if self._ordinal:
             thresholds = torch.tensor(self.rating_thresholds, device=mean.device)
