@@ -67,6 +67,9 @@ class MultiAttributeRewardConfig(TrainingArguments):
             Responses (prompt included) longer than this are dropped and counted. `None`: no limit.
         padding_free (`bool`, *optional*, defaults to `False`):
             Pack the sequences of a batch without padding (decoder backbones; see `trl_anchor.models.packing`).
+        disable_dropout (`bool`, *optional*, defaults to `True`):
+            Disable dropout in the model, as `trl.RewardConfig` does: a reward's μ and σ should not depend on a dropout
+            mask, and data-parallel runs then match one process.
         model_init_kwargs (`dict`, *optional*):
             Keyword arguments for `from_pretrained` when the model is given as a string.
     """
@@ -98,6 +101,7 @@ class MultiAttributeRewardConfig(TrainingArguments):
     variance_floor: float | None = field(default=None, metadata={"help": "Lower bound of σ²_a."})
     max_length: int | None = field(default=1024, metadata={"help": "Longer sequences are dropped and counted."})
     padding_free: bool = field(default=False, metadata={"help": "Pack sequences without padding (decoders)."})
+    disable_dropout: bool = field(default=True, metadata={"help": "Disable dropout in the model (as TRL)."})
     model_init_kwargs: dict[str, Any] | None = field(
         default=None, metadata={"help": "Keyword arguments for `from_pretrained` when the model is a string."}
     )

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from accelerate.utils import is_peft_model
 from datasets import Dataset
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, set_seed
+from trl.trainer.utils import disable_dropout_in_model
 
 from ..losses import (
     bt_preference_log_probs,
@@ -102,6 +103,8 @@ class MultiAttributeRewardTrainer(Trainer):
         self.attributes = list(args.attributes)
         processing_class = _tokenizer(model, processing_class)
         model = self._load_model(model, args)
+        if args.disable_dropout:
+            disable_dropout_in_model(model)
         if model.config.pad_token_id is None:  # decoders pool at the last non-pad token: they must know the pad id
             model.config.pad_token_id = processing_class.pad_token_id
         if peft_config is not None:
