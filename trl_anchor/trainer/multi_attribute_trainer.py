@@ -19,7 +19,7 @@ from ..losses import (
     soft_label_nll,
 )
 from ..models.conversion import save_variance_head_with_adapter, to_gaussian, train_variance_head
-from ..models.modeling_gaussian import GaussianRewardModel
+from ..models.modeling_gaussian import GaussianRewardModel, attribute_names
 from ..models.packing import padding_free_collator_kwargs, reward_model_inputs
 from .head_optimizer import check_head_learning_rate, head_parameter_ids, split_head_groups
 from .multi_attribute_config import MultiAttributeRewardConfig
@@ -166,6 +166,9 @@ class MultiAttributeRewardTrainer(Trainer):
             raise ValueError(
                 f"The model has num_labels={base.config.num_labels} but {len(attributes)} attributes {attributes}."
             )
+        named = attribute_names(base.config) if isinstance(base, GaussianRewardModel) else None
+        if named is not None and named != attributes:
+            raise ValueError(f"The model rates {named} but the config's `attributes` are {attributes}.")
         if self._ordinal and not isinstance(base, GaussianRewardModel):
             to_gaussian(base, args.variance_floor, attributes)
         return model
