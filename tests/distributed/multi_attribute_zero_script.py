@@ -25,8 +25,9 @@ def main():
     parser.add_argument("--padding_free", action="store_true")
     cli = parser.parse_args()
     world_size = int(os.environ.get("WORLD_SIZE", 1))
-    files = {name: str(cli.workspace / f"{name}.jsonl") for name in ("train", "eval", "pairs")}
-    data = load_dataset("json", data_files=files)
+    # One load per file: the splits have different columns.
+    data = {name: load_dataset("json", data_files=str(cli.workspace / f"{name}.jsonl"), split="train")
+            for name in ("train", "eval", "pairs")}
     args = MultiAttributeRewardConfig(
         output_dir=str(cli.output), attributes=ATTRIBUTES, attribute_weights=[0.6, 0.8, -0.4],
         per_device_train_batch_size=GLOBAL_BATCH // world_size, per_device_eval_batch_size=GLOBAL_BATCH // world_size,
