@@ -14,11 +14,11 @@ likelihood of `MultiAttributeRewardTrainer` with `rating_thresholds="midpoints"`
 annotators comparing the combined latent rewards `wᵀ latent` (w: NVIDIA's HelpSteer2 weights).
 """
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from datasets import Dataset, DatasetDict
-from scipy.stats import norm
 
 from ..trainer.multi_attribute_config import HELPSTEER2_ATTRIBUTES, HELPSTEER2_WEIGHTS
 
@@ -98,7 +98,8 @@ def _pairs(rng, num: int, config: SyntheticAttributeConfig, held_out: bool) -> d
         reward_b = rng.normal(mean_b, std_b, (draws, 5)) @ weights
         p_a = float((reward_a > reward_b).mean())
         gap = (mean_a - mean_b) @ weights
-        true_p_a = float(norm.cdf(gap / np.sqrt((std_a**2 + std_b**2) @ weights**2)))
+        z = gap / math.sqrt((std_a**2 + std_b**2) @ weights**2)
+        true_p_a = 0.5 * math.erfc(-z / math.sqrt(2.0))  # Φ(z)
         a_first = p_a >= 0.5
         rows["prompt"].append(str(rng.choice(PROMPTS)))
         rows["chosen"].append(text_a if a_first else text_b)
