@@ -73,6 +73,8 @@ _EXPORTS = {
     "DataCollatorForAnchoredPreference": "trainer",
     "IRLSFTConfig": "trainer",
     "IRLSFTTrainer": "trainer",
+    "MultiAttributeRewardConfig": "trainer.multi_attribute_config",
+    "MultiAttributeRewardTrainer": "trainer.multi_attribute_trainer",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -144,3 +146,5 @@ if TYPE_CHECKING:
         IRLSFTConfig,
         IRLSFTTrainer,
     )
+    from .trainer.multi_attribute_config import MultiAttributeRewardConfig
+    from .trainer.multi_attribute_trainer import MultiAttributeRewardTrainer

@@ -21,6 +21,14 @@ COMMANDS = {
         "trl_anchor.scripts.caption_study",
         "real-vote study: BT vs Gaussian vs Gaussian+vote anchors on held-out caption contests",
     ),
+    "train-attributes": (
+        "trl_anchor.scripts.train_attributes",
+        "train a multi-attribute (HelpSteer2) Gaussian or MSE reward model from a YAML recipe",
+    ),
+    "multi-attribute-demo": (
+        "trl_anchor.scripts.multi_attribute_demo",
+        "multi-attribute (HelpSteer2-format) Gaussian-ordinal vs MSE reward models on an offline synthetic set",
+    ),
     "irl-sft": ("trl_anchor.scripts.irl_sft", "reward learning from SFT demonstrations: IRFT (implicit) or RFT"),
     "irl-sft-study": (
         "trl_anchor.scripts.irl_sft_study",

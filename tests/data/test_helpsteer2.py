@@ -106,3 +106,41 @@ def test_one_epoch_training_with_class_anchors(tokenizer, tmp_path):
     )
     assert trainer.anchor_thresholds is not None and len(trainer.anchor_thresholds) == 2
     assert any("anchor_loss" in entry for entry in trainer.state.log_history)
+
+
+# ----------------------------------------------------------------------------------------- rated (main) subset
+def test_rated_subset_follows_the_fixture():
+    from trl_anchor.data.helpsteer2 import ATTRIBUTES
+
+    rated, report = load_helpsteer2(FIXTURES / "helpsteer2" / "train.jsonl", subset="rated", return_report=True)
+    assert rated.column_names == ["prompt", "response", *ATTRIBUTES]
+    assert len(rated) == 9 and report.total == 9
+    row = rated[0]
+    assert row["response"] == [{"role": "assistant", "content": "The capital of France is Paris."}]
+    assert [row[a] for a in ATTRIBUTES] == [4, 4, 4, 1, 2]
+    assert [m["role"] for m in rated[2]["prompt"]] == ["user", "assistant", "user"]  # multi-turn prompt split
+
+
+def test_disagreements_give_rounded_mean_and_annotator_std():
+    path = FIXTURES / "helpsteer2" / "disagreements.jsonl"
+    rated = load_helpsteer2(path, subset="disagreements", conversational=False)
+    # Row 0 helpfulness [4, 3, 4]: mean 11/3 → 4, population std sqrt(2/9); row 1 [2, 1, 2] → 5/3 → 2.
+    assert rated[0]["helpfulness"] == 4 and rated[1]["helpfulness"] == 2
+    assert rated[0]["helpfulness_std"] == pytest.approx((2 / 9) ** 0.5)
+    assert rated[0]["coherence_std"] == 0.0
+
+
+def test_rated_subset_missing_and_bad_ratings(tmp_path):
+    import json
+
+    rows = [json.loads(line) for line in (FIXTURES / "helpsteer2" / "train.jsonl").read_text().splitlines()]
+    rows[1]["verbosity"] = None
+    path = tmp_path / "rated.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    rated, report = load_helpsteer2(path, subset="rated", return_report=True)
+    assert rated[1]["verbosity"] is None and len(rated) == 9
+    assert report.adjusted["missing_verbosity_ratings_kept_as_None"] == 1 and report.kept == 9
+    rows[3]["correctness"] = 5
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    with pytest.raises(ValueError, match=r"Row 3: HelpSteer2 rating `correctness` .* got 5"):
+        load_helpsteer2(path, subset="rated")

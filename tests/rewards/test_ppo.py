@@ -278,3 +278,24 @@ def test_example_trains_under_deepspeed_zero3_with_the_transformed_reward(tokeni
     initial = AutoModelForCausalLM.from_pretrained(tiny_causal_lm_dir).state_dict()
     trained = AutoModelForCausalLM.from_pretrained(output_dir).state_dict()
     assert any(not torch.equal(trained[name], value) for name, value in initial.items())
+
+
+@needs_ppo
+def test_ppo_reward_of_a_multi_attribute_model_combines_attributes(tokenizer):
+    # The per-position heads give μ, σ² ∈ R^A; the transform bound to the model combines them with its weights.
+    from scipy.stats import norm
+
+    attributes, weights = ["helpfulness", "verbosity"], [0.7, -0.4]
+    torch.manual_seed(0)
+    model = GaussianRewardModel.from_config(tiny_gpt2_config(tokenizer, num_labels=2), attributes=attributes).eval()
+    with torch.no_grad():
+        model.variance_head.weight.normal_()
+    model.record_training_settings(attribute_weights=weights)
+    wrapper = PPORewardModel(model, tokenizer, tokenizer, transform="quantile:0.1")
+    ids = torch.tensor([[5, 6, 7, tokenizer.pad_token_id], [8, 9, 10, 11]])
+    with torch.no_grad():
+        rewards = wrapper(ids, attention_mask=(ids != tokenizer.pad_token_id).long())
+        out = model(input_ids=ids, attention_mask=(ids != tokenizer.pad_token_id).long())
+    w = torch.tensor(weights, dtype=torch.float64)
+    expected = out.mean.double() @ w + norm.ppf(0.1) * (out.variance.double() @ w**2).sqrt()
+    torch.testing.assert_close(rewards.double(), expected, rtol=1e-5, atol=1e-6)

@@ -124,8 +124,12 @@ def load_helpsteer2(
     anchor_cutoffs: Sequence[float] = (2, 3),
     conversational: bool = True,
     return_report: bool = False,
+    subset: str = "preference",
 ):
-    """HelpSteer2 preference pairs with soft labels, optionally with human anchors from the attribute ratings.
+    """HelpSteer2 preference pairs with soft labels, optionally with human anchors from the attribute ratings; with
+    `subset="rated"` the rated responses for multi-attribute training instead
+    (`trl_anchor.data.helpsteer2_ratings.load_helpsteer2_rated`: `source`, `split`, `conversational` and
+    `return_report` apply, `subset="disagreements"` reads the Hub's per-annotator subset).
 
     Args:
         source: `"nvidia/HelpSteer2"` (loaded with `data_dir="preference"`), a local json/jsonl/parquet file of the
@@ -142,6 +146,8 @@ def load_helpsteer2(
         anchor_cutoffs: rating cutoffs; the anchor class is how many of them the rating reaches (K = len(cutoffs)).
         conversational: chat messages (multi-turn prompts split at their turn markers) or plain text.
         return_report: also return the `FilterReport`.
+        subset: `"preference"` (pairs, default), `"rated"` (the main subset: one 0–4 rating per attribute) or
+            `"disagreements"` (per-annotator ratings: rounded mean plus `<attribute>_std`).
 
     Returns:
         Columns `prompt`, `chosen`, `rejected`, `soft_label`, `num_judgements`, `split`; with `ratings`,
@@ -156,6 +162,15 @@ def load_helpsteer2(
     ['prompt', 'chosen', 'rejected', 'soft_label', 'chosen_anchor', 'rejected_anchor', 'num_judgements', ...]
     ```
     """
+    if subset in ("rated", "disagreements"):
+        from .helpsteer2_ratings import load_helpsteer2_rated
+
+        data_dir = "disagreements" if subset == "disagreements" else None
+        return load_helpsteer2_rated(
+            source, split=split, data_dir=data_dir, conversational=conversational, return_report=return_report
+        )
+    if subset != "preference":
+        raise ValueError(f"`subset` must be 'preference', 'rated' or 'disagreements', got {subset!r}.")
     if judgements not in JUDGEMENT_COLUMNS:
         raise ValueError(f"`judgements` must be one of {JUDGEMENT_COLUMNS}, got {judgements!r}.")
     on_hub = isinstance(source, str) and not os.path.exists(source)

@@ -41,8 +41,11 @@ from .modeling_gaussian import (
 ADAPTER_SAFETENSORS, ADAPTER_BIN = "adapter_model.safetensors", "adapter_model.bin"
 
 
-def to_gaussian(model, variance_floor: float | None = None) -> GaussianRewardModel:
-    """Turn a sequence-classification model with `num_labels=1` into a `GaussianRewardModel`, in place.
+def to_gaussian(
+    model, variance_floor: float | None = None, attributes: list[str] | None = None
+) -> GaussianRewardModel:
+    """Turn a sequence-classification model with `num_labels=1` into a `GaussianRewardModel`, in place; with
+    `attributes`, one with `num_labels = len(attributes)` into a multi-attribute one (σ² per attribute).
 
     A model that already is one keeps its heads; `variance_floor`, when given, replaces its floor.
 
@@ -56,13 +59,14 @@ def to_gaussian(model, variance_floor: float | None = None) -> GaussianRewardMod
     (True, 'GaussianGPT2ForSequenceClassification', torch.Size([1, 16]))
     ```
     """
-    _prepare_config(model.config, variance_floor)  # checks num_labels == 1, validates and records the floor
+    _prepare_config(model.config, variance_floor, attributes)  # checks num_labels, records floor and attributes
     floor = gaussian_settings(model.config)["variance_floor"]
     if isinstance(model, GaussianRewardModel):
         model.variance_head.variance_floor = floor
         return model
     head = reward_head(model)
-    model.variance_head = VarianceHead(_in_features(head), floor).to(next(head.parameters()).device)
+    num_outputs = model.config.num_labels
+    model.variance_head = VarianceHead(_in_features(head), floor, num_outputs).to(next(head.parameters()).device)
     model.__class__ = gaussian_class(type(model))
     return model
 

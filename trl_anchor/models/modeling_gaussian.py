@@ -14,6 +14,12 @@ reads. Consequences:
 Both heads keep float32 parameters (also in a bf16 model, `_keep_in_fp32_modules_strict`) and compute with autocast
 off: μ comes out of a float32 product, never a bf16-rounded one, and a 1e-5 update moves them.
 
+Multi-attribute models (HelpSteer2's helpfulness, correctness, ... ratings): the same class with `num_labels = A`.
+The mean head outputs μ ∈ R^A, exactly what `AutoModelForSequenceClassification(num_labels=A)` returns (the format
+of NVIDIA's attribute reward models), the variance head σ² ∈ R^A, and `config.gaussian_reward["attributes"]` names
+the attributes (also written to `config.id2label`). Outputs then have shape `(batch_size, A)`; with one attribute
+they keep the scalar shapes `(batch_size,)`.
+
 Variance parameterisation: `σ² = softplus(w·h + b) + variance_floor`, computed in float64 and returned as float32.
 Softplus keeps σ² strictly positive with a gradient everywhere (no clamp), grows linearly for large activations (no
 exp overflow) and the floor bounds the probit denominator away from zero. A fresh head has `w = 0` and `b` chosen so
@@ -52,11 +58,11 @@ class GaussianRewardModelOutput(ModelOutput):
 
     Args:
         loss (`torch.FloatTensor`, *optional*): the backbone's regression loss when `labels` were passed.
-        logits (`torch.FloatTensor` of shape `(batch_size, 1)`): the mean reward μ, exactly what the plain
+        logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`): the mean reward μ, exactly what the plain
             sequence-classification model returns.
-        mean (`torch.FloatTensor` of shape `(batch_size,)`): μ in float32.
-        variance (`torch.FloatTensor` of shape `(batch_size,)`): σ² in float32, at least the variance floor.
-        std (`torch.FloatTensor` of shape `(batch_size,)`): σ.
+        mean (`torch.FloatTensor` of shape `(batch_size,)`, or `(batch_size, A)` for A > 1 attributes): μ in float32.
+        variance (`torch.FloatTensor`, shaped as `mean`): σ² in float32, at least the variance floor.
+        std (`torch.FloatTensor`, shaped as `mean`): σ.
         hidden_states, attentions: as returned by the backbone when requested.
     """
 
@@ -70,14 +76,16 @@ class GaussianRewardModelOutput(ModelOutput):
 
 
 class VarianceHead(nn.Module):
-    """Variance of the latent reward from the pooled hidden state the reward head reads: a linear map and softplus."""
+    """Variance of the latent reward from the pooled hidden state the reward head reads: a linear map and softplus.
 
-    def __init__(self, in_features: int, variance_floor: float = DEFAULT_VARIANCE_FLOOR):
+    With `num_outputs = A > 1` (one variance per attribute) the output has a trailing dimension of size A."""
+
+    def __init__(self, in_features: int, variance_floor: float = DEFAULT_VARIANCE_FLOOR, num_outputs: int = 1):
         super().__init__()
         # float32 whatever the default dtype a bf16 model is built under (a checkpoint without this head leaves it
         # at its initial values, so no load casts it either).
-        self.weight = nn.Parameter(torch.empty(1, in_features, dtype=torch.float32))
-        self.bias = nn.Parameter(torch.empty(1, dtype=torch.float32))
+        self.weight = nn.Parameter(torch.empty(num_outputs, in_features, dtype=torch.float32))
+        self.bias = nn.Parameter(torch.empty(num_outputs, dtype=torch.float32))
         self.variance_floor = variance_floor
         self.reset_parameters()
 
@@ -88,13 +96,16 @@ class VarianceHead(nn.Module):
             self.bias.fill_(_inverse_softplus(_INITIAL_VARIANCE - self.variance_floor))
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Variance `softplus(w·h + b) + floor` of hidden states `(..., H)`, as float32 of shape `(...)`.
+        """Variance `softplus(w·h + b) + floor` of hidden states `(..., H)`, as float32 of shape `(...)` (`(..., A)`
+        for A > 1 outputs).
 
         The head is tiny, so it runs in float64 (float32 on MPS) with autocast off whatever the model dtype: bf16
         training never rounds σ², and the result does not depend on how the loaded weights happen to be aligned in
         memory.
         """
-        raw = upcast_linear(hidden, self.weight, self.bias, math_dtype(hidden.device)).squeeze(-1)
+        raw = upcast_linear(hidden, self.weight, self.bias, math_dtype(hidden.device))
+        if raw.shape[-1] == 1:
+            raw = raw.squeeze(-1)
         return (F.softplus(raw) + self.variance_floor).float()
 
 
@@ -178,7 +189,7 @@ class GaussianRewardModel:
         super().__init__(config, *args, **kwargs)
         settings = gaussian_settings(config)
         head = reward_head(self)
-        self.variance_head = VarianceHead(_in_features(head), settings["variance_floor"])
+        self.variance_head = VarianceHead(_in_features(head), settings["variance_floor"], config.num_labels)
         if type(head) is nn.Linear:
             # μ in float32 with autocast off, like σ²: the module keeps its parameters, only its forward changes.
             head.__class__ = Float32Linear
@@ -197,18 +208,34 @@ class GaussianRewardModel:
         return gaussian_class(sequence_classification_class(config, trust_remote_code, repo_id, **hub_kwargs))
 
     @classmethod
-    def from_config(cls, config: PretrainedConfig, variance_floor: float | None = None, **kwargs):
-        """Build a freshly initialised Gaussian reward model from a backbone config (`num_labels` must be 1)."""
-        _prepare_config(config, variance_floor)
+    def from_config(
+        cls,
+        config: PretrainedConfig,
+        variance_floor: float | None = None,
+        attributes: list[str] | None = None,
+        **kwargs,
+    ):
+        """Build a freshly initialised Gaussian reward model from a backbone config: one reward (`num_labels=1`), or
+        one (μ, σ²) per named attribute with `attributes` (sets `num_labels = len(attributes)`)."""
+        _prepare_config(config, variance_floor, attributes)
         return cls.class_for(config)(config, **kwargs)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, variance_floor: float | None = None, **kwargs):
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path,
+        *model_args,
+        variance_floor: float | None = None,
+        attributes: list[str] | None = None,
+        **kwargs,
+    ):
         """Load a Gaussian reward model from a local directory or the Hub.
 
         Works on a `GaussianRewardModel` checkpoint (both heads restored), on a plain reward-model checkpoint (the
         variance head starts at σ² = 1) and on a base LM or encoder checkpoint (both heads initialised), exactly like
         `AutoModelForSequenceClassification.from_pretrained`. Extra keyword arguments are forwarded to it.
+        `attributes` makes a multi-attribute model from a base checkpoint; a saved multi-attribute checkpoint keeps
+        its own attributes.
         """
         if cls is not GaussianRewardModel:
             return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
@@ -216,14 +243,17 @@ class GaussianRewardModel:
         trust_remote_code = kwargs.get("trust_remote_code")
         config = kwargs.pop("config", None)
         if config is None:
-            # A reward model has one output, whatever the checkpoint's head had (base LMs default to 2 labels).
-            config_overrides = {"num_labels": kwargs.pop("num_labels", 1)}
+            config_overrides = {}
             if "pad_token_id" in kwargs:
                 config_overrides["pad_token_id"] = kwargs.pop("pad_token_id")
             config = AutoConfig.from_pretrained(
                 pretrained_model_name_or_path, trust_remote_code=trust_remote_code, **hub_kwargs, **config_overrides
             )
-        _prepare_config(config, variance_floor)
+            saved_attributes = gaussian_settings(config).get("attributes")
+            # A reward model has one output per attribute (one by default), whatever the checkpoint's head had (base
+            # LMs default to 2 labels).
+            config.num_labels = kwargs.pop("num_labels", len(attributes or saved_attributes or [None]))
+        _prepare_config(config, variance_floor, attributes)
         repo_id = str(pretrained_model_name_or_path)
         model_class = cls.class_for(config, trust_remote_code, repo_id=repo_id, **hub_kwargs)
         model, info = model_class.from_pretrained(
@@ -281,10 +311,11 @@ class GaussianRewardModel:
                 index = reward_token_index(input_ids, self.config.get_text_config().pad_token_id).to(hidden.device)
             hidden = hidden[torch.arange(hidden.shape[0], device=hidden.device), index]
         variance = self.variance_head(hidden)
+        mean = logits.squeeze(-1) if logits.shape[-1] == 1 else logits
         return GaussianRewardModelOutput(
             loss=outputs.loss,
             logits=logits,
-            mean=logits.squeeze(-1).float(),
+            mean=mean.float(),
             variance=variance,
             std=variance.sqrt(),
             hidden_states=outputs.hidden_states,
@@ -378,12 +409,34 @@ def is_gaussian_config(config: PretrainedConfig) -> bool:
     return getattr(config, GAUSSIAN_CONFIG_KEY, None) is not None
 
 
-def _prepare_config(config: PretrainedConfig, variance_floor: float | None) -> None:
-    if config.num_labels != 1:
-        raise ValueError(
-            f"A Gaussian reward model needs `num_labels=1` (the mean reward μ), got num_labels={config.num_labels}."
-        )
+def attribute_names(config: PretrainedConfig) -> list[str] | None:
+    """The attribute names of a multi-attribute Gaussian reward model, `None` for a scalar one."""
+    return gaussian_settings(config).get("attributes")
+
+
+def _prepare_config(
+    config: PretrainedConfig, variance_floor: float | None, attributes: list[str] | None = None
+) -> None:
     settings = gaussian_settings(config)
+    if attributes is not None:
+        attributes = [str(name) for name in attributes]
+        if not attributes or len(set(attributes)) != len(attributes):
+            raise ValueError(f"`attributes` must be distinct names, at least one, got {attributes}.")
+        settings["attributes"] = attributes
+        config.num_labels = len(attributes)
+    attributes = settings.get("attributes")
+    if attributes is None and config.num_labels != 1:
+        raise ValueError(
+            f"A Gaussian reward model needs `num_labels=1` (the mean reward μ), got num_labels={config.num_labels}; "
+            "pass `attributes=[...]` for a multi-attribute model."
+        )
+    if attributes is not None:
+        if len(attributes) != config.num_labels:
+            raise ValueError(f"The config has num_labels={config.num_labels} but {len(attributes)} attributes.")
+        # Plain transformers reports the attributes by name, and its own `labels` loss is the NeMo-style MSE.
+        config.id2label = dict(enumerate(attributes))
+        config.label2id = {name: i for i, name in enumerate(attributes)}
+        config.problem_type = "regression"
     if variance_floor is not None:
         if not variance_floor > 0 or not math.isfinite(variance_floor):
             raise ValueError(f"`variance_floor` must be a positive finite number, got {variance_floor}.")

@@ -25,10 +25,15 @@ Text = str | list[dict[str, Any]]
 
 @dataclass
 class RewardScores:
-    """Scores of a list of responses, in input order. `variance` is `None` for a non-Gaussian (BT) reward model."""
+    """Scores of a list of responses, in input order. `variance` is `None` for a non-Gaussian (BT) reward model.
+
+    For a multi-attribute model `mean` and `variance` have shape `(num_responses, A)` and `attributes` names the
+    columns (SteerLM-style data selection reads them directly); `RewardTransform` combines them into one reward.
+    """
 
     mean: np.ndarray
     variance: np.ndarray | None
+    attributes: list[str] | None = None
 
     @property
     def std(self) -> np.ndarray | None:
@@ -74,8 +79,10 @@ def score_token_ids(
         raise ValueError(f"Cannot score empty sequences (rows {empty[:10]}).")
     gaussian = isinstance(model, GaussianRewardModel)
     order = np.argsort([-len(ids) for ids in token_ids], kind="stable")
-    mean = np.empty(len(token_ids), dtype=np.float64)
-    variance = np.empty(len(token_ids), dtype=np.float64) if gaussian else None
+    attributes = _attribute_names(model)
+    shape = (len(token_ids),) if attributes is None else (len(token_ids), len(attributes))
+    mean = np.empty(shape, dtype=np.float64)
+    variance = np.empty(shape, dtype=np.float64) if gaussian else None
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -83,11 +90,40 @@ def score_token_ids(
     for start in tqdm(starts, desc=desc, disable=not show_progress, unit="batch"):
         rows = order[start : start + batch_size]
         outputs = model(**_pad_batch([token_ids[i] for i in rows], pad_token_id, device))
-        mean[rows] = outputs.logits.squeeze(-1).float().cpu().numpy()
+        mean[rows] = outputs.logits.reshape(len(rows), *shape[1:]).float().cpu().numpy()
         if gaussian:
-            variance[rows] = outputs.variance.float().cpu().numpy()
+            variance[rows] = outputs.variance.reshape(len(rows), *shape[1:]).float().cpu().numpy()
     model.train(was_training)
-    return RewardScores(mean=mean, variance=variance)
+    return RewardScores(mean=mean, variance=variance, attributes=attributes)
+
+
+def combined_scores(scores: RewardScores, weights) -> RewardScores:
+    """One Gaussian reward per response from per-attribute scores: `r = Σ_a w_a μ_a`, `Var(r) = Σ_a w_a² σ_a²`
+    (attributes independent given the response); scalar scores pass through unchanged."""
+    if scores.attributes is None:
+        return scores
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.shape != (len(scores.attributes),):
+        raise ValueError(f"Got {weights.size} weights for the attributes {scores.attributes}.")
+    variance = None if scores.variance is None else scores.variance @ weights**2
+    return RewardScores(mean=scores.mean @ weights, variance=variance)
+
+
+def model_attribute_weights(model: PreTrainedModel) -> list[float] | None:
+    """The default attribute weights recorded in a multi-attribute model's config (`None` for a one-output model)."""
+    config = model.config
+    settings = getattr(config, "gaussian_reward", None) or getattr(config, "attribute_reward", None) or {}
+    return settings.get("attribute_weights") if _attribute_names(model) is not None else None
+
+
+def _attribute_names(model: PreTrainedModel) -> list[str] | None:
+    """The attributes of a multi-attribute model (Gaussian or the plain MSE arm), `None` for a one-output model."""
+    config = model.config
+    settings = getattr(config, "gaussian_reward", None) or getattr(config, "attribute_reward", None) or {}
+    attributes = settings.get("attributes")
+    if attributes is None and config.num_labels > 1:
+        attributes = [config.id2label[i] for i in range(config.num_labels)]
+    return None if attributes is None or len(attributes) == 1 else list(attributes)
 
 
 def score_responses(

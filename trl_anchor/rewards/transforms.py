@@ -16,6 +16,12 @@ Options follow the kind, comma-separated: `normalize` standardises μ and σ wit
 model's config (`record_reward_statistics`) before the kind is applied, so κ, β and clipping bounds are in units of
 the reward's spread over a reference set; `clip:<c>` or `clip:<lo>:<hi>` clips the final reward; `seed:<n>` makes
 `random_quantile` draws reproducible. Example: `"quantile:0.1,normalize,clip:5"`.
+
+Multi-attribute reward models (μ, σ ∈ R^A, e.g. HelpSteer2's five attributes) are first combined into one Gaussian
+reward `r = Σ_a w_a μ_a` with `σ_r² = Σ_a w_a² σ_a²` (attributes independent given the response), then the kind is
+applied to (r, σ_r). The option `weights:<w_1>:…:<w_A>` sets w (colon-separated like `clip`, since commas separate
+options); without it `bind(model)` takes the weights recorded in the model's config (`attribute_weights`). Example:
+`"quantile:0.1,weights:0.65:0.8:0.45:0.55:-0.4"`: the 10% quantile of NVIDIA's HelpSteer2 combination.
 """
 
 import math
@@ -39,8 +45,8 @@ _KIND_PARAMS: dict[str, tuple[str, ...]] = {
 }
 _ALL_PARAMS = tuple(dict.fromkeys(p for params in _KIND_PARAMS.values() for p in params))
 _SPEC_GRAMMAR = (
-    "<kind>[,normalize][,clip:<c>|clip:<low>:<high>][,seed:<int>] with <kind> one of `mean`, `quantile:<q>`, "
-    "`random_quantile:<low>:<high>`, `lcb:<kappa>`, `variance_penalty:<beta>`"
+    "<kind>[,normalize][,clip:<c>|clip:<low>:<high>][,seed:<int>][,weights:<w1>:…:<wA>] with <kind> one of `mean`, "
+    "`quantile:<q>`, `random_quantile:<low>:<high>`, `lcb:<kappa>`, `variance_penalty:<beta>`"
 )
 # Data-parallel ranks offset the seed by a prime, as TRL's online trainers do for their local seeds, so ranks draw
 # independent quantile levels.
@@ -66,6 +72,9 @@ class RewardTransform:
         seed (`int`, *optional*): seed of the quantile-level generator of `random_quantile`; without it the levels
             come from torch's global generator (which `transformers.set_seed` seeds).
         normalization (`dict`, *optional*): `{"mean": m, "std": s}` used by `normalize`; filled by `bind`.
+        weights (`tuple[float]`, *optional*): attribute weights w of a multi-attribute model; μ and σ with a last
+            dimension of size A are combined into `wᵀμ` and `sqrt(Σ w_a² σ_a²)` first. `bind` fills them from the
+            model's config.
 
     Example:
 
@@ -91,6 +100,7 @@ class RewardTransform:
     clip: float | tuple[float, float] | None = None
     seed: int | None = None
     normalization: dict[str, float] | None = None
+    weights: tuple[float, ...] | None = None
     _generator: torch.Generator | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -105,6 +115,10 @@ class RewardTransform:
             self._generator = torch.Generator().manual_seed(int(self.seed))
         if self.normalization is not None:
             self.normalization = _check_statistics(self.normalization, "`normalization`")
+        if self.weights is not None:
+            self.weights = tuple(float(w) for w in self.weights)
+            if not self.weights or not all(math.isfinite(w) for w in self.weights):
+                raise ValueError(f"`weights` must be finite numbers, at least one, got {self.weights}.")
 
     def _check_params(self) -> None:
         expected = _KIND_PARAMS[self.kind]
@@ -152,6 +166,8 @@ class RewardTransform:
             parts.append(f"clip:{self.clip[0]!r}:{self.clip[1]!r}")
         if self.seed is not None:
             parts.append(f"seed:{self.seed}")
+        if self.weights is not None:
+            parts.append(":".join(["weights", *(repr(w) for w in self.weights)]))
         return ",".join(parts)
 
     # ---------------------------------------------------------------------------------------------- properties
@@ -166,10 +182,40 @@ class RewardTransform:
 
     # ------------------------------------------------------------------------------------------- normalisation
     def bind(self, model_or_config: Any) -> "RewardTransform":
-        """Load the normalisation statistics recorded in a reward model's config (a no-op without `normalize`)."""
-        if not self.normalize:
-            return self
+        """Load what the reward model's config records: the attribute weights of a multi-attribute model (unless
+        given) and, with `normalize`, the normalisation statistics."""
         config = getattr(model_or_config, "config", model_or_config)
+        transform = self._bind_weights(config)
+        if not transform.normalize:
+            return transform
+        return transform._bind_normalization(config)
+
+    def _bind_weights(self, config: Any) -> "RewardTransform":
+        # A multi-attribute Gaussian model records its attributes with its settings; the MSE arm (a plain model) in
+        # `config.attribute_reward`.
+        settings = gaussian_settings(config) if is_gaussian_config(config) else getattr(config, "attribute_reward", {})
+        attributes = (settings or {}).get("attributes")
+        if attributes is None or len(attributes) == 1:  # one output: μ and σ are already the reward's
+            if self.weights is not None:
+                raise ValueError(
+                    f"Reward transform {str(self)!r} has attribute weights, but the model has one output."
+                )
+            return self
+        if self.weights is None:
+            weights = settings.get("attribute_weights")
+            if weights is None:
+                raise ValueError(
+                    f"The model rates {len(attributes)} attributes {attributes} and its config records no "
+                    "`attribute_weights`; add `weights:<w1>:…` to the reward transform."
+                )
+            return replace(self, weights=tuple(weights))
+        if len(self.weights) != len(attributes):
+            raise ValueError(
+                f"Got {len(self.weights)} weights for the model's {len(attributes)} attributes {attributes}."
+            )
+        return self
+
+    def _bind_normalization(self, config: Any) -> "RewardTransform":
         recorded = gaussian_settings(config).get(NORMALIZATION_KEY) if is_gaussian_config(config) else None
         if recorded is None:
             raise ValueError(
@@ -221,12 +267,25 @@ class RewardTransform:
                 f"Reward transform {str(self)!r} needs the standard deviation σ, which a non-Gaussian reward model "
                 "does not predict; use `mean` or a GaussianRewardModel."
             )
+        if self.weights is not None:
+            mean, std = self._combine(mean, std)
         if self.normalize:
             mean, std = self._standardize(mean, std)
         reward = self._apply_kind(mean, std, quantile_levels)
         if self.clip is not None:
             reward = reward.clamp(self.clip[0], self.clip[1])
         return reward
+
+    def _combine(self, mean: torch.Tensor, std: torch.Tensor | None):
+        # r = wᵀμ; σ_r² = Σ w_a² σ_a² treats the attributes' noise as independent given the response.
+        if mean.shape[-1:] != (len(self.weights),):
+            raise ValueError(
+                f"Reward transform {str(self)!r} combines {len(self.weights)} attributes, but μ has shape "
+                f"{tuple(mean.shape)} (the attributes must be its last dimension)."
+            )
+        weights = torch.tensor(self.weights, dtype=mean.dtype, device=mean.device)
+        combined_std = None if std is None else (std.square() * weights.square()).sum(-1).sqrt()
+        return mean @ weights, combined_std
 
     def _standardize(self, mean: torch.Tensor, std: torch.Tensor | None):
         if self.normalization is None:
@@ -310,6 +369,8 @@ def _parse_spec(spec: str) -> dict[str, Any]:
             kwargs["clip"] = bounds[0] if len(bounds) == 1 else tuple(bounds)
         elif key == "seed" and len(values) == 1:
             kwargs["seed"] = _parse_number(values[0], "`seed`", int)
+        elif key == "weights" and values:
+            kwargs["weights"] = tuple(_parse_number(value, "`weights`") for value in values)
         else:
             raise ValueError(f"unknown option {option!r}.")
     return kwargs

@@ -112,11 +112,17 @@ class RewardService:
         }
 
 
-def _finite(mean: float, std: float | None) -> bool:
-    return math.isfinite(mean) and (std is None or math.isfinite(std))
+def _finite(mean: float | list[float], std: float | list[float] | None) -> bool:
+    values = _row(mean) + ([] if std is None else _row(std))
+    return all(math.isfinite(value) for value in values)
 
 
-def _apply(transform: RewardTransform, means: list[float], stds: list[float | None]) -> list[float]:
+def _row(value: float | list[float]) -> list[float]:
+    # One column per attribute: a multi-attribute model already gives a list.
+    return value if isinstance(value, list) else [value]
+
+
+def _apply(transform: RewardTransform, means: list, stds: list) -> list[float]:
     return transform(means, None if stds[0] is None else stds).tolist()
 
 
@@ -162,9 +168,9 @@ def create_app(scorer: RewardScorer, config: ServeConfig, token: str | None = No
         means, stds = [mean for mean, _ in results], [std for _, std in results]
         return {
             "model": scorer.name,
-            "attributes": ["reward"],
-            "mu": [[mean] for mean in means],
-            "sigma": None if stds[0] is None else [[std] for std in stds],
+            "attributes": scorer.attributes,
+            "mu": [_row(mean) for mean in means],
+            "sigma": None if stds[0] is None else [_row(std) for std in stds],
             "transforms": {spec: [[r] for r in _apply(t, means, stds)] for spec, t in transforms.items()},
             "num_tokens": counts,
             "truncated": truncated,

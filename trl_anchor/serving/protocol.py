@@ -18,7 +18,8 @@ plain-text training rule: EOS appended unless the text already ends with it. `r`
 `RewardTransform` of (μ, σ); `prompts` and `labels` are accepted and not used.
 
 `POST /score` is the native endpoint. Values are item-major and attribute-minor, so a multi-attribute model adds
-columns without changing the shape; `attributes` names the columns (`["reward"]` for today's single-output models):
+columns without changing the shape; `attributes` names the columns (`["reward"]` for a one-output model, the attribute
+names of a multi-attribute one; its transforms combine the attributes with the weights in the model config):
 
 ```text
 POST /score  {"responses": [text | messages, ...], "prompts": [text | messages | null, ...] (optional),

@@ -9,7 +9,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .. import __version__
 from ..models.modeling_gaussian import GaussianRewardModel, gaussian_settings
-from ..rewards.scoring import Text, score_responses, tokenize_response
+from ..rewards.scoring import Text, _attribute_names, score_responses, tokenize_response
 from ..rewards.transforms import NORMALIZATION_KEY
 from .config import OVER_LENGTH_POLICIES
 
@@ -107,9 +107,16 @@ class RewardScorer:
             batch_size=len(items),
             max_length=self.max_tokens_per_item,
         )
+        # A multi-attribute model gives one value per attribute (a list), a one-output model a float.
+        means = scores.mean.tolist()
         if scores.std is None:
-            return [(float(mean), None) for mean in scores.mean]
-        return [(float(mean), float(std)) for mean, std in zip(scores.mean, scores.std, strict=True)]
+            return [(mean, None) for mean in means]
+        return list(zip(means, scores.std.tolist(), strict=True))
+
+    @property
+    def attributes(self) -> list[str]:
+        """The columns of `/score`: the attribute names of a multi-attribute model, else `["reward"]`."""
+        return _attribute_names(self.model) or ["reward"]
 
     def info(self) -> dict[str, Any]:
         """What `/info` reports about the model."""
@@ -119,7 +126,7 @@ class RewardScorer:
             "model": self.name,
             "model_type": self.model.config.model_type,
             "reward_type": "gaussian" if self.is_gaussian else "scalar",
-            "attributes": ["reward"],
+            "attributes": self.attributes,
             "anchor_thresholds": settings.get("anchor_thresholds"),
             "reward_normalization": settings.get(NORMALIZATION_KEY),
             "variance_floor": settings.get("variance_floor"),

@@ -24,7 +24,7 @@ from trl.data_utils import is_conversational
 
 from ...models.loading import load_reward_model
 from ...models.modeling_gaussian import GAUSSIAN_CONFIG_KEY, gaussian_settings, is_gaussian_config
-from ...rewards.scoring import Text, score_responses
+from ...rewards.scoring import Text, combined_scores, model_attribute_weights, score_responses
 from .cache import BestOfNCacheError, Key, StageCache, describe_keys, fingerprint
 from .generation import (
     Generated,
@@ -322,6 +322,8 @@ class BestOfNPipeline:
             for chunk in _chunks(pending, chunk_size):
                 prompts, completions = self._completions_for(generations, chunk)
                 scores = score_responses(reward_model, tokenizer, completions, prompts, batch_size, max_length)
+                if scores.attributes is not None:  # a multi-attribute model: its default combination of them
+                    scores = combined_scores(scores, model_attribute_weights(reward_model))
                 variance = scores.variance if scores.variance is not None else [None] * len(chunk)
                 cache.append([
                     {
