@@ -11,7 +11,8 @@ Scenarios, run in order in one process so the interpreter and DeepSpeed start on
 - `lora`: LoRA (`task_type="SEQ_CLS"` trains and saves the mean head, the trainer the variance head) with gradient
   checkpointing; TRL forces reentrant checkpointing under PEFT + ZeRO-3, which the report records.
 
-`--padding_free` trains every scenario on packed batches (`trl_anchor.models.packing`); the probe batch is always padded.
+`--padding_free` trains every scenario on packed batches (`trl_anchor.models.packing`); the probe batch is always
+padded.
 
 Rank 0 writes `<output>/<scenario>.json`; the test compares them across runs and with the saved checkpoints.
 """
@@ -41,7 +42,9 @@ def main():
     parser.add_argument("--workspace", type=Path, required=True, help="tokenizer/, base/, train.jsonl, eval.jsonl")
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--scenarios", default="full,resume,lora")
-    parser.add_argument("--padding_free", action="store_true", help="train on packed batches (trl_anchor.models.packing)")
+    parser.add_argument(
+        "--padding_free", action="store_true", help="train on packed batches (trl_anchor.models.packing)"
+    )
     cli = parser.parse_args()
     for scenario in cli.scenarios.split(","):
         report = SCENARIOS[scenario](cli.workspace, cli.output / scenario, padding_free=cli.padding_free)

@@ -12,9 +12,9 @@ from scipy.special import log_ndtr
 from scipy.stats import spearmanr
 from transformers import AutoModelForSequenceClassification
 
+from trl_anchor.metrics import vote_spread
 from trl_anchor.models.loading import load_reward_model
 from trl_anchor.models.modeling_gaussian import GaussianRewardModel
-from trl_anchor.metrics import vote_spread
 from trl_anchor.pipelines.evaluation import evaluate_reward_model
 from trl_anchor.pipelines.evaluation_plots import (
     FIGURE_FILES,

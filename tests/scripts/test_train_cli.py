@@ -101,9 +101,12 @@ def test_bt_arm_from_local_file_recipe(tmp_path, tiny_causal_lm_dir):
     assert "Bradley–Terry" in card.text and card.data.datasets is None  # a local file is not a Hub dataset
 
 
-# PPO and GRPO recipes drive the example scripts and IRL-SFT recipes `trl-anchor irl-sft`, whose own tests parse them.
+# PPO and GRPO recipes drive the example scripts, IRL-SFT and HelpSteer2 recipes `trl-anchor irl-sft` and
+# `trl-anchor train-attributes`: their own tests parse them.
 TRAIN_RECIPES = sorted(
-    p for p in RECIPES.rglob("*.yaml") if not {"accelerate_configs", "ppo", "grpo", "irl-sft"} & set(p.relative_to(RECIPES).parts)
+    p
+    for p in RECIPES.rglob("*.yaml")
+    if not {"accelerate_configs", "ppo", "grpo", "irl-sft", "helpsteer2"} & set(p.relative_to(RECIPES).parts)
 )
 
 

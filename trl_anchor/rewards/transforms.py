@@ -1,8 +1,8 @@
 """Variance-aware rewards: the scalar an RL algorithm or a best-of-N selector maximises, from a Gaussian reward
 model's mean μ and standard deviation σ.
 
-One `RewardTransform` serves PPO (`trl_anchor.rewards.ppo`), GRPO/RLOO (`trl_anchor.rewards.reward_function`), best-of-N and the
-CLI, so every consumer computes, say, the 10% quantile the same way. Kinds:
+One `RewardTransform` serves PPO (`trl_anchor.rewards.ppo`), GRPO/RLOO (`trl_anchor.rewards.reward_function`),
+best-of-N and the CLI, so every consumer computes, say, the 10% quantile the same way. Kinds:
 
 | spec                        | reward                                   |
 |-----------------------------|------------------------------------------|
