@@ -78,7 +78,7 @@ class VarianceHead(nn.Module):
         # at its initial values, so no load casts it either).
         self.weight = nn.Parameter(torch.empty(1, in_features, dtype=torch.float32))
         self.bias = nn.Parameter(torch.empty(1, dtype=torch.float32))
-        self.variance_floor = variance_floor
+        self.variance_floor = check_variance_floor(variance_floor)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -114,6 +114,17 @@ def upcast_linear(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
         rows = hidden.reshape(-1, hidden.shape[-1]).split(_UPCAST_ROWS)
         out = torch.cat([F.linear(chunk.to(dtype), weight, bias) for chunk in rows])
     return out.reshape(*hidden.shape[:-1], out.shape[-1])
+
+
+def check_variance_floor(value: Any, where: str = "`variance_floor`") -> float:
+    """`value` as a float if it is a positive finite number; a `ValueError` naming `where` otherwise.
+
+    A floor ≤ 0 lets σ² reach 0 or go negative (NaN σ, a loss of 0 and NaN parameters), so it is refused on every
+    path: the trainer's config, a model built or loaded from a config, and a variance head built directly.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{where} must be a positive finite number, got {value!r}.")
+    return float(value)
 
 
 def _inverse_softplus(y: float) -> float:
@@ -370,7 +381,14 @@ def _at_sequence_ends(model, hidden, position_logits, sequence_ends):
 
 
 def gaussian_settings(config: PretrainedConfig) -> dict[str, Any]:
-    return dict(getattr(config, GAUSSIAN_CONFIG_KEY, None) or {"variance_floor": DEFAULT_VARIANCE_FLOOR})
+    settings = getattr(config, GAUSSIAN_CONFIG_KEY, None) or {"variance_floor": DEFAULT_VARIANCE_FLOOR}
+    if not isinstance(settings, dict):
+        raise ValueError(f"`config.{GAUSSIAN_CONFIG_KEY}` must be a mapping, got {settings!r}.")
+    settings = dict(settings)
+    settings.setdefault("variance_floor", DEFAULT_VARIANCE_FLOOR)
+    where = f"`config.{GAUSSIAN_CONFIG_KEY}.variance_floor`"
+    settings["variance_floor"] = check_variance_floor(settings["variance_floor"], where)
+    return settings
 
 
 def is_gaussian_config(config: PretrainedConfig) -> bool:
@@ -385,8 +403,6 @@ def _prepare_config(config: PretrainedConfig, variance_floor: float | None) -> N
         )
     settings = gaussian_settings(config)
     if variance_floor is not None:
-        if not variance_floor > 0 or not math.isfinite(variance_floor):
-            raise ValueError(f"`variance_floor` must be a positive finite number, got {variance_floor}.")
-        settings["variance_floor"] = variance_floor
+        settings["variance_floor"] = check_variance_floor(variance_floor)
     settings.setdefault("reward_type", "gaussian")
     config.gaussian_reward = settings
