@@ -234,19 +234,32 @@ class GaussianRewardModel:
             config = AutoConfig.from_pretrained(
                 pretrained_model_name_or_path, trust_remote_code=trust_remote_code, **hub_kwargs, **config_overrides
             )
+        saved_as_gaussian = is_gaussian_config(config)
         _prepare_config(config, variance_floor)
         repo_id = str(pretrained_model_name_or_path)
         model_class = cls.class_for(config, trust_remote_code, repo_id=repo_id, **hub_kwargs)
         model, info = model_class.from_pretrained(
             pretrained_model_name_or_path, *model_args, config=config, output_loading_info=True, **kwargs
         )
-        if any(key.startswith("variance_head.") for key in info["missing_keys"]):
+        if model.__dict__.pop("_missing_variance_head", False):
+            if saved_as_gaussian:
+                # Its config promises a trained σ; a fresh head would silently report σ² = 1 for every response.
+                raise ValueError(
+                    f"{pretrained_model_name_or_path} is configured as a Gaussian reward model (`gaussian_reward` in "
+                    "config.json) but its weights have no `variance_head.*` tensors, so it has no trained σ. Load "
+                    "it with AutoModelForSequenceClassification (μ only), or restore the variance head's weights."
+                )
             logger.info("No variance head in %s: initialised to σ² = 1.", pretrained_model_name_or_path)
         return model
 
     # ------------------------------------------------------------------------------------------------ transformers
     # The variance head is expected to be missing from non-Gaussian checkpoints; `from_pretrained` reports it.
     _keys_to_ignore_on_load_missing = [r"^variance_head\."]
+
+    def _adjust_missing_and_unexpected_keys(self, loading_info) -> None:
+        # Seen before the ignore pattern above hides the missing head from `missing_keys`.
+        self._missing_variance_head = any(key.startswith("variance_head.") for key in loading_info.missing_keys)
+        super()._adjust_missing_and_unexpected_keys(loading_info)
 
     def _init_weights(self, module):
         if isinstance(module, VarianceHead):
