@@ -1,6 +1,8 @@
 """Loading a trained reward model for inference: the one loader that evaluation, best-of-N, anchor labelling and the
 studies share."""
 
+import hashlib
+import json
 from pathlib import Path
 
 import torch
@@ -88,3 +90,32 @@ def _resolve_dtype(dtype: str | torch.dtype) -> str | torch.dtype:
     if not isinstance(resolved, torch.dtype):
         raise ValueError(f"Unknown dtype {dtype!r}; use float32, bfloat16, float16 or auto.")
     return resolved
+
+
+# Files whose change changes a checkpoint's scores (weights, config, tokenizer); their sizes and modification times
+# fingerprint a local checkpoint without reading gigabytes of weights.
+_CHECKPOINT_FILES = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.json", "*.model", "*.txt")
+
+
+def weights_fingerprint(model_or_path: "str | PreTrainedModel") -> str | None:
+    """A short hash that changes whenever a reward model's weights change, for caches of its scores.
+
+    A local directory hashes the name, size and modification time of its weight, config and tokenizer files (a model
+    retrained in place gets a new fingerprint); a model object hashes its parameter values (two float64 sums per
+    tensor). `None` for a Hub id, whose files cannot be checked without downloading them.
+    """
+    if isinstance(model_or_path, (str, Path)):
+        path = Path(model_or_path)
+        if not path.is_dir():
+            return None
+        files = sorted({f for pattern in _CHECKPOINT_FILES for f in path.glob(pattern) if f.is_file()})
+        stats = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+        return _digest(stats)
+    with torch.no_grad():
+        sums = [torch.stack([p.double().sum(), p.double().abs().sum()]) for p in model_or_path.parameters()]
+        values = torch.stack(sums).cpu().tolist() if sums else []
+    return _digest(values)
+
+
+def _digest(value) -> str:
+    return hashlib.sha256(json.dumps(value).encode("utf-8")).hexdigest()[:16]
