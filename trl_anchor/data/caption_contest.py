@@ -471,7 +471,7 @@ def download_caption_contest(
             f"The listing at {listing_url} has no summary files for contests {sorted(wanted or [])}."
         )
     for name, url in sorted(files.items()):
-        path = target / name
+        path = _inside(target, name, listing_url)
         if path.is_file():
             continue
         partial = path.with_suffix(".part")
@@ -479,6 +479,14 @@ def download_caption_contest(
         partial.replace(path)  # atomic: an interrupted download never leaves a truncated CSV behind
     logger.info(f"{len(files)} caption-contest summaries in {target}.")
     return cache_dir
+
+
+def _inside(target: Path, name: str, listing_url: str) -> Path:
+    # The listing is remote input: a name with a directory part ("../x.csv", "/etc/x.csv") must never be written.
+    path = target / name
+    if "/" in name or "\\" in name or path.resolve().parent != target.resolve():
+        raise ValueError(f"The listing at {listing_url} names a file {name!r} outside {target}; nothing was written.")
+    return path
 
 
 def _fetch(url: str, timeout: float) -> bytes:
