@@ -47,3 +47,11 @@ def test_valid_stored_floor_still_loads(tokenizer, tmp_path):
 def test_trainer_config_refuses_floor(tmp_path, floor):
     with pytest.raises(ValueError, match="variance_floor"):
         AnchorGaussianRewardConfig(str(tmp_path), variance_floor=floor, bf16=False, use_cpu=True, report_to="none")
+
+
+def test_floor_set_on_a_model_instance_is_validated(tokenizer):
+    model = GaussianRewardModel.from_config(tiny_gpt2_config(tokenizer))
+    with pytest.raises(ValueError, match="variance_floor"):
+        model.variance_head.variance_floor = -0.5
+    model.variance_head.variance_floor = 0.5
+    assert bool((model(input_ids=torch.tensor([[5, 6]])).variance >= 0.5).all())

@@ -78,8 +78,16 @@ class VarianceHead(nn.Module):
         # at its initial values, so no load casts it either).
         self.weight = nn.Parameter(torch.empty(1, in_features, dtype=torch.float32))
         self.bias = nn.Parameter(torch.empty(1, dtype=torch.float32))
-        self.variance_floor = check_variance_floor(variance_floor)
+        self.variance_floor = variance_floor  # validated by the setter
         self.reset_parameters()
+
+    @property
+    def variance_floor(self) -> float:
+        return self._variance_floor
+
+    @variance_floor.setter
+    def variance_floor(self, value: float) -> None:
+        self._variance_floor = check_variance_floor(value)
 
     def reset_parameters(self) -> None:
         # Zero weights make every response start with σ² = 1, the scale on which the anchors identify σ.
