@@ -42,6 +42,13 @@ def test_empty_train_set(tmp_path, tokenizer):
         _trainer(tmp_path, tokenizer, _data(n=0))
 
 
+def test_empty_eval_set(tmp_path, tokenizer):
+    model = GaussianRewardModel.from_config(tiny_gpt2_config(tokenizer))
+    with pytest.raises(ValueError, match="holdout dataset is empty"):
+        AnchorGaussianRewardTrainer(model=model, args=_args(tmp_path), train_dataset=_data(),
+                                    eval_dataset={"holdout": _data(n=0)}, processing_class=tokenizer)
+
+
 def test_every_pair_over_max_length(tmp_path, tokenizer):
     with pytest.raises(ValueError, match="All 8 train pairs exceed max_length=3"):
         _trainer(tmp_path, tokenizer, _data(), max_length=3)

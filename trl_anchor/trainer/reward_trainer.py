@@ -124,6 +124,9 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
         if train_dataset is None:
             raise ValueError("`train_dataset` is required")
         _check_not_empty(train_dataset, "train")
+        eval_sets = eval_dataset if isinstance(eval_dataset, dict) else {"eval": eval_dataset}
+        for name, dataset in eval_sets.items():
+            _check_not_empty(dataset, name)
         self._anchor_form = detect_anchor_form(train_dataset, "train_dataset")
         self.anchor_thresholds = self._resolve_thresholds(train_dataset, args)
 
@@ -439,7 +442,7 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
 # ------------------------------------------------------------------------------------------------------ helpers
 def _check_not_empty(dataset, dataset_name: str) -> None:
     if isinstance(dataset, Dataset) and len(dataset) == 0:
-        raise ValueError(f"The {dataset_name} dataset is empty: there are no preference pairs to train on.")
+        raise ValueError(f"The {dataset_name} dataset is empty: it has no preference pairs.")
 
 
 def _check_no_missing_text(dataset, dataset_name: str) -> None:
