@@ -33,6 +33,25 @@ SOFT_LABEL = "soft_label"
 CHOSEN_COUNTS, REJECTED_COUNTS = "chosen_anchor_targets", "rejected_anchor_targets"
 
 
+def check_not_empty(dataset, dataset_name: str) -> None:
+    if isinstance(dataset, Dataset) and len(dataset) == 0:
+        raise ValueError(f"The {dataset_name} dataset is empty: it has no preference pairs.")
+
+
+def check_no_missing_text(dataset, dataset_name: str) -> None:
+    # TRL would fail deep inside tokenization on a `None` response, without saying which row.
+    if not isinstance(dataset, Dataset):
+        return
+    for column in ("prompt", "chosen", "rejected"):
+        if column in dataset.column_names:
+            missing = [i for i, value in enumerate(dataset[column]) if value is None]
+            if missing:
+                raise ValueError(
+                    f"Column `{column}` of the {dataset_name} dataset is empty (None) at rows {missing[:10]}"
+                    f"{' …' if len(missing) > 10 else ''}; drop or fill those pairs."
+                )
+
+
 def detect_anchor_form(dataset, dataset_name: str) -> str | None:
     columns = set(get_dataset_column_names(dataset))
     forms = []

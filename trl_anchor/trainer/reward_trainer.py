@@ -33,6 +33,8 @@ from .anchor_columns import (
     REJECTED_COUNTS,
     SOFT_LABEL,
     anchor_keep_mask,
+    check_no_missing_text,
+    check_not_empty,
     detect_anchor_form,
     resolve_thresholds,
     standardize_batch,
@@ -123,10 +125,8 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
         self._gaussian = args.reward_type == "gaussian"
         if train_dataset is None:
             raise ValueError("`train_dataset` is required")
-        _check_not_empty(train_dataset, "train")
-        eval_sets = eval_dataset if isinstance(eval_dataset, dict) else {"eval": eval_dataset}
-        for name, dataset in eval_sets.items():
-            _check_not_empty(dataset, name)
+        for name, dataset in {"train": train_dataset, **_named_eval_sets(eval_dataset)}.items():
+            check_not_empty(dataset, name)
         self._anchor_form = detect_anchor_form(train_dataset, "train_dataset")
         self.anchor_thresholds = self._resolve_thresholds(train_dataset, args)
 
@@ -241,7 +241,7 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
             if not is_processed and required not in columns:
                 raise ValueError(f"The {dataset_name} dataset has no `{required}` column (columns: {columns}).")
         if not is_processed:
-            _check_no_missing_text(dataset, dataset_name)
+            check_no_missing_text(dataset, dataset_name)
         form = detect_anchor_form(dataset, dataset_name) if self.anchor_thresholds is not None else None
         if form is not None and form != self._anchor_form:
             raise ValueError(
@@ -440,23 +440,8 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
 
 
 # ------------------------------------------------------------------------------------------------------ helpers
-def _check_not_empty(dataset, dataset_name: str) -> None:
-    if isinstance(dataset, Dataset) and len(dataset) == 0:
-        raise ValueError(f"The {dataset_name} dataset is empty: it has no preference pairs.")
-
-
-def _check_no_missing_text(dataset, dataset_name: str) -> None:
-    # TRL would fail deep inside tokenization on a `None` response, without saying which row.
-    if not isinstance(dataset, Dataset):
-        return
-    for column in ("prompt", "chosen", "rejected"):
-        if column in dataset.column_names:
-            missing = [i for i, value in enumerate(dataset[column]) if value is None]
-            if missing:
-                raise ValueError(
-                    f"Column `{column}` of the {dataset_name} dataset is empty (None) at rows {missing[:10]}"
-                    f"{' …' if len(missing) > 10 else ''}; drop or fill those pairs."
-                )
+def _named_eval_sets(eval_dataset) -> dict:
+    return eval_dataset if isinstance(eval_dataset, dict) else {"eval": eval_dataset}
 
 
 def _unwrap(model):
