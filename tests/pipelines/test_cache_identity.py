@@ -114,3 +114,15 @@ def test_best_of_n_refuses_scores_of_a_reward_model_retrained_in_place(tmp_path,
     _save_rm(rm, tokenizer, seed=1)
     with pytest.raises(BestOfNCacheError, match="reward_weights"):
         pipe.score(str(rm))
+
+
+@pytest.mark.parametrize("damaged", ["scores.jsonl", "scores.meta.json"])
+def test_best_of_n_unreadable_cache_files_are_named(tmp_path, damaged):
+    from trl_anchor.pipelines.best_of_n.cache import StageCache
+
+    settings = {"reward_model": "rm"}
+    row = {"prompt_id": "a", "sample_index": 0, "mean": 1.0}
+    StageCache(tmp_path, "scores", settings, ("mean",)).open().append([row])
+    (tmp_path / damaged).write_bytes(b"\xff\xfe\x00 not text\n")
+    with pytest.raises(BestOfNCacheError, match=damaged.replace(".", r"\.")):
+        StageCache(tmp_path, "scores", settings, ("mean",)).open()
