@@ -96,3 +96,8 @@ def test_one_bad_row_is_named_in_input_order(tokenizer):
         model.bert.embeddings.word_embeddings.weight[poisoned] = float("inf")
     with pytest.raises(ValueError, match=r"non-finite μ for 1 of 3 sequences \(rows \[2\]"):
         score_token_ids(model, [[5, 6], [5, 6, 8, 9], [5, poisoned]], pad_token_id=tokenizer.pad_token_id)
+
+
+def test_non_text_response_is_named(gaussian, tokenizer):
+    with pytest.raises(ValueError, match="row 2 is int 5"):
+        score_responses(gaussian, tokenizer, ["a", "b", 5])

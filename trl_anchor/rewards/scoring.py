@@ -130,6 +130,12 @@ def score_responses(
     missing = [i for i, response in enumerate(responses) if response is None]
     if missing:
         raise ValueError(f"Responses at rows {missing[:10]} are None; there is nothing to score.")
+    not_text = [i for i, response in enumerate(responses) if not isinstance(response, (str, list))]
+    if not_text:
+        raise ValueError(
+            f"Responses must be text or message lists; row {not_text[0]} is {type(responses[not_text[0]]).__name__} "
+            f"{responses[not_text[0]]!r}."
+        )
     if max_length is None:
         max_length = position_limit(model)
     pad_token_id = pooling_pad_token_id(model, tokenizer)
