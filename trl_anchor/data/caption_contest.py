@@ -471,7 +471,7 @@ def download_caption_contest(
             f"The listing at {listing_url} has no summary files for contests {sorted(wanted or [])}."
         )
     for name, url in sorted(files.items()):
-        path = _inside(target, name, listing_url)
+        path = _inside(target, name, listing_url)  # the listing is remote input: never write "../x.csv"
         if path.is_file():
             continue
         partial = path.with_suffix(".part")
@@ -482,11 +482,9 @@ def download_caption_contest(
 
 
 def _inside(target: Path, name: str, listing_url: str) -> Path:
-    # The listing is remote input: a name with a directory part ("../x.csv", "/etc/x.csv") must never be written.
-    path = target / name
-    if "/" in name or "\\" in name or path.resolve().parent != target.resolve():
+    if "/" in name or "\\" in name or (target / name).resolve().parent != target.resolve():
         raise ValueError(f"The listing at {listing_url} names a file {name!r} outside {target}; nothing was written.")
-    return path
+    return target / name
 
 
 def _fetch(url: str, timeout: float) -> bytes:
