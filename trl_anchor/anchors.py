@@ -44,6 +44,27 @@ def validate_thresholds(thresholds: Sequence[float]) -> list[float]:
     return values
 
 
+def parse_thresholds(value: "str | Sequence[float | str] | None") -> "list[float] | str | None":
+    """`anchor_thresholds` as users write them: `None`, `"auto"`, a list of numbers, or text, as one comma-separated
+    string (`"-1,1"`) or the words of a command line (`["-1", "1"]`, `["-1,1"]`); numbers are validated."""
+    if value is None or value == "auto":
+        return value
+    words = [value] if isinstance(value, str) else list(value)
+    if words == ["auto"]:
+        return "auto"
+    values = []
+    for word in words:
+        for part in word.split(",") if isinstance(word, str) else [word]:
+            try:
+                values.append(float(part))
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"`anchor_thresholds` must be 'auto' or numbers (a list, or comma-separated text such as "
+                    f"'-1,1'); {part!r} in {value!r} is not a number."
+                ) from None
+    return validate_thresholds(values)
+
+
 def thresholds_from_scores(scores: Sequence[float], percentiles: Sequence[float] = DEFAULT_PERCENTILES) -> list[float]:
     """Thresholds at percentiles of external scores (the published recipe: 25th/75th of all train scores)."""
     array = np.asarray(scores, dtype=np.float64)
@@ -53,6 +74,8 @@ def thresholds_from_scores(scores: Sequence[float], percentiles: Sequence[float]
     percentiles = [float(p) for p in percentiles]
     if any(not 0 < p < 100 for p in percentiles):
         raise ValueError(f"`anchor_percentiles` must lie strictly between 0 and 100, got {percentiles}.")
+    if any(b <= a for a, b in zip(percentiles, percentiles[1:], strict=False)):
+        raise ValueError(f"`anchor_percentiles` must be strictly increasing, got {percentiles}.")
     thresholds = np.percentile(array, percentiles).tolist()
     try:
         return validate_thresholds(thresholds)

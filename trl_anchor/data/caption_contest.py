@@ -438,7 +438,7 @@ def download_caption_contest(
             f"The listing at {listing_url} has no summary files for contests {sorted(wanted or [])}."
         )
     for name, url in sorted(files.items()):
-        path = target / name
+        path = _inside(target, name, listing_url)  # the listing is remote input: never write "../x.csv"
         if path.is_file():
             continue
         partial = path.with_suffix(".part")
@@ -446,6 +446,12 @@ def download_caption_contest(
         partial.replace(path)  # atomic: an interrupted download never leaves a truncated CSV behind
     logger.info(f"{len(files)} caption-contest summaries in {target}.")
     return cache_dir
+
+
+def _inside(target: Path, name: str, listing_url: str) -> Path:
+    if "/" in name or "\\" in name or (target / name).resolve().parent != target.resolve():
+        raise ValueError(f"The listing at {listing_url} names a file {name!r} outside {target}; nothing was written.")
+    return target / name
 
 
 def _fetch(url: str, timeout: float) -> bytes:

@@ -1,6 +1,8 @@
 """Loading a trained reward model for inference: the one loader that evaluation, best-of-N, anchor labelling and the
 studies share."""
 
+import hashlib
+import json
 from pathlib import Path
 
 import torch
@@ -61,7 +63,7 @@ def load_reward_model(
     if dtype is not None:
         kwargs["dtype"] = _resolve_dtype(dtype)
     hub_kwargs = {key: kwargs[key] for key in _HUB_KWARGS if key in kwargs}
-    config = AutoConfig.from_pretrained(model_name_or_path, **hub_kwargs)
+    config = load_config(model_name_or_path, **hub_kwargs)
     if is_gaussian_config(config):
         model = GaussianRewardModel.from_pretrained(model_name_or_path, **kwargs)
     else:
@@ -81,6 +83,27 @@ def load_reward_model(
     return model.to(device).eval(), tokenizer
 
 
+def load_config(model_name_or_path: "str | Path", **hub_kwargs):
+    """`AutoConfig.from_pretrained`, with an error that says so when a local path does not exist (instead of the Hub
+    client's "Repo id must be in the form ..." or "couldn't connect")."""
+    name = str(model_name_or_path)
+    if not Path(name).exists() and not _could_be_hub_id(name):
+        raise FileNotFoundError(f"The model directory {name} does not exist.")
+    try:
+        return AutoConfig.from_pretrained(name, **hub_kwargs)
+    except OSError as error:
+        if Path(name).exists():
+            raise
+        raise OSError(
+            f"{name} is not a local directory (no such path) and could not be loaded from the Hub: {error}"
+        ) from error
+
+
+def _could_be_hub_id(name: str) -> bool:
+    # Hub ids are `name` or `namespace/name`; paths that start with `/`, `.` or `~`, or have more parts, are local.
+    return not name.startswith(("/", ".", "~")) and "\\" not in name and name.count("/") <= 1
+
+
 def _resolve_dtype(dtype: str | torch.dtype) -> str | torch.dtype:
     if not isinstance(dtype, str) or dtype == "auto":
         return dtype
@@ -88,3 +111,32 @@ def _resolve_dtype(dtype: str | torch.dtype) -> str | torch.dtype:
     if not isinstance(resolved, torch.dtype):
         raise ValueError(f"Unknown dtype {dtype!r}; use float32, bfloat16, float16 or auto.")
     return resolved
+
+
+# Files whose change changes a checkpoint's scores (weights, config, tokenizer); their sizes and modification times
+# fingerprint a local checkpoint without reading gigabytes of weights.
+_CHECKPOINT_FILES = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.json", "*.model", "*.txt")
+
+
+def weights_fingerprint(model_or_path: "str | PreTrainedModel") -> str | None:
+    """A short hash that changes whenever a reward model's weights change, for caches of its scores.
+
+    A local directory hashes the name, size and modification time of its weight, config and tokenizer files (a model
+    retrained in place gets a new fingerprint); a model object hashes its parameter values (two float64 sums per
+    tensor). `None` for a Hub id, whose files cannot be checked without downloading them.
+    """
+    if isinstance(model_or_path, (str, Path)):
+        path = Path(model_or_path)
+        if not path.is_dir():
+            return None
+        files = sorted({f for pattern in _CHECKPOINT_FILES for f in path.glob(pattern) if f.is_file()})
+        stats = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+        return _digest(stats)
+    with torch.no_grad():
+        sums = [torch.stack([p.double().sum(), p.double().abs().sum()]) for p in model_or_path.parameters()]
+        values = torch.stack(sums).cpu().tolist() if sums else []
+    return _digest(values)
+
+
+def _digest(value) -> str:
+    return hashlib.sha256(json.dumps(value).encode("utf-8")).hexdigest()[:16]

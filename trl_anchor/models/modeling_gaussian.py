@@ -86,8 +86,16 @@ class VarianceHead(nn.Module):
         # at its initial values, so no load casts it either).
         self.weight = nn.Parameter(torch.empty(num_outputs, in_features, dtype=torch.float32))
         self.bias = nn.Parameter(torch.empty(num_outputs, dtype=torch.float32))
-        self.variance_floor = variance_floor
+        self.variance_floor = variance_floor  # validated by the setter
         self.reset_parameters()
+
+    @property
+    def variance_floor(self) -> float:
+        return self._variance_floor
+
+    @variance_floor.setter
+    def variance_floor(self, value: float) -> None:
+        self._variance_floor = check_variance_floor(value)
 
     def reset_parameters(self) -> None:
         # Zero weights make every response start with σ² = 1, the scale on which the anchors identify σ.
@@ -125,6 +133,17 @@ def upcast_linear(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
         rows = hidden.reshape(-1, hidden.shape[-1]).split(_UPCAST_ROWS)
         out = torch.cat([F.linear(chunk.to(dtype), weight, bias) for chunk in rows])
     return out.reshape(*hidden.shape[:-1], out.shape[-1])
+
+
+def check_variance_floor(value: Any, where: str = "`variance_floor`") -> float:
+    """`value` as a float if it is a positive finite number; a `ValueError` naming `where` otherwise.
+
+    A floor ≤ 0 lets σ² reach 0 or go negative (NaN σ, a loss of 0 and NaN parameters), so it is refused on every
+    path: the trainer's config, a model built or loaded from a config, and a variance head built directly.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{where} must be a positive finite number, got {value!r}.")
+    return float(value)
 
 
 def _inverse_softplus(y: float) -> float:
@@ -253,19 +272,32 @@ class GaussianRewardModel:
             # A reward model has one output per attribute (one by default), whatever the checkpoint's head had (base
             # LMs default to 2 labels).
             config.num_labels = kwargs.pop("num_labels", len(attributes or saved_attributes or [None]))
+        saved_as_gaussian = is_gaussian_config(config)
         _prepare_config(config, variance_floor, attributes)
         repo_id = str(pretrained_model_name_or_path)
         model_class = cls.class_for(config, trust_remote_code, repo_id=repo_id, **hub_kwargs)
         model, info = model_class.from_pretrained(
             pretrained_model_name_or_path, *model_args, config=config, output_loading_info=True, **kwargs
         )
-        if any(key.startswith("variance_head.") for key in info["missing_keys"]):
+        if model.__dict__.pop("_missing_variance_head", False):
+            if saved_as_gaussian:
+                # Its config promises a trained σ; a fresh head would silently report σ² = 1 for every response.
+                raise ValueError(
+                    f"{pretrained_model_name_or_path} is configured as a Gaussian reward model (`gaussian_reward` in "
+                    "config.json) but its weights have no `variance_head.*` tensors, so it has no trained σ. Load "
+                    "it with AutoModelForSequenceClassification (μ only), or restore the variance head's weights."
+                )
             logger.info("No variance head in %s: initialised to σ² = 1.", pretrained_model_name_or_path)
         return model
 
     # ------------------------------------------------------------------------------------------------ transformers
     # The variance head is expected to be missing from non-Gaussian checkpoints; `from_pretrained` reports it.
     _keys_to_ignore_on_load_missing = [r"^variance_head\."]
+
+    def _adjust_missing_and_unexpected_keys(self, loading_info) -> None:
+        # Seen before the ignore pattern above hides the missing head from `missing_keys`.
+        self._missing_variance_head = any(key.startswith("variance_head.") for key in loading_info.missing_keys)
+        super()._adjust_missing_and_unexpected_keys(loading_info)
 
     def _init_weights(self, module):
         if isinstance(module, VarianceHead):
@@ -401,7 +433,14 @@ def _at_sequence_ends(model, hidden, position_logits, sequence_ends):
 
 
 def gaussian_settings(config: PretrainedConfig) -> dict[str, Any]:
-    return dict(getattr(config, GAUSSIAN_CONFIG_KEY, None) or {"variance_floor": DEFAULT_VARIANCE_FLOOR})
+    settings = getattr(config, GAUSSIAN_CONFIG_KEY, None) or {"variance_floor": DEFAULT_VARIANCE_FLOOR}
+    if not isinstance(settings, dict):
+        raise ValueError(f"`config.{GAUSSIAN_CONFIG_KEY}` must be a mapping, got {settings!r}.")
+    settings = dict(settings)
+    settings.setdefault("variance_floor", DEFAULT_VARIANCE_FLOOR)
+    where = f"`config.{GAUSSIAN_CONFIG_KEY}.variance_floor`"
+    settings["variance_floor"] = check_variance_floor(settings["variance_floor"], where)
+    return settings
 
 
 def is_gaussian_config(config: PretrainedConfig) -> bool:
@@ -438,8 +477,6 @@ def _prepare_config(
         config.label2id = {name: i for i, name in enumerate(attributes)}
         config.problem_type = "regression"
     if variance_floor is not None:
-        if not variance_floor > 0 or not math.isfinite(variance_floor):
-            raise ValueError(f"`variance_floor` must be a positive finite number, got {variance_floor}.")
-        settings["variance_floor"] = variance_floor
+        settings["variance_floor"] = check_variance_floor(variance_floor)
     settings.setdefault("reward_type", "gaussian")
     config.gaussian_reward = settings

@@ -5,8 +5,10 @@ this module writes the raw scores as `chosen_score`/`rejected_score` (the traine
 `anchor_thresholds="auto"`) and reports the thresholds they resolve to. The scorer is either a sequence-classification
 reward model (loaded by `trl_anchor.models.loading.load_reward_model`, scored with its own tokenizer and chat template
 through `trl_anchor.rewards.scoring.score_responses`) or any Python callable `scorer(prompts, responses) ->
-list[float]`, e.g. an LLM-as-judge. Scores are cached on disk by a hash of (prompt, response, scorer id), so an
-interrupted run resumes where it stopped and repeated responses are scored once.
+list[float]`, e.g. an LLM-as-judge. Scores are cached on disk by a hash of (prompt, response, scorer identity), so
+an interrupted run resumes where it stopped and repeated responses are scored once. The identity holds everything that
+changes a score: the scorer's name, a fingerprint of a model's weights
+(`trl_anchor.models.loading.weights_fingerprint`) and `max_length`.
 """
 
 import hashlib
@@ -22,7 +24,7 @@ import numpy as np
 from datasets import Dataset, DatasetDict
 
 from ..anchors import ANCHOR_FORMS, DEFAULT_PERCENTILES, check_finite_scores, thresholds_from_scores
-from ..models.loading import load_reward_model
+from ..models.loading import load_reward_model, weights_fingerprint
 from ..rewards.scoring import score_responses
 
 logger = logging.getLogger(__name__)
@@ -65,7 +67,7 @@ class AnchorLabelingResult:
 
 
 class ScoreCache:
-    """Append-only JSON-lines cache `{"key": sha256(prompt, response, scorer_id), "score": float}`.
+    """Append-only JSON-lines cache `{"key": sha256(prompt, response, scorer identity), "score": float}`.
 
     Each batch of new scores is appended and flushed, so a crash loses at most the batch being scored; a truncated last
     line (from a crash mid-write) is skipped and counted.
@@ -79,13 +81,18 @@ class ScoreCache:
 
     def _load(self) -> None:
         broken = 0
-        with open(self.path, encoding="utf-8") as handle:
-            for line in handle:
-                try:
-                    entry = json.loads(line)
-                    self.scores[entry["key"]] = float(entry["score"])
-                except (ValueError, KeyError, TypeError):
-                    broken += 1
+        try:
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as error:
+            raise ValueError(
+                f"The score cache {self.path} is not UTF-8 JSON lines ({error}); is `cache_file` the right file?"
+            ) from None
+        for line in lines:
+            try:
+                entry = json.loads(line)
+                self.scores[entry["key"]] = float(entry["score"])
+            except (ValueError, KeyError, TypeError):
+                broken += 1
         logger.info(f"Score cache {self.path}: {len(self.scores)} cached scores.")
         if broken:
             logger.warning(f"Score cache {self.path}: skipped {broken} unreadable line(s) (an interrupted write?).")
@@ -111,9 +118,10 @@ class ScoreCache:
             os.fsync(handle.fileno())
 
 
-def cache_key(prompt: Text | None, response: Text, scorer_id: str) -> str:
-    """Stable hash of one scoring request (the prompt and response as JSON, so message lists hash too)."""
-    payload = json.dumps([prompt, response, scorer_id], ensure_ascii=False, sort_keys=True)
+def cache_key(prompt: Text | None, response: Text, scorer_key: str) -> str:
+    """Stable hash of one scoring request (the prompt and response as JSON, so message lists hash too) by the scorer
+    whose identity is `scorer_key`."""
+    payload = json.dumps([prompt, response, scorer_key], ensure_ascii=False, sort_keys=True)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
@@ -137,22 +145,32 @@ def model_scorer(model, tokenizer, batch_size: int = 16, max_length: int | None 
     return scorer
 
 
-def _resolve_scorer(scorer, tokenizer, scorer_id, batch_size, max_length, show_progress) -> tuple[Scorer, str]:
+def _resolve_scorer(scorer, tokenizer, scorer_id, batch_size, max_length, show_progress, cache_file):
+    """The scoring function, its name, and its identity in the cache keys (the name and every setting that changes
+    a score)."""
     from transformers import PreTrainedModel
 
     if isinstance(scorer, (str, os.PathLike)):
         name = str(scorer)
         # float32 whatever the checkpoint's dtype: the percentiles of these scores become the anchor thresholds.
         model, tokenizer = load_reward_model(name, dtype="float32")
-        return model_scorer(model, tokenizer, batch_size, max_length, show_progress), scorer_id or name
+        identity = {"scorer": scorer_id or name, "weights": weights_fingerprint(name), "max_length": max_length}
+        return model_scorer(model, tokenizer, batch_size, max_length, show_progress), scorer_id or name, identity
     if isinstance(scorer, PreTrainedModel):
         if tokenizer is None:
             raise ValueError("Scoring with a model instance needs its `tokenizer` (for its chat template).")
         name = scorer_id or getattr(scorer.config, "_name_or_path", "") or type(scorer).__name__
-        return model_scorer(scorer, tokenizer, batch_size, max_length, show_progress), name
+        identity = {"scorer": name, "weights": weights_fingerprint(scorer), "max_length": max_length}
+        return model_scorer(scorer, tokenizer, batch_size, max_length, show_progress), name, identity
     if callable(scorer):
         name = scorer_id or getattr(scorer, "__qualname__", None) or type(scorer).__name__
-        return scorer, name
+        if scorer_id is None and cache_file is not None and ("<lambda>" in name or "<locals>" in name):
+            # Two lambdas or closures share a qualified name, so one would be served the other's cached scores.
+            raise ValueError(
+                f"The scorer {name!r} is a lambda or a nested function, whose name does not tell it apart from "
+                "others; pass `scorer_id` (changed whenever the scorer changes) to cache its scores."
+            )
+        return scorer, name, {"scorer": name}
     raise TypeError(f"`scorer` must be a model id/path, a PreTrainedModel or a callable, got {type(scorer).__name__}.")
 
 
@@ -166,10 +184,10 @@ def _requests(dataset: Dataset) -> tuple[list[Text | None], list[Text]]:
     return list(prompts) * 2, list(dataset["chosen"]) + list(dataset["rejected"])
 
 
-def _score_all(requests, scorer, scorer_id, cache: ScoreCache, chunk_size: int) -> tuple[np.ndarray, int, int]:
+def _score_all(requests, scorer, scorer_key, cache: ScoreCache, chunk_size: int) -> tuple[np.ndarray, int, int]:
     """Scores for every request; distinct uncached requests are scored in chunks, each saved to the cache."""
     prompts, responses = requests
-    keys = [cache_key(p, r, scorer_id) for p, r in zip(prompts, responses, strict=True)]
+    keys = [cache_key(p, r, scorer_key) for p, r in zip(prompts, responses, strict=True)]
     todo: dict[str, int] = {}
     for i, key in enumerate(keys):
         if key not in cache.scores and key not in todo:
@@ -212,8 +230,10 @@ def label_anchors(
             prompt). Existing `chosen_score`/`rejected_score` columns are replaced.
         scorer: a reward model id or path, a loaded sequence-classification model (pass its `tokenizer`), or a callable
             `scorer(prompts, responses) -> list[float]` (prompts are `None` for implicit-prompt data).
-        scorer_id: the name the cache keys use (default: the model id, or the callable's qualified name). Change it
-            whenever the scorer changes, or the cache returns the old scores.
+        scorer_id: the scorer's name in the cache keys (default: the model id, or the callable's qualified name; a
+            lambda or nested function needs one when `cache_file` is set). A model's cache keys also hold a
+            fingerprint of its weights and `max_length`; a callable's hold only its name, so change `scorer_id`
+            whenever the callable changes, or the cache returns the old scores.
         batch_size, max_length: passed to `score_responses` for model scorers.
         cache_file: JSON-lines cache to resume from and append to (`None`: no cache).
         center: subtract the mean train score (both sides) from every split.
@@ -235,11 +255,14 @@ def label_anchors(
     splits = dataset if isinstance(dataset, DatasetDict) else DatasetDict({train_split: dataset})
     if train_split not in splits:
         raise ValueError(f"No {train_split!r} split to resolve the thresholds on; splits: {list(splits)}.")
-    score_fn, name = _resolve_scorer(scorer, tokenizer, scorer_id, batch_size, max_length, show_progress)
+    score_fn, name, identity = _resolve_scorer(
+        scorer, tokenizer, scorer_id, batch_size, max_length, show_progress, cache_file
+    )
+    scorer_key = json.dumps(identity, sort_keys=True)
     cache = ScoreCache(cache_file)
     raw, scored, cached = {}, 0, 0
     for split, data in splits.items():
-        raw[split], new, reused = _score_all(_requests(data), score_fn, name, cache, chunk_size)
+        raw[split], new, reused = _score_all(_requests(data), score_fn, scorer_key, cache, chunk_size)
         scored, cached = scored + new, cached + reused
     offset = float(raw[train_split].mean()) if center else None
     thresholds = thresholds_from_scores(raw[train_split] - (offset or 0.0), percentiles)

@@ -10,9 +10,15 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
-from ..models.modeling_gaussian import GaussianRewardModel
+from ..models.loading import load_config
+from ..models.modeling_gaussian import GaussianRewardModel, is_gaussian_config
 from .scoring import Text, score_responses
 from .transforms import RewardTransform
 
@@ -68,8 +74,9 @@ class GaussianRewardFunction:
         model_init_kwargs: dict | None = None,
     ):
         if isinstance(model, str):
-            tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(model)
-            model = GaussianRewardModel.from_pretrained(model, **(model_init_kwargs or {}))
+            path = model
+            model = _load_model(path, model_init_kwargs or {})
+            tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(path)
         elif model_init_kwargs:
             raise ValueError("`model_init_kwargs` only apply when `model` is a path or Hub id to load.")
         if tokenizer is None:
@@ -141,6 +148,18 @@ class GaussianRewardFunction:
                 log_extra(f"{self.__name__}_sigma", self.last_std.tolist())
             if self.last_quantile_levels is not None:
                 log_extra(f"{self.__name__}_q", self.last_quantile_levels.tolist())
+
+
+_HUB_KWARGS = ("revision", "token", "cache_dir", "trust_remote_code")
+
+
+def _load_model(path: str, init_kwargs: dict) -> PreTrainedModel:
+    # Only a checkpoint saved as Gaussian has a trained σ; any other loads as what it is (μ only), so a σ-based
+    # transform is refused below instead of running on the σ² = 1 of a fresh variance head.
+    hub_kwargs = {key: init_kwargs[key] for key in _HUB_KWARGS if key in init_kwargs}
+    if is_gaussian_config(load_config(path, **hub_kwargs)):
+        return GaussianRewardModel.from_pretrained(path, **init_kwargs)
+    return AutoModelForSequenceClassification.from_pretrained(path, **init_kwargs)
 
 
 def _is_zero3_partitioned(model: PreTrainedModel) -> bool:

@@ -71,7 +71,11 @@ def score_token_ids(
     show_progress: bool = False,
     desc: str = "Scoring",
 ) -> RewardScores:
-    """Score pre-tokenised sequences, longest first so each batch pads little; results come back in input order."""
+    """Score pre-tokenised sequences, longest first so each batch pads little; results come back in input order.
+
+    A non-finite μ or σ² (a diverged or corrupted model) raises a `ValueError` naming the rows, never a NaN score."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
     if not token_ids:
         raise ValueError("Nothing to score: the list of sequences is empty.")
     empty = [i for i, ids in enumerate(token_ids) if len(ids) == 0]
@@ -94,6 +98,9 @@ def score_token_ids(
         if gaussian:
             variance[rows] = outputs.variance.reshape(len(rows), *shape[1:]).float().cpu().numpy()
     model.train(was_training)
+    _check_finite(mean, "μ")
+    if variance is not None:
+        _check_finite(variance, "σ²")
     return RewardScores(mean=mean, variance=variance, attributes=attributes)
 
 
@@ -126,6 +133,16 @@ def _attribute_names(model: PreTrainedModel) -> list[str] | None:
     return None if attributes is None or len(attributes) == 1 else list(attributes)
 
 
+def _check_finite(values: np.ndarray, what: str) -> None:
+    # One row per sequence (and one column per attribute for a multi-attribute model).
+    bad = np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(1))
+    if bad.size:
+        raise ValueError(
+            f"The reward model returned a non-finite {what} for {bad.size} of {len(values)} sequences (rows "
+            f"{bad[:10].tolist()}{' …' if bad.size > 10 else ''}: {values[bad[0]]}); its weights may have diverged."
+        )
+
+
 def score_responses(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -140,10 +157,24 @@ def score_responses(
     Batches are padded with the pad token id the model pools on (`model.config.pad_token_id`), so a padded row is
     scored exactly like the sequence alone. Sequences longer than `max_length` keep their leading special tokens (the
     `[CLS]` an encoder pools on, a decoder's BOS) and then their last tokens (the end of the response, where a decoder
-    reads the reward); how many were truncated is logged.
+    reads the reward); how many were truncated is logged. `max_length=None` means the model's position limit for
+    models with learned absolute positions (512 for BERT/MiniLM, `n_positions` for GPT-2), and no limit otherwise.
     """
     if prompts is not None and len(prompts) != len(responses):
         raise ValueError(f"Got {len(prompts)} prompts for {len(responses)} responses; they must pair up one to one.")
+    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1):
+        raise ValueError(f"`max_length` must be a positive integer or None, got {max_length!r}.")
+    missing = [i for i, response in enumerate(responses) if response is None]
+    if missing:
+        raise ValueError(f"Responses at rows {missing[:10]} are None; there is nothing to score.")
+    not_text = [i for i, response in enumerate(responses) if not isinstance(response, (str, list))]
+    if not_text:
+        raise ValueError(
+            f"Responses must be text or message lists; row {not_text[0]} is {type(responses[not_text[0]]).__name__} "
+            f"{responses[not_text[0]]!r}."
+        )
+    if max_length is None:
+        max_length = position_limit(model)
     pad_token_id = pooling_pad_token_id(model, tokenizer)
     token_ids = [
         tokenize_response(tokenizer, response, None if prompts is None else prompts[i])
@@ -156,6 +187,19 @@ def score_responses(
         special = set(tokenizer.all_special_ids)
         token_ids = [truncate_keeping_special_prefix(ids, max_length, special) for ids in token_ids]
     return score_token_ids(model, token_ids, pad_token_id, batch_size=batch_size, show_progress=show_progress)
+
+
+def position_limit(model: PreTrainedModel) -> int | None:
+    """The longest sequence a model with a learned absolute position table can embed (BERT's 512, GPT-2's
+    `n_positions`), `None` for rotary/relative positions. RoBERTa-style tables reserve `padding_idx + 1` rows."""
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Embedding) and name.rsplit(".", 1)[-1] in _POSITION_TABLES:
+            offset = 0 if module.padding_idx is None else module.padding_idx + 1
+            return module.num_embeddings - offset
+    return None
+
+
+_POSITION_TABLES = ("position_embeddings", "wpe")
 
 
 def pooling_pad_token_id(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int:

@@ -262,6 +262,7 @@ class RewardTransform:
         mean = mean.to(dtype)
         if std is not None:
             std = std.to(device=mean.device, dtype=dtype)
+            _check_std(std)
         elif self.needs_std:
             raise ValueError(
                 f"Reward transform {str(self)!r} needs the standard deviation σ, which a non-Gaussian reward model "
@@ -320,6 +321,17 @@ class RewardTransform:
             raise ValueError("Quantile levels must lie strictly between 0 and 1.")
         z = _standard_normal_quantile(levels, mean)
         return z.reshape(num_samples, *([1] * (mean.dim() - 1))) if mean.dim() > 0 else z.reshape(())
+
+
+def _check_std(std: torch.Tensor) -> None:
+    # A negative or NaN σ is a broken model or a mix-up with μ; `lcb` would otherwise return μ + κ|σ|.
+    bad = ~((std >= 0) & torch.isfinite(std))
+    if bool(bad.any()):
+        index = bad.flatten().nonzero()[0].item()
+        raise ValueError(
+            f"σ must be finite and ≥ 0; {int(bad.sum())} value(s) are not (first at flat index {index}: "
+            f"{std.flatten()[index].item()})."
+        )
 
 
 def _standard_normal_quantile(levels: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

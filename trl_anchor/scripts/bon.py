@@ -21,6 +21,7 @@ from transformers.utils import logging
 
 from trl_anchor.data.caption_contest_files import DEFAULT_MIN_VOTES
 from trl_anchor.pipelines.best_of_n import DEFAULT_POLICIES, STAGES
+from trl_anchor.scripts.utils import DTYPES
 
 logger = logging.get_logger("trl_anchor.scripts.bon")
 
@@ -88,7 +89,10 @@ class BestOfNGenerationArguments:
         default="auto",
         metadata={"help": "`transformers`, `vllm`, or `auto` (vLLM when installed and a GPU is present)."},
     )
-    dtype: str = field(default="auto", metadata={"help": "Policy weights dtype (auto, bfloat16, float16, float32)."})
+    dtype: str = field(
+        default="auto",
+        metadata={"help": "Policy weights dtype (auto, bfloat16, float16, float32).", "choices": list(DTYPES)},
+    )
 
 
 @dataclass

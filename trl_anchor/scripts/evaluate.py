@@ -16,7 +16,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .utils import DatasetArguments
+from ..anchors import parse_thresholds
+from .utils import DatasetArguments, accept_number_lists
 
 
 @dataclass
@@ -91,6 +92,9 @@ class EvaluateArguments(DatasetArguments):
             )
         if self.dataset_streaming:
             raise ValueError("Evaluation needs a map-style dataset; drop `dataset_streaming`.")
+        self.anchor_thresholds = parse_thresholds(self.anchor_thresholds)
+        if self.anchor_thresholds == "auto":
+            raise ValueError("`anchor_thresholds` of an evaluation are numbers (default: those the model records).")
 
 
 def main(args: EvaluateArguments) -> dict:
@@ -251,7 +255,7 @@ def _sections(results) -> list[str]:
 def make_parser(prog: str | None = None):
     from trl import TrlParser
 
-    return TrlParser((EvaluateArguments,), prog=prog)
+    return accept_number_lists(TrlParser((EvaluateArguments,), prog=prog), "anchor_thresholds")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from trl import TrlParser
 
-from .utils import DatasetArguments
+from .utils import DTYPES, DatasetArguments
 
 
 @dataclass
@@ -45,7 +45,10 @@ class LabelAnchorsArguments(DatasetArguments):
         metadata={"help": "Percentiles of the train scores reported as the thresholds τ."},
     )
     device: str | None = field(default=None, metadata={"help": "Device of the reward model; default cuda if present."})
-    dtype: str = field(default="float32", metadata={"help": "Reward model dtype: float32, bfloat16, float16 or auto."})
+    dtype: str = field(
+        default="float32",
+        metadata={"help": "Reward model dtype: float32, bfloat16, float16 or auto.", "choices": list(DTYPES)},
+    )
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code from the Hub."})
     show_progress: bool = field(default=True, metadata={"help": "Show a progress bar while scoring."})
 

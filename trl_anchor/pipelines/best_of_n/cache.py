@@ -47,11 +47,17 @@ class StageCache:
     def open(self) -> "StageCache":
         self.directory.mkdir(parents=True, exist_ok=True)
         if self.meta_path.is_file():
-            self._check_settings(json.loads(self.meta_path.read_text()))
+            self._check_settings(self._read_settings())
         elif self.path.is_file() and self.path.stat().st_size > 0:
             raise BestOfNCacheError(f"{self.path} exists without its {self.meta_path.name}; cannot tell what made it.")
         self.rows = self._read_rows() if self.path.is_file() else {}
         return self
+
+    def _read_settings(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.meta_path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise BestOfNCacheError(f"{self.meta_path} is not a JSON settings file ({error}).") from None
 
     def _check_settings(self, stored: dict[str, Any]) -> None:
         keys = sorted(set(stored) | set(self.settings))
@@ -70,7 +76,10 @@ class StageCache:
 
     def _read_rows(self) -> dict[Key, dict[str, Any]]:
         rows: dict[Key, dict[str, Any]] = {}
-        lines = self.path.read_text(encoding="utf-8").split("\n")
+        try:
+            lines = self.path.read_text(encoding="utf-8").split("\n")
+        except UnicodeDecodeError as error:
+            raise BestOfNCacheError(f"{self.path} is not UTF-8 JSON lines ({error}).") from None
         complete_lines = lines[:-1]  # the text after the last newline is an unfinished write (or empty)
         if lines[-1].strip():
             logger.warning(f"{self.path}: the last line was cut short by an interruption; recomputing that row.")

@@ -22,7 +22,7 @@ from transformers import (
 from transformers.utils import logging
 from trl.data_utils import is_conversational
 
-from ...models.loading import load_reward_model
+from ...models.loading import load_reward_model, weights_fingerprint
 from ...models.modeling_gaussian import GAUSSIAN_CONFIG_KEY, gaussian_settings, is_gaussian_config
 from ...rewards.scoring import Text, combined_scores, model_attribute_weights, score_responses
 from .cache import BestOfNCacheError, Key, StageCache, describe_keys, fingerprint
@@ -305,7 +305,9 @@ class BestOfNPipeline:
         generations = self._generations()
         self._require_complete(generations, "generate")
         name = reward_model if isinstance(reward_model, str) else _model_name(reward_model)
-        settings = {"reward_model": name, "max_length": max_length}
+        # A model retrained in place keeps its path: the weights' fingerprint tells its cached scores apart.
+        weights = weights_fingerprint(reward_model)
+        settings = {"reward_model": name, "reward_weights": weights, "max_length": max_length}
         cache = StageCache(self.output_dir, "scores", settings, ("completion_sha", "mean", "variance")).open()
         self._check_stale(cache, generations)
         pending = self._pending(cache)
