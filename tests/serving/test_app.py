@@ -299,6 +299,27 @@ def test_a_body_that_does_not_arrive_in_time_gets_408(scorer):
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
             sock.sendall(b"POST /score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                          b"Content-Length: 100\r\n\r\n" + b'{"responses": ["a')  # 17 of the 100 bytes, then silence
-            reply = sock.recv(65536).decode()
+            reply = _read_http_response(sock)
     status_line, _, rest = reply.partition("\r\n")
     assert " 408 " in status_line and '"body_timeout"' in rest
+
+
+def _read_http_response(sock: socket.socket) -> str:
+    """One whole HTTP response: a loaded server may send the head and the body in separate segments."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:  # closed before a whole head: the assertions on it fail
+            return data.decode()
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")),
+        0,
+    )
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return (head + b"\r\n\r\n" + body).decode()
