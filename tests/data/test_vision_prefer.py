@@ -126,3 +126,27 @@ def test_report_type(vision_prefer_file):
     _, reports = load_vision_prefer(vision_prefer_file, mode="ratings", return_report=True)
     assert len(reports) == 1 and isinstance(reports[0], FilterReport)
     assert reports[0].summary().startswith("VisionPrefer images: 8 images read, 6 kept")
+
+
+def test_sequence_feature_layout_and_no_pairs():
+    # `datasets.Sequence` of structs yields each record's images as a dict of lists; all-tied data gives no pairs.
+    from datasets import Features, Sequence, Value
+
+    features = Features({"prompt": Value("string"), "images": Sequence(
+        {"image_path": Value("string"), **{aspect: Value("int64") for aspect in VISION_PREFER_ASPECTS}})})
+    data = Dataset.from_dict({"prompt": ["p"], "images": [{"image_path": ["a.png", "b.png"],
+                              **{aspect: [3, 3] for aspect in VISION_PREFER_ASPECTS}}]}, features=features)
+    assert isinstance(data[0]["images"], dict)
+    rows, (images,) = load_vision_prefer(data, mode="ratings", return_report=True)
+    assert len(rows) == 0 and dict(images.dropped) == {"missing_image": 2}  # no such files
+
+
+def test_all_tied_prompt_gives_an_empty_pairs_dataset(tmp_path):
+    for name in ("a", "b"):
+        PILImage.new("RGB", (4, 4)).save(tmp_path / f"{name}.png")
+    ratings = dict(zip(VISION_PREFER_ASPECTS, (3, 3, 3, 3), strict=True))
+    data = Dataset.from_list([{"prompt": "p", "images": [{"image_path": str(tmp_path / "a.png"), **ratings},
+                                                          {"image_path": str(tmp_path / "b.png"), **ratings}]}])
+    pairs, (_, candidates) = load_vision_prefer(data, return_report=True)
+    assert len(pairs) == 0 and dict(candidates.dropped) == {"tied": 1}
+    assert pairs.features["chosen_image"].__class__.__name__ == "Image"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from datasets import Dataset, Features, Image, Value
 
 from ._common import FilterReport, is_blank, load_source, orient_pairs, require_columns
@@ -91,7 +92,7 @@ def _read_images(data: Dataset, aspects: list[str], image_root) -> tuple[list[di
     ids = data["prompt_id"] if "prompt_id" in data.column_names else list(range(len(data)))
     kept = []
     for row, (prompt_id, prompt, entries) in enumerate(zip(ids, data["prompt"], data["images"], strict=True)):
-        for index, entry in enumerate(entries or []):
+        for index, entry in enumerate(_image_entries(entries)):
             report.total += 1
             where = f"record {row} image {index}"
             if is_blank(prompt):
@@ -112,6 +113,13 @@ def _read_images(data: Dataset, aspects: list[str], image_root) -> tuple[list[di
             )
     report.kept = len(kept)
     return kept, report
+
+
+def _image_entries(entries) -> list[Mapping[str, Any]]:
+    # A `Sequence` of structs comes out of `datasets` as a dict of lists; a `List` of structs as a list of dicts.
+    if isinstance(entries, Mapping):
+        return [dict(zip(entries, values, strict=True)) for values in zip(*entries.values(), strict=True)]
+    return list(entries or [])
 
 
 def _aspect_value(entry: Mapping[str, Any], aspect: str):
@@ -178,8 +186,8 @@ def thurstone_soft_label(difference, rating_noise: float = 1.0) -> np.ndarray:
     [0.5, 0.7602]
     ```
     """
-    z = np.asarray(difference, dtype=np.float64) / (math.sqrt(2.0) * rating_noise)
-    return 0.5 * np.vectorize(math.erfc)(-z / math.sqrt(2.0))
+    z = torch.as_tensor(np.asarray(difference, dtype=np.float64)) / (math.sqrt(2.0) * rating_noise)
+    return torch.special.ndtr(z).numpy()
 
 
 def _pairs_dataset(images, aspects, weights, rating_noise) -> tuple[Dataset, FilterReport]:
