@@ -154,3 +154,8 @@ def test_needs_both_text_and_image(model, processor):
     inputs = _inputs(processor)
     with pytest.raises(ValueError, match="pixel_values"):
         model(input_ids=inputs["input_ids"])
+
+
+def test_weights_without_aspects_are_rejected(processor):
+    with pytest.raises(ValueError, match="pass `aspects"):
+        GaussianCLIPImageRewardModel.from_config(tiny_clip_config(processor.tokenizer), aspect_weights=[1.0])

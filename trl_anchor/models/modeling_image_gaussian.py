@@ -143,6 +143,8 @@ def prepare_image_reward_config(
     config.num_labels = 1 if aspects is None else len(aspects)
     _prepare_config(config, variance_floor, aspects)
     if aspects is None:
+        if aspect_weights is not None or thresholds is not None:
+            raise ValueError("`aspect_weights` and `thresholds` describe aspects; pass `aspects=[...]` as well.")
         return
     settings = gaussian_settings(config)
     weights = aspect_weights if aspect_weights is not None else settings.get("attribute_weights")
