@@ -33,6 +33,7 @@ _EXPORTS = {
     "load_personal_llm": "data",
     "split_by_group": "data",
     "SyntheticPreferenceConfig": "data.synthetic",
+    "load_vision_prefer": "data.vision_prefer",
     "make_synthetic_preferences": "data.synthetic",
     "gaussian_preference_log_probs": "losses",
     "ordinal_anchor_nll": "losses",
@@ -47,6 +48,8 @@ _EXPORTS = {
     "GaussianRewardModel": "models",
     "GaussianRewardModelOutput": "models",
     "load_reward_model": "models.loading",
+    "CLIPImageRewardModel": "models.modeling_image_gaussian",
+    "GaussianCLIPImageRewardModel": "models.modeling_image_gaussian",
     "AnchorLabelingResult": "pipelines.anchor_labeling",
     "label_anchors": "pipelines.anchor_labeling",
     "BestOfNPipeline": "pipelines.best_of_n",
@@ -65,6 +68,7 @@ _EXPORTS = {
     "RewardTransform": "rewards",
     "record_reward_statistics": "rewards",
     "score_responses": "rewards",
+    "score_images": "rewards.image_scoring",
     "RemoteRewardFunction": "serving",
     "RewardClient": "serving",
     "ServeConfig": "serving",
@@ -115,6 +119,7 @@ if TYPE_CHECKING:
         split_by_group,
     )
     from .data.synthetic import SyntheticPreferenceConfig, make_synthetic_preferences
+    from .data.vision_prefer import load_vision_prefer
     from .losses import (
         gaussian_preference_log_probs,
         ordinal_anchor_nll,
@@ -125,6 +130,7 @@ if TYPE_CHECKING:
     from .metrics import brier_score, expected_calibration_error, pairwise_metrics, soft_cross_entropy, spearman
     from .models import GaussianRewardModel, GaussianRewardModelOutput
     from .models.loading import load_reward_model
+    from .models.modeling_image_gaussian import CLIPImageRewardModel, GaussianCLIPImageRewardModel
     from .pipelines.anchor_labeling import AnchorLabelingResult, label_anchors
     from .pipelines.best_of_n import BestOfNPipeline, BestOfNReport, best_of_n_curve, best_of_n_expectation
     from .pipelines.cards import build_model_card, update_model_card
@@ -138,6 +144,7 @@ if TYPE_CHECKING:
         record_reward_statistics,
         score_responses,
     )
+    from .rewards.image_scoring import score_images
     from .serving import RemoteRewardFunction, RewardClient, ServeConfig
     from .trainer import (
         AnchorGaussianRewardConfig,
