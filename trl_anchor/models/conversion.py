@@ -64,6 +64,7 @@ def to_gaussian(model, variance_floor: float | None = None) -> GaussianRewardMod
     head = reward_head(model)
     model.variance_head = VarianceHead(_in_features(head), floor).to(next(head.parameters()).device)
     model.__class__ = gaussian_class(type(model))
+    model.fresh_heads = {"variance"}  # the mean head is the user's, trained or not
     return model
 
 

@@ -182,6 +182,9 @@ class GaussianRewardModel:
         if type(head) is nn.Linear:
             # μ in float32 with autocast off, like σ²: the module keeps its parameters, only its forward changes.
             head.__class__ = Float32Linear
+        # Heads created here rather than loaded; `from_pretrained` narrows it to the heads its checkpoint lacked. The
+        # trainer starts fresh heads at the train anchors' base rate (`trl_anchor.trainer.head_init`).
+        self.fresh_heads = {"mean", "variance"}
 
     # ----------------------------------------------------------------------------------------------------- creation
     @classmethod
@@ -211,7 +214,12 @@ class GaussianRewardModel:
         `AutoModelForSequenceClassification.from_pretrained`. Extra keyword arguments are forwarded to it.
         """
         if cls is not GaussianRewardModel:
-            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+            wants_info = kwargs.pop("output_loading_info", False)
+            model, info = super().from_pretrained(
+                pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
+            )
+            model.fresh_heads = _fresh_heads(info["missing_keys"], is_gaussian_config(model.config))
+            return (model, info) if wants_info else model
         hub_kwargs = {k: kwargs[k] for k in ("revision", "token", "cache_dir") if k in kwargs}
         trust_remote_code = kwargs.get("trust_remote_code")
         config = kwargs.pop("config", None)
@@ -223,13 +231,15 @@ class GaussianRewardModel:
             config = AutoConfig.from_pretrained(
                 pretrained_model_name_or_path, trust_remote_code=trust_remote_code, **hub_kwargs, **config_overrides
             )
+        was_gaussian = is_gaussian_config(config)
         _prepare_config(config, variance_floor)
         repo_id = str(pretrained_model_name_or_path)
         model_class = cls.class_for(config, trust_remote_code, repo_id=repo_id, **hub_kwargs)
         model, info = model_class.from_pretrained(
             pretrained_model_name_or_path, *model_args, config=config, output_loading_info=True, **kwargs
         )
-        if any(key.startswith("variance_head.") for key in info["missing_keys"]):
+        model.fresh_heads = _fresh_heads(info["missing_keys"], was_gaussian)
+        if "variance" in model.fresh_heads:
             logger.info("No variance head in %s: initialised to σ² = 1.", pretrained_model_name_or_path)
         return model
 
@@ -367,6 +377,15 @@ def _at_sequence_ends(model, hidden, position_logits, sequence_ends):
         )
     index = sequence_ends.to(hidden.device)
     return hidden.flatten(0, 1)[index], position_logits.flatten(0, 1)[index]
+
+
+def _fresh_heads(missing_keys, gaussian_checkpoint: bool) -> set[str]:
+    # A Gaussian checkpoint always holds its variance head (a missing one is not reported: it is in
+    # `_keys_to_ignore_on_load_missing`). The mean head is `score` (decoders) or `classifier` (encoders).
+    fresh = set() if gaussian_checkpoint else {"variance"}
+    if any(key.startswith(("score.", "classifier.")) for key in missing_keys):
+        fresh.add("mean")
+    return fresh
 
 
 def gaussian_settings(config: PretrainedConfig) -> dict[str, Any]:

@@ -66,6 +66,11 @@ class AnchorGaussianRewardConfig(RewardConfig):
         normalize_anchor_counts (`bool`, *optional*, defaults to `True`):
             For count anchors (e.g. crowd votes), divide the multinomial log-likelihood by the number of votes so each
             response weighs the same; `False` uses the full multinomial likelihood.
+        init_heads_from_anchors (`bool`, *optional*, defaults to `True`):
+            Before step 0, start heads the trainer created (not loaded) at the train anchors' base rate: every response
+            at the N(μ₀, σ₀²) whose anchor class shares equal the data's (mean and variance head weights 0, biases μ₀
+            and σ₀; see `trl_anchor.trainer.head_init`). Without it they start at μ ≈ 0, σ = 1, which can be far from
+            the data (σ then barely moves at a backbone learning rate). No effect without anchors.
         head_learning_rate (`float`, *optional*):
             Learning rate of the reward heads (the mean head and the variance head), which start from scratch on a
             pretrained backbone; `None` uses `learning_rate` for every parameter.
@@ -129,6 +134,11 @@ class AnchorGaussianRewardConfig(RewardConfig):
     normalize_anchor_counts: bool = field(
         default=True,
         metadata={"help": "Divide the count-anchor (crowd vote) likelihood by the number of votes per response."},
+    )
+    init_heads_from_anchors: bool = field(
+        default=True,
+        metadata={"help": "Start fresh mean/variance heads at the normal whose anchor class shares equal the train "
+                  "anchors' (weights 0, biases μ₀ and σ₀). False: μ ≈ 0, σ = 1."},
     )
     head_learning_rate: float | None = field(
         default=None,

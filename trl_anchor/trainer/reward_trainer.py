@@ -15,6 +15,7 @@ from trl import RewardTrainer
 from trl.data_utils import get_dataset_column_names
 from trl.trainer.utils import create_model_from_path, get_config_model_id
 
+from ..anchor_marginal import class_shares
 from ..anchors import ANCHOR_WEIGHT, warn_if_unidentified
 from ..losses import (
     batch_anchor_loss,
@@ -38,6 +39,7 @@ from .anchor_columns import (
     standardize_batch,
 )
 from .collator import DataCollatorForAnchoredPreference
+from .head_init import initialize_heads
 from .head_optimizer import check_head_learning_rate, head_parameter_ids, split_head_groups
 from .reward_config import AnchorGaussianRewardConfig
 from .reward_metrics import metrics_from_rows, pair_rows, rewards_from_rows
@@ -152,6 +154,8 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
         )
         if self._gaussian and is_peft_model(self.model):
             train_variance_head(self.model)  # PEFT froze the new head with the base model; it is saved in `_save`
+        if self._gaussian and self.anchor_thresholds is not None and args.init_heads_from_anchors:
+            self._initialize_heads(args)
         deepspeed_plugin = self.accelerator.state.deepspeed_plugin if self.is_deepspeed_enabled else None
         check_head_learning_rate(
             args.head_learning_rate, optimizers[0], deepspeed_plugin.deepspeed_config if deepspeed_plugin else None
@@ -209,6 +213,18 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
             "probit_tail": args.probit_tail if self._gaussian else None,
             "anchor_percentiles": args.anchor_percentiles if from_percentiles else None,
         }
+
+    def _initialize_heads(self, args) -> None:
+        if not isinstance(self.train_dataset, Dataset):
+            logger.warning("init_heads_from_anchors needs a map-style train dataset to count anchor classes; skipped.")
+            return
+        data = self.train_dataset
+        counts = np.concatenate([np.asarray(data[CHOSEN_COUNTS]), np.asarray(data[REJECTED_COUNTS])])
+        weights = np.tile(np.asarray(data[ANCHOR_WEIGHT], dtype=np.float64), 2)
+        shares = class_shares(counts, weights, normalize=args.normalize_anchor_counts)
+        initial = initialize_heads(self.model, shares, self.anchor_thresholds)
+        if initial is not None:
+            _unwrap(self.model).record_training_settings(**initial)
 
     # ---------------------------------------------------------------------------------------------------- dataset
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
