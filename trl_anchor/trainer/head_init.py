@@ -14,15 +14,34 @@ under DeepSpeed ZeRO-3, inside `GatheredParameters(..., modifier_rank=0)` so the
 import contextlib
 import math
 
+import numpy as np
 import torch
 from accelerate.logging import get_logger
 from accelerate.utils import is_peft_model
+from datasets import Dataset
 from transformers.integrations import is_deepspeed_zero3_enabled
 
-from ..anchor_marginal import fit_marginal, fit_std_at_mean, marginal_shares
+from ..anchor_marginal import class_shares, fit_marginal, fit_std_at_mean, marginal_shares
+from ..anchors import ANCHOR_WEIGHT
 from ..models.modeling_gaussian import GaussianRewardModel, reward_head
+from .anchor_columns import CHOSEN_COUNTS, REJECTED_COUNTS
 
 logger = get_logger(__name__)
+
+
+def initialize_heads_from_data(model, train_dataset, thresholds, args) -> None:
+    """`initialize_heads` with the class shares of a prepared train dataset (its anchor count vectors and weights),
+    recording μ₀ and σ₀ in `config.gaussian_reward`."""
+    if not isinstance(train_dataset, Dataset):
+        logger.warning("init_heads_from_anchors needs a map-style train dataset to count anchor classes; skipped.")
+        return
+    counts = np.concatenate([np.asarray(train_dataset[CHOSEN_COUNTS]), np.asarray(train_dataset[REJECTED_COUNTS])])
+    weights = np.tile(np.asarray(train_dataset[ANCHOR_WEIGHT], dtype=np.float64), 2)
+    shares = class_shares(counts, weights, normalize=args.normalize_anchor_counts)
+    initial = initialize_heads(model, shares, thresholds)
+    if initial is not None:
+        base = model.get_base_model() if is_peft_model(model) else model
+        base.record_training_settings(**initial)
 
 
 def initialize_heads(model, shares, thresholds) -> dict | None:

@@ -73,7 +73,13 @@ class AnchorGaussianRewardConfig(RewardConfig):
             the data (σ then barely moves at a backbone learning rate). No effect without anchors.
         head_learning_rate (`float`, *optional*):
             Learning rate of the reward heads (the mean head and the variance head), which start from scratch on a
-            pretrained backbone; `None` uses `learning_rate` for every parameter.
+            pretrained backbone; `None` uses `head_learning_rate_multiplier × learning_rate` for heads the trainer
+            created and `learning_rate` for loaded ones.
+        head_learning_rate_multiplier (`float`, *optional*, defaults to `30.0`):
+            Learning rate of freshly created heads relative to `learning_rate` when `head_learning_rate` is not set.
+            A backbone rate (1e-5…1e-4) barely moves a head that starts from scratch, so σ stays where it started;
+            see `benchmarks/head_learning_rate.py` for the measurements behind the default. `1.0` trains the heads
+            at `learning_rate`. Not applied to an optimizer passed in `optimizers` or defined by DeepSpeed.
 
         > Parameters that control padding-free training
 
@@ -142,7 +148,13 @@ class AnchorGaussianRewardConfig(RewardConfig):
     )
     head_learning_rate: float | None = field(
         default=None,
-        metadata={"help": "Learning rate of the mean and variance heads; None uses `learning_rate` everywhere."},
+        metadata={"help": "Learning rate of the mean and variance heads; None: head_learning_rate_multiplier × "
+                  "learning_rate for fresh heads, learning_rate for loaded ones."},
+    )
+    head_learning_rate_multiplier: float = field(
+        default=30.0,
+        metadata={"help": "Learning rate of freshly created heads relative to learning_rate when head_learning_rate "
+                  "is None (1.0: same rate as the backbone)."},
     )
     padding_free: bool = field(
         default=False,
@@ -163,6 +175,8 @@ class AnchorGaussianRewardConfig(RewardConfig):
             )
         if not self.anchor_lambda >= 0:
             raise ValueError(f"`anchor_lambda` must be ≥ 0, got {self.anchor_lambda}.")
+        if not self.head_learning_rate_multiplier > 0:
+            raise ValueError(f"`head_learning_rate_multiplier` must be > 0, got {self.head_learning_rate_multiplier}.")
         if not 0.0 <= self.anchor_fraction <= 1.0:
             raise ValueError(f"`anchor_fraction` must lie in [0, 1], got {self.anchor_fraction}.")
         if self.anchor_num_thresholds is not None and self.anchor_num_thresholds < 1:

@@ -15,7 +15,6 @@ from trl import RewardTrainer
 from trl.data_utils import get_dataset_column_names
 from trl.trainer.utils import create_model_from_path, get_config_model_id
 
-from ..anchor_marginal import class_shares
 from ..anchors import ANCHOR_WEIGHT, warn_if_unidentified
 from ..losses import (
     batch_anchor_loss,
@@ -39,10 +38,10 @@ from .anchor_columns import (
     standardize_batch,
 )
 from .collator import DataCollatorForAnchoredPreference
-from .head_init import initialize_heads
+from .head_init import initialize_heads_from_data
 from .head_optimizer import check_head_learning_rate, head_parameter_ids, split_head_groups
 from .reward_config import AnchorGaussianRewardConfig
-from .reward_metrics import metrics_from_rows, pair_rows, rewards_from_rows
+from .reward_metrics import flat_sigma_warning, metrics_from_rows, pair_rows, rewards_from_rows
 
 logger = get_logger(__name__)
 
@@ -136,6 +135,7 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
         processing_class = _check_tokenizer(processing_class, args)
 
         self._eval_rows: list[torch.Tensor] = []
+        self._warned_flat_sigma = False
         self.eval_rewards: dict[str, np.ndarray] | None = None
         super().__init__(
             model=model,
@@ -154,12 +154,14 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
         )
         if self._gaussian and is_peft_model(self.model):
             train_variance_head(self.model)  # PEFT froze the new head with the base model; it is saved in `_save`
+        # Heads created for this run get the multiplied default head rate (BT: a model given by id, as TRL creates it).
+        fresh = getattr(_unwrap(self.model), "fresh_heads", None)
+        self._fresh_heads = bool(fresh) if self._gaussian else isinstance(model, str)
         if self._gaussian and self.anchor_thresholds is not None and args.init_heads_from_anchors:
-            self._initialize_heads(args)
+            initialize_heads_from_data(self.model, self.train_dataset, self.anchor_thresholds, args)
         deepspeed_plugin = self.accelerator.state.deepspeed_plugin if self.is_deepspeed_enabled else None
-        check_head_learning_rate(
-            args.head_learning_rate, optimizers[0], deepspeed_plugin.deepspeed_config if deepspeed_plugin else None
-        )
+        deepspeed_config = deepspeed_plugin.deepspeed_config if deepspeed_plugin else None
+        check_head_learning_rate(args.head_learning_rate, optimizers[0], deepspeed_config, self._head_learning_rate())
         if data_collator is None:
             # TRL has resolved the pad token by now; keep its padding settings and add soft labels and anchors.
             self.data_collator = DataCollatorForAnchoredPreference(
@@ -213,18 +215,6 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
             "probit_tail": args.probit_tail if self._gaussian else None,
             "anchor_percentiles": args.anchor_percentiles if from_percentiles else None,
         }
-
-    def _initialize_heads(self, args) -> None:
-        if not isinstance(self.train_dataset, Dataset):
-            logger.warning("init_heads_from_anchors needs a map-style train dataset to count anchor classes; skipped.")
-            return
-        data = self.train_dataset
-        counts = np.concatenate([np.asarray(data[CHOSEN_COUNTS]), np.asarray(data[REJECTED_COUNTS])])
-        weights = np.tile(np.asarray(data[ANCHOR_WEIGHT], dtype=np.float64), 2)
-        shares = class_shares(counts, weights, normalize=args.normalize_anchor_counts)
-        initial = initialize_heads(self.model, shares, self.anchor_thresholds)
-        if initial is not None:
-            _unwrap(self.model).record_training_settings(**initial)
 
     # ---------------------------------------------------------------------------------------------------- dataset
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
@@ -317,9 +307,27 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
     def create_optimizer(self, model=None):
         user_optimizer = self.optimizer is not None
         optimizer = super().create_optimizer(model)
-        if self.args.head_learning_rate is not None and not user_optimizer:
-            split_head_groups(optimizer, head_parameter_ids(_unwrap(self.model)), self.args.head_learning_rate)
+        head_lr = self._head_learning_rate()
+        if head_lr is not None and not user_optimizer:
+            split_head_groups(optimizer, head_parameter_ids(_unwrap(self.model)), head_lr)
         return optimizer
+
+    def _head_learning_rate(self) -> float | None:
+        if self.args.head_learning_rate is not None:
+            return self.args.head_learning_rate
+        if self._fresh_heads and self.args.head_learning_rate_multiplier != 1.0:
+            return self.args.head_learning_rate_multiplier * self.args.learning_rate
+        return None
+
+    # ------------------------------------------------------------------------------------------------------ logging
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        # TRL's `log` averages and clears the window's metrics; σ's spread is checked on them first, once per run.
+        if self.model.training and self._gaussian and not self._warned_flat_sigma:
+            message = flat_sigma_warning(self._metrics["train"], self.state.global_step, self.state.max_steps)
+            if message is not None:
+                logger.warning(message)
+                self._warned_flat_sigma = True
+        super().log(logs, start_time)
 
     # ------------------------------------------------------------------------------------------------------- loss
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
