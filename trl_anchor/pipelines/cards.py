@@ -81,6 +81,7 @@ METRIC_NAMES = {
     "anchor_nll": ("anchor_nll", "Anchor NLL"),
     "mean_sigma": ("mean_sigma", "Mean σ"),
     "mean_std": ("mean_sigma", "Mean σ"),
+    "sigma_spread": ("sigma_spread", "σ spread (std across responses)"),
     "sigma_spearman_soft_label": ("spearmanr", "Spearman ρ(σ, soft-label disagreement)"),
     "sigma_spearman_vote_spread": ("spearmanr", "Spearman ρ(σ, vote spread)"),
 }

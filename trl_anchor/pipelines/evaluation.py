@@ -58,6 +58,7 @@ _METRIC_ORDER = (
     "soft_ce",
     "ece",
     "mean_sigma",
+    "sigma_spread",
     "anchor_accuracy",
     "anchor_nll",
     "num_anchored_responses",
@@ -351,7 +352,9 @@ def _thresholds(model, anchor_thresholds) -> list[float] | None:
 def _add_sigma_metrics(result, dataset, chosen, rejected, disagreement_columns, num_sigma_bins) -> None:
     pair_std = np.sqrt(chosen.variance + rejected.variance)
     result.pairs.update(chosen_std=chosen.std, rejected_std=rejected.std, pair_std=pair_std)
-    result.metrics["mean_sigma"] = float(np.concatenate([chosen.std, rejected.std]).mean())
+    sigma = np.concatenate([chosen.std, rejected.std])
+    result.metrics["mean_sigma"] = float(sigma.mean())
+    result.metrics["sigma_spread"] = float(sigma.std())  # 0 when the variance head predicts one σ for everything
     probs, labels = result.pairs["probability"], result.pairs["soft_label"]
     result.sigma_deciles = sigma_decile_accuracy(pair_std, probs, labels, num_sigma_bins)
 
