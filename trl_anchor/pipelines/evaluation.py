@@ -21,7 +21,7 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,8 @@ class EvaluationResult:
         sigma_deciles: per decile of the pair spread `sqrt(σ_c² + σ_r²)`: `sigma_low`, `sigma_high`, `mean_sigma`,
             `count`, `accuracy`; `None` for BT models.
         pairs: per-pair arrays (`probability`, `soft_label`, `chosen_mean`, `rejected_mean`, and for Gaussian models
-            `chosen_std`, `rejected_std`, `pair_std`).
+            `chosen_std`, `rejected_std`, `pair_std`; with anchor thresholds also `chosen_expected_class`,
+            `rejected_expected_class`, `chosen_p_top`, `rejected_p_top`).
         disagreement: per measure of observed disagreement, the paired arrays `sigma` and `disagreement` that the
             Spearman correlations (and the scatter plot) use.
         notes: what was skipped and why, and how many rows were left out of which metric.
@@ -316,6 +317,10 @@ def evaluate_reward_model(
     if gaussian:
         _add_sigma_metrics(result, dataset, chosen, rejected, disagreement_columns, num_sigma_bins)
         thresholds = _thresholds(model, anchor_thresholds)
+        if thresholds is not None:  # σ-aware scores next to μ: expected anchor class and P(top class)
+            for side, scores in (("chosen", chosen), ("rejected", rejected)):
+                scores = replace(scores, thresholds=thresholds)
+                result.pairs.update({f"{side}_expected_class": scores.expected_class, f"{side}_p_top": scores.p_top})
         _add_anchor_metrics(result, dataset, chosen, rejected, thresholds)
     else:
         notes.append(

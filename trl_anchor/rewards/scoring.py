@@ -16,7 +16,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging
 from trl.data_utils import is_conversational
 
-from ..models.modeling_gaussian import GaussianRewardModel
+from ..losses import ordinal_log_probs
+from ..models.modeling_gaussian import GaussianRewardModel, gaussian_settings
 
 logger = logging.get_logger(__name__)
 
@@ -25,14 +26,37 @@ Text = str | list[dict[str, Any]]
 
 @dataclass
 class RewardScores:
-    """Scores of a list of responses, in input order. `variance` is `None` for a non-Gaussian (BT) reward model."""
+    """Scores of a list of responses, in input order. `variance` is `None` for a non-Gaussian (BT) reward model;
+    `thresholds` are the anchor thresholds τ an anchored Gaussian model was trained with (else `None`)."""
 
     mean: np.ndarray
     variance: np.ndarray | None
+    thresholds: list[float] | None = None
 
     @property
     def std(self) -> np.ndarray | None:
         return None if self.variance is None else np.sqrt(self.variance)
+
+    @property
+    def class_probs(self) -> np.ndarray | None:
+        """P(anchor class j) of each response, shape `(N, K + 1)`; `None` without σ or anchors."""
+        if self.variance is None or self.thresholds is None:
+            return None
+        log_probs = ordinal_log_probs(torch.as_tensor(self.mean), torch.as_tensor(self.std),
+                                      torch.tensor(self.thresholds, dtype=torch.float64))
+        return log_probs.exp().numpy()
+
+    @property
+    def expected_class(self) -> np.ndarray | None:
+        """Expected anchor class `Σ_j j·π_j` (e.g. the expected crowd vote minus one); `None` without σ or anchors."""
+        probs = self.class_probs
+        return None if probs is None else probs @ np.arange(probs.shape[-1], dtype=np.float64)
+
+    @property
+    def p_top(self) -> np.ndarray | None:
+        """Probability of the top anchor class (e.g. P(funny)); `None` without σ or anchors."""
+        probs = self.class_probs
+        return None if probs is None else probs[:, -1]
 
 
 def tokenize_response(tokenizer: PreTrainedTokenizerBase, response: Text, prompt: Text | None = None) -> list[int]:
@@ -87,7 +111,8 @@ def score_token_ids(
         if gaussian:
             variance[rows] = outputs.variance.float().cpu().numpy()
     model.train(was_training)
-    return RewardScores(mean=mean, variance=variance)
+    thresholds = gaussian_settings(model.config).get("anchor_thresholds") if gaussian else None
+    return RewardScores(mean=mean, variance=variance, thresholds=thresholds)
 
 
 def score_responses(
