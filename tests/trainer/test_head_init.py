@@ -144,3 +144,20 @@ def test_peft_heads_in_modules_to_save_are_initialised(tmp_path, tokenizer):
     trainer = _trainer(tmp_path, tokenizer, model, data, peft_config=peft_config)
     mean, std = _step0_mean_std(trainer)
     np.testing.assert_allclose(_predicted_shares(mean, std), _data_shares(data), atol=1e-3)
+
+
+def test_frozen_mean_head_keeps_its_weights_and_sigma_is_fitted_alone(tmp_path, tokenizer):
+    from peft import LoraConfig
+
+    torch.manual_seed(0)
+    data = _vote_data(seed=4)
+    model = GaussianRewardModel.from_config(_tiny_bert_config(tokenizer))
+    random_head = model.classifier.weight.detach().clone()
+    peft_config = LoraConfig(r=4, target_modules=["query", "value"])  # the mean head is not trained
+    trainer = _trainer(tmp_path, tokenizer, model, data, peft_config=peft_config)
+    torch.testing.assert_close(model.classifier.weight, random_head)  # zeroed, a frozen head would give μ ≡ 0 forever
+    _, std = _step0_mean_std(trainer)
+    grid = np.linspace(0.2, 20, 4000)
+    shares = _data_shares(data)
+    ce = [-(shares * np.log(_predicted_shares(np.zeros(1), np.full(1, s)))).sum() for s in grid]
+    np.testing.assert_allclose(std, grid[int(np.argmin(ce))], atol=0.01)

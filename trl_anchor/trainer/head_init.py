@@ -3,7 +3,8 @@
 Before step 0 the trainer sets the heads it created so that every response starts at the normal N(μ₀, σ₀²) whose
 anchor class shares equal the train anchors' (`trl_anchor.anchor_marginal`): the mean head's weights at 0 and its
 bias at μ₀, the variance head's weights at 0 (as created) and its bias at `softplus⁻¹(σ₀² − floor)`. A mean head
-without a bias (GPT-2, Llama, Qwen `score`) starts at μ = 0 and σ₀ is fitted alone for it.
+without a bias (GPT-2, Llama, Qwen `score`) starts at μ = 0 and σ₀ is fitted alone for it; a frozen mean head (PEFT
+without it in `modules_to_save`) keeps its random weights, and σ₀ is fitted alone at μ₀ = 0.
 
 Only heads that were initialised rather than loaded are touched (`GaussianRewardModel.fresh_heads`): a trained
 Gaussian model keeps its heads, and a plain model passed in keeps its mean head and its fresh variance head (its μ
@@ -52,10 +53,13 @@ def initialize_heads(model, shares, thresholds) -> dict | None:
     if "variance" not in fresh or "mean" not in fresh:
         logger.info("init_heads_from_anchors: the model's heads were loaded, not created; they are kept as they are.")
         return None
-    mean_heads = _copies(_reward_head(base))
+    # A mean head that will not train (LoRA without it in `modules_to_save`) keeps its random weights: zeroed, μ could
+    # never vary. Without a bias μ cannot be moved either; both keep μ₀ = 0 and fit σ₀ alone.
+    trainable = any(p.requires_grad for p in _reward_head(base).parameters())
+    mean_heads = _copies(_reward_head(base)) if trainable else []
     variance_heads = _copies(base.variance_head)
-    has_bias = all(head.bias is not None for head in mean_heads)
-    if has_bias:
+    movable = trainable and all(head.bias is not None for head in mean_heads)
+    if movable:
         mean, std = fit_marginal(shares, thresholds)
     else:
         mean, std = 0.0, fit_std_at_mean(shares, thresholds, 0.0)
@@ -66,7 +70,7 @@ def initialize_heads(model, shares, thresholds) -> dict | None:
         with torch.no_grad():
             for head in mean_heads:
                 head.weight.zero_()
-                if has_bias:
+                if movable:
                     head.bias.fill_(mean)
             for head in variance_heads:
                 head.weight.zero_()
@@ -76,7 +80,7 @@ def initialize_heads(model, shares, thresholds) -> dict | None:
     logger.info(
         f"init_heads_from_anchors: heads start at μ₀ = {mean:.4g}, σ₀ = {std:.4g}; predicted anchor class shares "
         f"{predicted.round(4).tolist()} (train anchors: {[round(float(s), 4) for s in shares]})"
-        + ("" if has_bias else "; the mean head has no bias, so μ₀ = 0 and σ₀ is fitted alone")
+        + ("" if movable else "; the mean head has no bias or is frozen, so μ₀ = 0 and σ₀ is fitted alone")
     )
     return {"initial_mean": mean, "initial_std": std}
 
