@@ -88,6 +88,7 @@ def main():
     parser.add_argument("--data", nargs="+", default=["synthetic", "caption"], choices=["synthetic", "caption"])
     parser.add_argument("--multipliers", nargs="+", type=float, default=[1.0, 10.0, 30.0, 100.0])
     parser.add_argument("--learning_rate", type=float, default=5e-5)
+    parser.add_argument("--no_baseline", action="store_true", help="skip the previous default (×1, no head init)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_dir", default="outputs/head_learning_rate")
     args = parser.parse_args()
@@ -98,7 +99,7 @@ def main():
     rows = []
     for name in args.data:
         train, test, thresholds, truth = load(name, args.seed)
-        arms = [(1.0, False)] + [(m, True) for m in args.multipliers]
+        arms = ([] if args.no_baseline else [(1.0, False)]) + [(m, True) for m in args.multipliers]
         for multiplier, init in arms:
             row = {"data": name, **run_arm(train, test, thresholds, truth, multiplier, init, args)}
             print(json.dumps(row), flush=True)

@@ -161,3 +161,21 @@ def test_frozen_mean_head_keeps_its_weights_and_sigma_is_fitted_alone(tmp_path, 
     shares = _data_shares(data)
     ce = [-(shares * np.log(_predicted_shares(np.zeros(1), np.full(1, s)))).sum() for s in grid]
     np.testing.assert_allclose(std, grid[int(np.argmin(ce))], atol=0.01)
+
+
+def test_train_base_rate_is_recorded_and_is_the_evaluation_reference(tmp_path, tokenizer):
+    from trl_anchor.pipelines.evaluation import evaluate_reward_model
+
+    torch.manual_seed(0)
+    data = _vote_data(seed=5)
+    model = GaussianRewardModel.from_config(_tiny_bert_config(tokenizer))
+    trainer = _trainer(tmp_path, tokenizer, model, data, init_heads_from_anchors=False)
+    shares = _data_shares(data)
+    np.testing.assert_allclose(model.config.gaussian_reward["anchor_class_shares"], shares, rtol=1e-12)
+    metrics = evaluate_reward_model(trainer.model, trainer.processing_class, data).metrics
+    votes = [
+        np.asarray(v, float) for side in ("chosen", "rejected")
+        for v, w in zip(data[f"{side}_anchor_counts"], data["anchor_weight"], strict=True) if w > 0
+    ]
+    expected = np.mean([-(v / v.sum() * np.log(shares)).sum() for v in votes])  # unanchored responses left out
+    assert metrics["anchor_nll_base_rate"] == pytest.approx(expected, rel=1e-9)

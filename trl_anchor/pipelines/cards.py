@@ -79,6 +79,7 @@ METRIC_NAMES = {
     "ece": ("ece", "Expected calibration error"),
     "anchor_accuracy": ("anchor_accuracy", "Anchor accuracy"),
     "anchor_nll": ("anchor_nll", "Anchor NLL"),
+    "anchor_nll_base_rate": ("anchor_nll", "Anchor NLL of the train base rate (reference)"),
     "mean_sigma": ("mean_sigma", "Mean σ"),
     "mean_std": ("mean_sigma", "Mean σ"),
     "sigma_spread": ("sigma_spread", "σ spread (std across responses)"),

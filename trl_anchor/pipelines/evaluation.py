@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from datasets import Dataset
 
+from ..anchor_marginal import MIN_SHARE
 from ..anchors import (
     ANCHOR_FORMS,
     ANCHOR_WEIGHT,
@@ -61,6 +62,7 @@ _METRIC_ORDER = (
     "sigma_spread",
     "anchor_accuracy",
     "anchor_nll",
+    "anchor_nll_base_rate",
     "num_anchored_responses",
     "sigma_spearman_soft_label",
     "sigma_spearman_vote_spread",
@@ -321,7 +323,8 @@ def evaluate_reward_model(
             for side, scores in (("chosen", chosen), ("rejected", rejected)):
                 scores = replace(scores, thresholds=thresholds)
                 result.pairs.update({f"{side}_expected_class": scores.expected_class, f"{side}_p_top": scores.p_top})
-        _add_anchor_metrics(result, dataset, chosen, rejected, thresholds)
+        base_rate = (getattr(model.config, "gaussian_reward", None) or {}).get("anchor_class_shares")
+        _add_anchor_metrics(result, dataset, chosen, rejected, thresholds, base_rate)
     else:
         notes.append(
             "BT reward model: no σ, so σ deciles, σ–disagreement correlations and anchor accuracy are skipped."
@@ -449,7 +452,7 @@ def _anchor_targets(dataset: Dataset, form: str, thresholds: list[float]):
     return np.concatenate(rows), np.concatenate(sides), np.concatenate(counts)
 
 
-def _add_anchor_metrics(result, dataset, chosen, rejected, thresholds) -> None:
+def _add_anchor_metrics(result, dataset, chosen, rejected, thresholds, base_rate=None) -> None:
     form = _anchor_form(dataset)
     if form is None:
         return
@@ -475,3 +478,8 @@ def _add_anchor_metrics(result, dataset, chosen, rejected, thresholds) -> None:
     result.metrics["anchor_accuracy"] = float(np.mean(predicted == counts.argmax(-1)))
     result.metrics["anchor_nll"] = float(ordinal_anchor_nll(mean, std, tau, torch.as_tensor(counts)).mean())
     result.metrics["num_anchored_responses"] = int(rows.size)
+    if base_rate is not None and len(base_rate) == len(thresholds) + 1:
+        # The reference a useful model must beat: every response predicted at the train anchors' class shares.
+        log_shares = np.log(np.clip(np.asarray(base_rate, dtype=np.float64), MIN_SHARE, None))
+        labels = counts / np.clip(counts.sum(-1, keepdims=True), 1.0, None)
+        result.metrics["anchor_nll_base_rate"] = float(-(labels @ log_shares).mean())

@@ -31,17 +31,20 @@ logger = get_logger(__name__)
 
 
 def initialize_heads_from_data(model, train_dataset, thresholds, args) -> None:
-    """`initialize_heads` with the class shares of a prepared train dataset (its anchor count vectors and weights),
-    recording μ₀ and σ₀ in `config.gaussian_reward`."""
+    """Record the anchor class shares of a prepared train dataset (its count vectors and weights) in
+    `config.gaussian_reward["anchor_class_shares"]` (evaluation's base-rate reference) and, with
+    `args.init_heads_from_anchors`, start the fresh heads there (`initialize_heads`), recording μ₀ and σ₀."""
     if not isinstance(train_dataset, Dataset):
-        logger.warning("init_heads_from_anchors needs a map-style train dataset to count anchor classes; skipped.")
+        if args.init_heads_from_anchors:
+            logger.warning("init_heads_from_anchors needs a map-style train dataset to count anchor classes; skipped.")
         return
     counts = np.concatenate([np.asarray(train_dataset[CHOSEN_COUNTS]), np.asarray(train_dataset[REJECTED_COUNTS])])
     weights = np.tile(np.asarray(train_dataset[ANCHOR_WEIGHT], dtype=np.float64), 2)
     shares = class_shares(counts, weights, normalize=args.normalize_anchor_counts)
-    initial = initialize_heads(model, shares, thresholds)
+    base = model.get_base_model() if is_peft_model(model) else model
+    base.record_training_settings(anchor_class_shares=shares.tolist())
+    initial = initialize_heads(model, shares, thresholds) if args.init_heads_from_anchors else None
     if initial is not None:
-        base = model.get_base_model() if is_peft_model(model) else model
         base.record_training_settings(**initial)
 
 

@@ -157,7 +157,7 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
         # Heads created for this run get the multiplied default head rate (BT: a model given by id, as TRL creates it).
         fresh = getattr(_unwrap(self.model), "fresh_heads", None)
         self._fresh_heads = bool(fresh) if self._gaussian else isinstance(model, str)
-        if self._gaussian and self.anchor_thresholds is not None and args.init_heads_from_anchors:
+        if self.anchor_thresholds is not None and isinstance(_unwrap(self.model), GaussianRewardModel):
             initialize_heads_from_data(self.model, self.train_dataset, self.anchor_thresholds, args)
         deepspeed_plugin = self.accelerator.state.deepspeed_plugin if self.is_deepspeed_enabled else None
         deepspeed_config = deepspeed_plugin.deepspeed_config if deepspeed_plugin else None
