@@ -179,3 +179,15 @@ def test_train_base_rate_is_recorded_and_is_the_evaluation_reference(tmp_path, t
     ]
     expected = np.mean([-(v / v.sum() * np.log(shares)).sum() for v in votes])  # unanchored responses left out
     assert metrics["anchor_nll_base_rate"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_variance_head_changed_after_creation_is_kept(tmp_path, tokenizer):
+    # e.g. a trained adapter loaded onto a freshly loaded base: the heads were created, then given trained values.
+    torch.manual_seed(0)
+    model = GaussianRewardModel.from_config(_tiny_bert_config(tokenizer))
+    with torch.no_grad():
+        model.variance_head.weight.normal_(0, 0.5)
+    weight, bias = model.variance_head.weight.detach().clone(), model.classifier.bias.detach().clone()
+    _trainer(tmp_path, tokenizer, model, _vote_data())
+    torch.testing.assert_close(model.variance_head.weight, weight)
+    torch.testing.assert_close(model.classifier.bias, bias)

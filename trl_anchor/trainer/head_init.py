@@ -69,15 +69,18 @@ def initialize_heads(model, shares, thresholds) -> dict | None:
     floor = base.variance_head.variance_floor
     variance_bias = _inverse_softplus(max(std * std - floor, floor))
     params = [p for head in mean_heads + variance_heads for p in head.parameters()]
-    with _gathered(params):
-        with torch.no_grad():
-            for head in mean_heads:
-                head.weight.zero_()
-                if movable:
-                    head.bias.fill_(mean)
-            for head in variance_heads:
-                head.weight.zero_()
-                head.bias.fill_(variance_bias)
+    with _gathered(params), torch.no_grad():
+        # Created but since changed (a PEFT adapter loaded onto a fresh base, or set by hand): keep it.
+        if not all(_at_creation(head) for head in variance_heads):
+            logger.info("init_heads_from_anchors: the variance head is not at its created values; heads are kept.")
+            return None
+        for head in mean_heads:
+            head.weight.zero_()
+            if movable:
+                head.bias.fill_(mean)
+        for head in variance_heads:
+            head.weight.zero_()
+            head.bias.fill_(variance_bias)
     base.fresh_heads = set()  # initialised once: a second trainer on the same instance keeps these values
     predicted = marginal_shares(mean, std, thresholds)
     logger.info(
@@ -102,6 +105,11 @@ def _copies(module) -> list[torch.nn.Module]:
         copies = [module.original_module, *module.modules_to_save.values()]
         return [getattr(copy, "out_proj", copy) for copy in copies]
     return [module]
+
+
+def _at_creation(head) -> bool:
+    created = _inverse_softplus(1.0 - head.variance_floor)  # `VarianceHead.reset_parameters`: σ² = 1, zero weights
+    return bool((head.weight == 0).all()) and abs(float(head.bias) - created) < 1e-6
 
 
 def _gathered(params):
