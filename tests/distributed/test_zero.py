@@ -131,12 +131,29 @@ def test_zero_runs_two_processes_and_matches_single_process_eval_loss(zero_runs,
     assert not np.allclose(full["after"]["mean"], full["before"]["mean"], atol=1e-4)
 
 
-def test_zero3_initialises_both_heads_like_a_single_process(zero_runs, single_process):
+def _step0_sigma(workspace: Path) -> float:
+    """σ₀ of `init_heads_from_anchors` for GPT-2 (a mean head without bias: μ₀ = 0), recomputed with scipy: the σ
+    maximising the likelihood of the train anchors' class shares (thresholds at the 25th/75th score percentiles)."""
+    from scipy.stats import norm
+
+    rows = [json.loads(line) for line in (workspace / "train.jsonl").read_text().splitlines()]
+    scores = np.array([r["chosen_score"] for r in rows] + [r["rejected_score"] for r in rows])
+    tau = np.percentile(scores, [25, 75])
+    shares = np.bincount(np.searchsorted(tau, scores, side="right"), minlength=3) / scores.size
+    grid = np.linspace(0.05, 10, 100000)
+    cdf = norm.cdf(tau[None, :] / grid[:, None])
+    probs = np.c_[cdf[:, 0], cdf[:, 1] - cdf[:, 0], 1 - cdf[:, 1]]
+    with np.errstate(divide="ignore"):  # the smallest σ of the grid put no mass in the middle class
+        return float(grid[np.argmin(-(shares * np.log(probs)).sum(1))])
+
+
+def test_zero3_initialises_both_heads_like_a_single_process(zero_runs, single_process, workspace):
     before = zero_runs[3]["full"]["before"]
-    # A fresh variance head gives σ² = 1 to every response; the mean head is the backbone's usual initialisation.
-    np.testing.assert_allclose(before["variance"], 1.0, rtol=1e-6)
-    assert np.std(before["mean"]) > 0
-    np.testing.assert_allclose(before["mean"], single_process["full"]["before"]["mean"], rtol=1e-5, atol=1e-6)
+    # The fresh heads start at the train anchors' base rate: GPT-2's bias-free mean head at μ = 0 (zero weights) and
+    # the variance head at the σ₀ fitted to the anchor class shares, written through ZeRO-3's gathered parameters.
+    np.testing.assert_array_equal(before["mean"], 0.0)
+    np.testing.assert_allclose(np.sqrt(before["variance"]), _step0_sigma(workspace), rtol=1e-3)
+    np.testing.assert_allclose(before["variance"], single_process["full"]["before"]["variance"], rtol=1e-6)
 
 
 @pytest.mark.parametrize("stage", [2, 3])

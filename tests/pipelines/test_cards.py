@@ -1,5 +1,6 @@
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from conftest import tiny_gpt2_config
@@ -202,6 +203,10 @@ def test_trainer_writes_card_at_checkpoints_and_with_eval_results(tmp_path, toke
     assert metrics[("me/prefs", "eval", "Brier score")] == pytest.approx(
         trainer.state.log_history[-1]["eval_brier"], abs=1e-6
     )
+    # σ's spread over the eval responses: the std of the σ of every eval response, recomputed from the eval rewards.
+    rewards = trainer.eval_rewards
+    sigma = np.sqrt(np.concatenate([rewards["chosen_variance"], rewards["rejected_variance"]]))
+    assert metrics[("me/prefs", "eval", "σ spread (std across responses)")] == pytest.approx(sigma.std(), abs=1e-6)
 
 
 def test_push_to_hub_writes_card(tmp_path, tokenizer, monkeypatch):

@@ -42,3 +42,27 @@ def test_truncation_keeps_the_leading_special_tokens_of_an_encoder(minilm_dir):
     scores = score_responses(model, tokenizer, [long, " short caption"], max_length=32)
     expected = [_alone(model, kept)[0], _alone(model, tokenizer(" short caption")["input_ids"])[0]]
     np.testing.assert_allclose(scores.mean, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_anchored_scores_expose_expected_class_and_p_top():
+    from scipy.stats import norm
+
+    from trl_anchor.rewards.scoring import RewardScores
+
+    mean, variance, thresholds = np.array([0.3, -2.0, 1.5]), np.array([0.25, 4.0, 1.0]), [-1.0, 0.0, 1.0]
+    scores = RewardScores(mean=mean, variance=variance, thresholds=thresholds)
+    cdf = norm.cdf((np.asarray(thresholds)[None, :] - mean[:, None]) / np.sqrt(variance)[:, None])
+    probs = np.diff(np.c_[np.zeros(3), cdf, np.ones(3)], axis=1)
+    np.testing.assert_allclose(scores.expected_class, probs @ np.arange(4), rtol=1e-10)
+    np.testing.assert_allclose(scores.p_top, probs[:, -1], rtol=1e-10)
+    assert RewardScores(mean=mean, variance=None, thresholds=thresholds).expected_class is None  # BT: no σ
+    assert RewardScores(mean=mean, variance=variance).p_top is None  # no anchors
+
+
+def test_score_responses_carries_the_models_anchor_thresholds(tokenizer):
+    torch.manual_seed(0)
+    model = GaussianRewardModel.from_config(tiny_gpt2_config(tokenizer)).eval()
+    assert score_responses(model, tokenizer, RESPONSES).thresholds is None
+    model.record_training_settings(anchor_thresholds=[-1.0, 1.0])
+    scores = score_responses(model, tokenizer, RESPONSES)
+    assert scores.thresholds == [-1.0, 1.0] and scores.expected_class.shape == (len(RESPONSES),)

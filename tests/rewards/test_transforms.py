@@ -181,3 +181,42 @@ def test_normalisation_needs_recorded_statistics(tiny_config):
     tiny_config.gaussian_reward = None
     with pytest.raises(ValueError, match="GaussianRewardModel"):
         record_reward_statistics(type("Plain", (), {"config": tiny_config})(), [0.0, 1.0])
+
+
+# ------------------------------------------------------------------------------------------ anchor-class rewards
+def _scipy_class_probs(mean, std, thresholds):
+    cdf = norm.cdf((np.asarray(thresholds)[None, :] - np.asarray(mean)[:, None]) / np.asarray(std)[:, None])
+    return np.diff(np.c_[np.zeros(len(mean)), cdf, np.ones(len(mean))], axis=1)
+
+
+def _anchored_model(thresholds):
+    from transformers import GPT2Config
+
+    model = GaussianRewardModel.from_config(GPT2Config(n_layer=1, n_head=2, n_embd=8, vocab_size=50, num_labels=1))
+    model.record_training_settings(anchor_thresholds=thresholds)
+    return model
+
+
+def test_expected_class_and_p_top_use_sigma():
+    thresholds = [-1.0, 1.0]
+    mean, std = np.array([2.0, 2.0, -0.5, 0.0]), np.array([0.1, 3.0, 1.0, 1e-3])
+    probs = _scipy_class_probs(mean, std, thresholds)
+    model = _anchored_model(thresholds)
+    expected = RewardTransform.parse("expected_class").bind(model)(mean, std)
+    np.testing.assert_allclose(expected, probs @ np.arange(3), rtol=1e-10)
+    p_top = RewardTransform.parse("p_top").bind(model)(torch.tensor(mean), torch.tensor(std))
+    np.testing.assert_allclose(p_top.numpy(), probs[:, 2], rtol=1e-10)
+    assert expected[1] < expected[0]  # the same μ above the top threshold: more uncertainty, lower expected class
+
+
+def test_anchor_rewards_need_recorded_thresholds():
+    transform = RewardTransform.parse("p_top")
+    assert transform.needs_std and transform.needs_thresholds
+    with pytest.raises(ValueError, match="bind"):
+        transform(np.zeros(2), np.ones(2))
+    plain = _anchored_model(None)
+    with pytest.raises(ValueError, match="trained without anchors"):
+        transform.bind(plain)
+    with pytest.raises(ValueError, match="`normalize` does not apply"):
+        RewardTransform.parse("expected_class,normalize")
+    assert str(RewardTransform.parse("expected_class,clip:1.5")) == "expected_class,clip:-1.5:1.5"

@@ -167,3 +167,24 @@ def test_caption_benchmark_rejects_sigma_policies_for_a_bt_model(caption_data_di
         policies=["mean", "random"], plot=False,
     )
     assert set(result.at_pool_size()["mean_vote"]) == {"mean", "random", "oracle"}
+
+
+def test_anchored_model_is_also_judged_by_expected_vote_and_p_funny(caption_data_dir, tokenizer):
+    from trl_anchor import GaussianRewardModel
+    from trl_anchor.pipelines.best_of_n import policy_scores
+    from trl_anchor.rewards.scoring import RewardScores
+
+    torch.manual_seed(0)
+    model = GaussianRewardModel.from_config(tiny_gpt2_config(tokenizer))
+    with torch.no_grad():
+        model.variance_head.weight.normal_(0.0, 1.0)
+    model.record_training_settings(anchor_thresholds=[-1.0, 1.0])
+    result = run_caption_benchmark(
+        model, caption_data_dir, tokenizer=tokenizer, contests=[636], pool_size=4, pools_per_contest=1,
+        policies=["mean", "random"], plot=False,
+    )
+    assert set(result.at_pool_size()["mean_vote"]) == {"mean", "random", "oracle", "expected_class", "p_top"}
+    # The policy scores are the model's own expected class and P(top class).
+    mean, std = np.array([[0.5, -0.2]]), np.array([[2.0, 0.3]])
+    scores = RewardScores(mean=mean[0], variance=std[0] ** 2, thresholds=[-1.0, 1.0])
+    np.testing.assert_allclose(policy_scores("p_top", mean, std, reward_config=model.config)[0], scores.p_top)

@@ -432,6 +432,30 @@ def test_head_learning_rate_gets_its_own_param_groups(tmp_path, tokenizer, tiny_
     assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(trainer.model.parameters()))
 
 
+def _head_and_backbone_rates(trainer) -> tuple[set[float], set[float]]:
+    optimizer = trainer.create_optimizer()
+    heads = {id(p) for m in (trainer.model.score, trainer.model.variance_head) for p in m.parameters()}
+    head_rates = {g["lr"] for g in optimizer.param_groups if all(id(p) in heads for p in g["params"])}
+    backbone_rates = {g["lr"] for g in optimizer.param_groups if not any(id(p) in heads for p in g["params"])}
+    return head_rates, backbone_rates
+
+
+def test_fresh_heads_default_to_a_multiple_of_the_learning_rate(tmp_path, tokenizer, tiny_config):
+    trainer = _trainer(tmp_path, tokenizer, tiny_config, _dataset(), learning_rate=1e-4)
+    multiplier = trainer.args.head_learning_rate_multiplier
+    assert multiplier > 1
+    head_rates, backbone_rates = _head_and_backbone_rates(trainer)
+    assert sorted(head_rates) == pytest.approx([multiplier * 1e-4]) and backbone_rates == {1e-4}
+    # Loaded heads (a trained Gaussian checkpoint) keep the backbone's rate.
+    trainer.model.save_pretrained(tmp_path / "trained")
+    loaded = GaussianRewardModel.from_pretrained(tmp_path / "trained")
+    trainer = _trainer(tmp_path, tokenizer, tiny_config, _dataset(), model=loaded, learning_rate=1e-4)
+    assert {g["lr"] for g in trainer.create_optimizer().param_groups} == {1e-4}
+    trainer = _trainer(tmp_path, tokenizer, tiny_config, _dataset(), learning_rate=1e-4,
+                       head_learning_rate_multiplier=1.0)
+    assert {g["lr"] for g in trainer.create_optimizer().param_groups} == {1e-4}
+
+
 def test_head_learning_rate_is_refused_where_it_cannot_be_applied(tmp_path, tokenizer, tiny_config):
     from trl_anchor.trainer.head_optimizer import check_head_learning_rate
 

@@ -68,6 +68,7 @@ def to_gaussian(
     num_outputs = model.config.num_labels
     model.variance_head = VarianceHead(_in_features(head), floor, num_outputs).to(next(head.parameters()).device)
     model.__class__ = gaussian_class(type(model))
+    model.fresh_heads = {"variance"}  # the mean head is the user's, trained or not
     return model
 
 

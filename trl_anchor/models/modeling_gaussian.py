@@ -212,6 +212,9 @@ class GaussianRewardModel:
         if type(head) is nn.Linear:
             # μ in float32 with autocast off, like σ²: the module keeps its parameters, only its forward changes.
             head.__class__ = Float32Linear
+        # Heads created here rather than loaded; `from_pretrained` narrows it to the heads its checkpoint lacked. The
+        # trainer starts fresh heads at the train anchors' base rate (`trl_anchor.trainer.head_init`).
+        self.fresh_heads = {"mean", "variance"}
 
     # ----------------------------------------------------------------------------------------------------- creation
     @classmethod
@@ -257,7 +260,12 @@ class GaussianRewardModel:
         its own attributes.
         """
         if cls is not GaussianRewardModel:
-            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+            wants_info = kwargs.pop("output_loading_info", False)
+            model, info = super().from_pretrained(
+                pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
+            )
+            model.fresh_heads = _fresh_heads(info["missing_keys"], is_gaussian_config(model.config))
+            return (model, info) if wants_info else model
         hub_kwargs = {k: kwargs[k] for k in ("revision", "token", "cache_dir") if k in kwargs}
         trust_remote_code = kwargs.get("trust_remote_code")
         config = kwargs.pop("config", None)
@@ -279,14 +287,15 @@ class GaussianRewardModel:
         model, info = model_class.from_pretrained(
             pretrained_model_name_or_path, *model_args, config=config, output_loading_info=True, **kwargs
         )
-        if model.__dict__.pop("_missing_variance_head", False):
-            if saved_as_gaussian:
-                # Its config promises a trained σ; a fresh head would silently report σ² = 1 for every response.
-                raise ValueError(
-                    f"{pretrained_model_name_or_path} is configured as a Gaussian reward model (`gaussian_reward` in "
-                    "config.json) but its weights have no `variance_head.*` tensors, so it has no trained σ. Load "
-                    "it with AutoModelForSequenceClassification (μ only), or restore the variance head's weights."
-                )
+        if model.__dict__.pop("_missing_variance_head", False) and saved_as_gaussian:
+            # Its config promises a trained σ; a fresh head would silently report σ² = 1 for every response.
+            raise ValueError(
+                f"{pretrained_model_name_or_path} is configured as a Gaussian reward model (`gaussian_reward` in "
+                "config.json) but its weights have no `variance_head.*` tensors, so it has no trained σ. Load "
+                "it with AutoModelForSequenceClassification (μ only), or restore the variance head's weights."
+            )
+        model.fresh_heads = _fresh_heads(info["missing_keys"], saved_as_gaussian)
+        if "variance" in model.fresh_heads:
             logger.info("No variance head in %s: initialised to σ² = 1.", pretrained_model_name_or_path)
         return model
 
@@ -430,6 +439,15 @@ def _at_sequence_ends(model, hidden, position_logits, sequence_ends):
         )
     index = sequence_ends.to(hidden.device)
     return hidden.flatten(0, 1)[index], position_logits.flatten(0, 1)[index]
+
+
+def _fresh_heads(missing_keys, gaussian_checkpoint: bool) -> set[str]:
+    # A Gaussian checkpoint always holds its variance head (a missing one is not reported: it is in
+    # `_keys_to_ignore_on_load_missing`). The mean head is `score` (decoders) or `classifier` (encoders).
+    fresh = set() if gaussian_checkpoint else {"variance"}
+    if any(key.startswith(("score.", "classifier.")) for key in missing_keys):
+        fresh.add("mean")
+    return fresh
 
 
 def gaussian_settings(config: PretrainedConfig) -> dict[str, Any]:

@@ -31,8 +31,10 @@ METRIC_NAMES = {
     "ece": ("ece", "Expected calibration error"),
     "anchor_accuracy": ("anchor_accuracy", "Anchor accuracy"),
     "anchor_nll": ("anchor_nll", "Anchor NLL"),
+    "anchor_nll_base_rate": ("anchor_nll", "Anchor NLL of the train base rate (reference)"),
     "mean_sigma": ("mean_sigma", "Mean σ"),
     "mean_std": ("mean_sigma", "Mean σ"),
+    "sigma_spread": ("sigma_spread", "σ spread (std across responses)"),
     "sigma_spearman_soft_label": ("spearmanr", "Spearman ρ(σ, soft-label disagreement)"),
     "sigma_spearman_vote_spread": ("spearmanr", "Spearman ρ(σ, vote spread)"),
     # The vote spread is almost a function of the crowd mean: this is what σ says beyond μ.

@@ -21,7 +21,7 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from datasets import Dataset
 
+from ..anchor_marginal import MIN_SHARE
 from ..anchors import (
     ANCHOR_FORMS,
     check_classes,
@@ -59,8 +60,10 @@ _METRIC_ORDER = (
     "soft_ce",
     "ece",
     "mean_sigma",
+    "sigma_spread",
     "anchor_accuracy",
     "anchor_nll",
+    "anchor_nll_base_rate",
     "num_anchored_responses",
     *SIGMA_METRICS,
 )
@@ -78,7 +81,8 @@ class EvaluationResult:
         sigma_deciles: per decile of the pair spread `sqrt(σ_c² + σ_r²)`: `sigma_low`, `sigma_high`, `mean_sigma`,
             `count`, `accuracy`; `None` for BT models.
         pairs: per-pair arrays (`probability`, `soft_label`, `chosen_mean`, `rejected_mean`, and for Gaussian models
-            `chosen_std`, `rejected_std`, `pair_std`).
+            `chosen_std`, `rejected_std`, `pair_std`; with anchor thresholds also `chosen_expected_class`,
+            `rejected_expected_class`, `chosen_p_top`, `rejected_p_top`).
         disagreement: per measure of observed disagreement, the paired arrays `sigma` and `disagreement` that the
             Spearman correlations (and the scatter plot) use.
         notes: what was skipped and why, and how many rows were left out of which metric.
@@ -300,7 +304,12 @@ def evaluate_reward_model(
             result, dataset, chosen, rejected, disagreement_columns, disagreement_mean_columns, num_sigma_bins
         )
         thresholds = _thresholds(model, anchor_thresholds)
-        _add_anchor_metrics(result, dataset, chosen, rejected, thresholds)
+        if thresholds is not None:  # σ-aware scores next to μ: expected anchor class and P(top class)
+            for side, scores in (("chosen", chosen), ("rejected", rejected)):
+                scores = replace(scores, thresholds=thresholds)
+                result.pairs.update({f"{side}_expected_class": scores.expected_class, f"{side}_p_top": scores.p_top})
+        base_rate = (getattr(model.config, "gaussian_reward", None) or {}).get("anchor_class_shares")
+        _add_anchor_metrics(result, dataset, chosen, rejected, thresholds, base_rate)
     else:
         notes.append(
             "BT reward model: no σ, so σ deciles, σ–disagreement correlations and anchor accuracy are skipped."
@@ -336,7 +345,9 @@ def _thresholds(model, anchor_thresholds) -> list[float] | None:
 def _add_sigma_metrics(result, dataset, chosen, rejected, disagreement_columns, mean_columns, num_bins) -> None:
     pair_std = np.sqrt(chosen.variance + rejected.variance)
     result.pairs.update(chosen_std=chosen.std, rejected_std=rejected.std, pair_std=pair_std)
-    result.metrics["mean_sigma"] = float(np.concatenate([chosen.std, rejected.std]).mean())
+    sigma = np.concatenate([chosen.std, rejected.std])
+    result.metrics["mean_sigma"] = float(sigma.mean())
+    result.metrics["sigma_spread"] = float(sigma.std())  # 0 when the variance head predicts one σ for everything
     probs, labels = result.pairs["probability"], result.pairs["soft_label"]
     result.sigma_deciles = sigma_decile_accuracy(pair_std, probs, labels, num_bins)
     add_disagreement_metrics(result, dataset, chosen, rejected, disagreement_columns, mean_columns)
@@ -380,7 +391,7 @@ def _anchor_targets(dataset: Dataset, form: str, thresholds: list[float]):
     return np.concatenate(rows), np.concatenate(sides), np.concatenate(counts)
 
 
-def _add_anchor_metrics(result, dataset, chosen, rejected, thresholds) -> None:
+def _add_anchor_metrics(result, dataset, chosen, rejected, thresholds, base_rate=None) -> None:
     form = _anchor_form(dataset)
     if form is None:
         return
@@ -406,3 +417,8 @@ def _add_anchor_metrics(result, dataset, chosen, rejected, thresholds) -> None:
     result.metrics["anchor_accuracy"] = float(np.mean(predicted == counts.argmax(-1)))
     result.metrics["anchor_nll"] = float(ordinal_anchor_nll(mean, std, tau, torch.as_tensor(counts)).mean())
     result.metrics["num_anchored_responses"] = int(rows.size)
+    if base_rate is not None and len(base_rate) == len(thresholds) + 1:
+        # The reference a useful model must beat: every response predicted at the train anchors' class shares.
+        log_shares = np.log(np.clip(np.asarray(base_rate, dtype=np.float64), MIN_SHARE, None))
+        labels = counts / np.clip(counts.sum(-1, keepdims=True), 1.0, None)
+        result.metrics["anchor_nll_base_rate"] = float(-(labels @ log_shares).mean())

@@ -16,7 +16,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging
 from trl.data_utils import is_conversational
 
-from ..models.modeling_gaussian import GaussianRewardModel
+from ..losses import ordinal_log_probs
+from ..models.modeling_gaussian import GaussianRewardModel, gaussian_settings
 
 logger = logging.get_logger(__name__)
 
@@ -25,7 +26,8 @@ Text = str | list[dict[str, Any]]
 
 @dataclass
 class RewardScores:
-    """Scores of a list of responses, in input order. `variance` is `None` for a non-Gaussian (BT) reward model.
+    """Scores of a list of responses, in input order. `variance` is `None` for a non-Gaussian (BT) reward model;
+    `thresholds` are the anchor thresholds τ an anchored Gaussian model was trained with (else `None`).
 
     For a multi-attribute model `mean` and `variance` have shape `(num_responses, A)` and `attributes` names the
     columns (SteerLM-style data selection reads them directly); `RewardTransform` combines them into one reward.
@@ -34,10 +36,32 @@ class RewardScores:
     mean: np.ndarray
     variance: np.ndarray | None
     attributes: list[str] | None = None
+    thresholds: list[float] | None = None
 
     @property
     def std(self) -> np.ndarray | None:
         return None if self.variance is None else np.sqrt(self.variance)
+
+    @property
+    def class_probs(self) -> np.ndarray | None:
+        """P(anchor class j) of each response, shape `(N, K + 1)`; `None` without σ or anchors."""
+        if self.variance is None or self.thresholds is None:
+            return None
+        log_probs = ordinal_log_probs(torch.as_tensor(self.mean), torch.as_tensor(self.std),
+                                      torch.tensor(self.thresholds, dtype=torch.float64))
+        return log_probs.exp().numpy()
+
+    @property
+    def expected_class(self) -> np.ndarray | None:
+        """Expected anchor class `Σ_j j·π_j` (e.g. the expected crowd vote minus one); `None` without σ or anchors."""
+        probs = self.class_probs
+        return None if probs is None else probs @ np.arange(probs.shape[-1], dtype=np.float64)
+
+    @property
+    def p_top(self) -> np.ndarray | None:
+        """Probability of the top anchor class (e.g. P(funny)); `None` without σ or anchors."""
+        probs = self.class_probs
+        return None if probs is None else probs[:, -1]
 
 
 def tokenize_response(tokenizer: PreTrainedTokenizerBase, response: Text, prompt: Text | None = None) -> list[int]:
@@ -101,7 +125,9 @@ def score_token_ids(
     _check_finite(mean, "μ")
     if variance is not None:
         _check_finite(variance, "σ²")
-    return RewardScores(mean=mean, variance=variance, attributes=attributes)
+    # A multi-attribute model's thresholds are per attribute (`attribute_thresholds`), not one anchored reward's.
+    thresholds = gaussian_settings(model.config).get("anchor_thresholds") if gaussian and attributes is None else None
+    return RewardScores(mean=mean, variance=variance, attributes=attributes, thresholds=thresholds)
 
 
 def combined_scores(scores: RewardScores, weights) -> RewardScores:

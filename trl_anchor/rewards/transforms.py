@@ -11,6 +11,13 @@ best-of-N and the CLI, so every consumer computes, say, the 10% quantile the sam
 | `random_quantile:<lo>:<hi>` | μ + Φ⁻¹(q)·σ with q ~ U(lo, hi) per sample |
 | `lcb:<κ>`                   | μ − κ·σ, κ ≥ 0                           |
 | `variance_penalty:<β>`      | μ − β·σ², β ≥ 0                          |
+| `expected_class`            | E[anchor class] = Σ_j j·π_j(μ, σ), 0…K   |
+| `p_top`                     | P(top anchor class) = π_K(μ, σ)          |
+
+`expected_class` and `p_top` read the anchor thresholds τ the model was trained with (`bind(model)`) and the class
+probabilities π_j of `trl_anchor.losses.ordinal_log_probs`: for crowd-vote anchors, the expected vote (minus one) and
+P(funny). Unlike μ they use σ: a response with an uncertain reward has a lower expected class when it sits above the
+top threshold and a higher one below it.
 
 Options follow the kind, comma-separated: `normalize` standardises μ and σ with statistics recorded in the reward
 model's config (`record_reward_statistics`) before the kind is applied, so κ, β and clipping bounds are in units of
@@ -31,6 +38,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..anchors import validate_thresholds
+from ..losses import ordinal_log_probs
 from ..models.modeling_gaussian import GAUSSIAN_CONFIG_KEY, gaussian_settings, is_gaussian_config
 
 NORMALIZATION_KEY = "reward_normalization"
@@ -42,11 +51,16 @@ _KIND_PARAMS: dict[str, tuple[str, ...]] = {
     "random_quantile": ("q_low", "q_high"),
     "lcb": ("kappa",),
     "variance_penalty": ("beta",),
+    "expected_class": (),
+    "p_top": (),
 }
+# Kinds computed from the anchor class probabilities: they need the model's anchor thresholds.
+_ANCHOR_KINDS = ("expected_class", "p_top")
 _ALL_PARAMS = tuple(dict.fromkeys(p for params in _KIND_PARAMS.values() for p in params))
 _SPEC_GRAMMAR = (
     "<kind>[,normalize][,clip:<c>|clip:<low>:<high>][,seed:<int>][,weights:<w1>:…:<wA>] with <kind> one of `mean`, "
-    "`quantile:<q>`, `random_quantile:<low>:<high>`, `lcb:<kappa>`, `variance_penalty:<beta>`"
+    "`quantile:<q>`, `random_quantile:<low>:<high>`, `lcb:<kappa>`, `variance_penalty:<beta>`, `expected_class`, "
+    "`p_top`"
 )
 # Data-parallel ranks offset the seed by a prime, as TRL's online trainers do for their local seeds, so ranks draw
 # independent quantile levels.
@@ -75,6 +89,8 @@ class RewardTransform:
         weights (`tuple[float]`, *optional*): attribute weights w of a multi-attribute model; μ and σ with a last
             dimension of size A are combined into `wᵀμ` and `sqrt(Σ w_a² σ_a²)` first. `bind` fills them from the
             model's config.
+        thresholds (`list[float]`, *optional*): anchor thresholds τ of `expected_class` and `p_top`; filled by `bind`
+            from the model's `config.gaussian_reward["anchor_thresholds"]`.
 
     Example:
 
@@ -101,6 +117,7 @@ class RewardTransform:
     seed: int | None = None
     normalization: dict[str, float] | None = None
     weights: tuple[float, ...] | None = None
+    thresholds: list[float] | None = None
     _generator: torch.Generator | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -119,6 +136,13 @@ class RewardTransform:
             self.weights = tuple(float(w) for w in self.weights)
             if not self.weights or not all(math.isfinite(w) for w in self.weights):
                 raise ValueError(f"`weights` must be finite numbers, at least one, got {self.weights}.")
+        if self.thresholds is not None:
+            self.thresholds = validate_thresholds(self.thresholds)
+        if self.needs_thresholds and self.normalize:
+            raise ValueError(f"`normalize` does not apply to {self.kind!r}: the anchor thresholds fix its scale.")
+        if self.needs_thresholds and self.weights is not None:
+            # A weighted sum of attributes has no anchor thresholds of its own to read classes from.
+            raise ValueError(f"{self.kind!r} reads one anchored reward; it does not combine attribute weights.")
 
     def _check_params(self) -> None:
         expected = _KIND_PARAMS[self.kind]
@@ -177,15 +201,23 @@ class RewardTransform:
         return self.kind != "mean"
 
     @property
+    def needs_thresholds(self) -> bool:
+        """Whether the reward needs the model's anchor thresholds (`expected_class`, `p_top`; see `bind`)."""
+        return self.kind in _ANCHOR_KINDS
+
+    @property
     def is_random(self) -> bool:
         return self.kind == "random_quantile"
 
     # ------------------------------------------------------------------------------------------- normalisation
     def bind(self, model_or_config: Any) -> "RewardTransform":
         """Load what the reward model's config records: the attribute weights of a multi-attribute model (unless
-        given) and, with `normalize`, the normalisation statistics."""
+        given), the anchor thresholds (`expected_class`, `p_top`) and, with `normalize`, the normalisation
+        statistics."""
         config = getattr(model_or_config, "config", model_or_config)
         transform = self._bind_weights(config)
+        if transform.needs_thresholds and transform.thresholds is None:
+            transform = replace(transform, thresholds=_recorded_thresholds(config, str(transform)))
         if not transform.normalize:
             return transform
         return transform._bind_normalization(config)
@@ -201,6 +233,11 @@ class RewardTransform:
                     f"Reward transform {str(self)!r} has attribute weights, but the model has one output."
                 )
             return self
+        if self.needs_thresholds:
+            raise ValueError(
+                f"Reward transform {str(self)!r} reads the anchor classes of one reward; the model rates "
+                f"{len(attributes)} attributes {attributes}."
+            )
         if self.weights is None:
             weights = settings.get("attribute_weights")
             if weights is None:
@@ -302,6 +339,8 @@ class RewardTransform:
             raise ValueError(f"`quantile_levels` only apply to 'random_quantile', not {str(self)!r}.")
         if self.kind == "mean":
             return mean
+        if self.needs_thresholds:
+            return self._anchor_reward(mean, std)
         if self.kind == "quantile":
             return mean + _standard_normal_quantile(torch.tensor(self.q, dtype=torch.float64), mean) * std
         if self.kind == "random_quantile":
@@ -309,6 +348,18 @@ class RewardTransform:
         if self.kind == "lcb":
             return mean - self.kappa * std
         return mean - self.beta * std.square()
+
+    def _anchor_reward(self, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+        if self.thresholds is None:
+            raise ValueError(
+                f"Reward transform {str(self)!r} needs the anchor thresholds; call `transform.bind(reward_model)` to "
+                "load those recorded in its config."
+            )
+        probs = ordinal_log_probs(mean, std, torch.tensor(self.thresholds, dtype=torch.float64)).exp()
+        if self.kind == "p_top":
+            return probs[..., -1].to(mean.dtype)
+        classes = torch.arange(probs.shape[-1], dtype=probs.dtype, device=probs.device)
+        return (probs * classes).sum(-1).to(mean.dtype)
 
     def _random_z(self, mean: torch.Tensor, quantile_levels: Array | None) -> torch.Tensor:
         num_samples = mean.shape[0] if mean.dim() > 0 else 1
@@ -386,6 +437,16 @@ def _parse_spec(spec: str) -> dict[str, Any]:
         else:
             raise ValueError(f"unknown option {option!r}.")
     return kwargs
+
+
+def _recorded_thresholds(config: Any, spec: str) -> list[float]:
+    thresholds = gaussian_settings(config).get("anchor_thresholds") if is_gaussian_config(config) else None
+    if thresholds is None:
+        raise ValueError(
+            f"Reward transform {spec!r} needs anchor thresholds, but `config.{GAUSSIAN_CONFIG_KEY}` records none: the "
+            "model was trained without anchors. Use `mean`, `quantile:<q>` or `lcb:<kappa>`."
+        )
+    return list(thresholds)
 
 
 # ------------------------------------------------------------------------------------------------ statistics

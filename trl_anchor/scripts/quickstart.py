@@ -52,8 +52,10 @@ class QuickstartArguments:
     max_steps: int = field(default=-1, metadata={"help": "If > 0, overrides num_train_epochs (quick smoke runs)."})
     per_device_train_batch_size: int = field(default=16, metadata={"help": "Pairs per step."})
     learning_rate: float = field(default=5e-5, metadata={"help": "AdamW learning rate of the backbone."})
-    head_learning_rate: float = field(
-        default=3e-3, metadata={"help": "Learning rate of the fresh mean and variance heads."}
+    head_learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "Learning rate of the fresh mean and variance heads; None: the trainer's default, "
+                  "head_learning_rate_multiplier × learning_rate (benchmarks/head_learning_rate.py)."},
     )
     anchor_lambda: float = field(default=1.0, metadata={"help": "Anchor weight λ of the anchored arm."})
     max_length: int = field(default=64, metadata={"help": "Max tokens per prompt+response."})

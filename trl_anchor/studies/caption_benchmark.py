@@ -34,8 +34,9 @@ from ..data.caption_contest_sources import contest_ids, read_descriptions, split
 from ..data.provenance import check_not_trained_on
 from ..metrics import partial_spearman, spearman, vote_spread
 from ..models.loading import load_reward_model
-from ..models.modeling_gaussian import is_gaussian_config
+from ..models.modeling_gaussian import gaussian_settings, is_gaussian_config
 from ..pipelines.best_of_n import (
+    ANCHOR_POLICIES,
     DEFAULT_POLICIES,
     BestOfNCurve,
     BestOfNReport,
@@ -240,7 +241,8 @@ def run_caption_benchmark(
         contests: held-out contests to use; by default the `test` split of `held_out_contests(data_dir, test_size,
             validation_size, seed=split_seed)` — pass the split settings the reward model was trained with.
         pool_size, pools_per_contest: N captions per pool and pools drawn per contest (seeded with `seed`).
-        policies: selection policies (`RewardTransform` specs, `random`); `oracle` is always added.
+        policies: selection policies (`RewardTransform` specs, `random`); `oracle` is always added, and for an
+            anchored model `expected_class` (expected vote − 1) and `p_top` (P(funny)).
         min_votes: leave out captions with fewer crowd votes (their gold is noise).
         conversational: give the prompt (cartoon description) and caption as chat messages (through the reward
             model's chat template) or as text; default: chat when the tokenizer has a template.
@@ -261,6 +263,8 @@ def run_caption_benchmark(
     elif tokenizer is None:
         raise ValueError("Pass the reward model's own `tokenizer` along with a model object.")
     gaussian = is_gaussian_config(reward_model.config)
+    if gaussian and gaussian_settings(reward_model.config).get("anchor_thresholds") is not None:
+        policies = [*policies, *(p for p in ANCHOR_POLICIES if p not in policies)]  # expected vote, P(funny)
     policies = [p for p in check_policies(policies, gaussian=gaussian) if p != "oracle"]
     if contests is None:
         contests = held_out_contests(data_dir, test_size=test_size, validation_size=validation_size, seed=split_seed)

@@ -1,11 +1,25 @@
 """`head_learning_rate`: the reward heads (mean and variance), which start from scratch on a pretrained backbone, in
 param groups of their own. Applied to the optimizer the trainer builds; refused, with an error, where it cannot be
-applied (an optimizer passed in `optimizers`, or one defined in the DeepSpeed config) instead of being ignored."""
+applied (an optimizer passed in `optimizers`, or one defined in the DeepSpeed config) instead of being ignored.
+The default head rate (`head_learning_rate_multiplier × learning_rate`) is only warned about there."""
+
+from accelerate.logging import get_logger
+
+logger = get_logger(__name__)
 
 
-def check_head_learning_rate(head_learning_rate, user_optimizer, deepspeed_config: dict | None) -> None:
-    """Raise a `ValueError` when `head_learning_rate` is set but the trainer does not build the optimizer."""
+def check_head_learning_rate(
+    head_learning_rate, user_optimizer, deepspeed_config: dict | None, default_head_lr: float | None = None
+) -> None:
+    """Raise a `ValueError` when `head_learning_rate` is set but the trainer does not build the optimizer; warn when
+    the default head rate (`head_learning_rate_multiplier`, `default_head_lr`) cannot be applied for that reason."""
+    foreign = user_optimizer is not None or "optimizer" in (deepspeed_config or {})
     if head_learning_rate is None:
+        if default_head_lr is not None and foreign:
+            logger.warning(
+                "The optimizer is not built by the trainer: the fresh heads train at its rates, not at "
+                f"head_learning_rate_multiplier × learning_rate = {default_head_lr:g}."
+            )
         return
     if user_optimizer is not None:
         raise ValueError(

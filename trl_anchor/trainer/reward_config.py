@@ -68,9 +68,20 @@ class AnchorGaussianRewardConfig(RewardConfig):
         normalize_anchor_counts (`bool`, *optional*, defaults to `True`):
             For count anchors (e.g. crowd votes), divide the multinomial log-likelihood by the number of votes so each
             response weighs the same; `False` uses the full multinomial likelihood.
+        init_heads_from_anchors (`bool`, *optional*, defaults to `True`):
+            Before step 0, start heads the trainer created (not loaded) at the train anchors' base rate: every response
+            at the N(μ₀, σ₀²) whose anchor class shares equal the data's (mean and variance head weights 0, biases μ₀
+            and σ₀; see `trl_anchor.trainer.head_init`). Without it they start at μ ≈ 0, σ = 1, which can be far from
+            the data (σ then barely moves at a backbone learning rate). No effect without anchors.
         head_learning_rate (`float`, *optional*):
             Learning rate of the reward heads (the mean head and the variance head), which start from scratch on a
-            pretrained backbone; `None` uses `learning_rate` for every parameter.
+            pretrained backbone; `None` uses `head_learning_rate_multiplier × learning_rate` for heads the trainer
+            created and `learning_rate` for loaded ones.
+        head_learning_rate_multiplier (`float`, *optional*, defaults to `30.0`):
+            Learning rate of freshly created heads relative to `learning_rate` when `head_learning_rate` is not set.
+            A backbone rate (1e-5…1e-4) barely moves a head that starts from scratch, so σ stays where it started;
+            see `benchmarks/head_learning_rate.py` for the measurements behind the default. `1.0` trains the heads
+            at `learning_rate`. Not applied to an optimizer passed in `optimizers` or defined by DeepSpeed.
 
         > Parameters that control padding-free training
 
@@ -132,9 +143,20 @@ class AnchorGaussianRewardConfig(RewardConfig):
         default=True,
         metadata={"help": "Divide the count-anchor (crowd vote) likelihood by the number of votes per response."},
     )
+    init_heads_from_anchors: bool = field(
+        default=True,
+        metadata={"help": "Start fresh mean/variance heads at the normal whose anchor class shares equal the train "
+                  "anchors' (weights 0, biases μ₀ and σ₀). False: μ ≈ 0, σ = 1."},
+    )
     head_learning_rate: float | None = field(
         default=None,
-        metadata={"help": "Learning rate of the mean and variance heads; None uses `learning_rate` everywhere."},
+        metadata={"help": "Learning rate of the mean and variance heads; None: head_learning_rate_multiplier × "
+                  "learning_rate for fresh heads, learning_rate for loaded ones."},
+    )
+    head_learning_rate_multiplier: float = field(
+        default=30.0,
+        metadata={"help": "Learning rate of freshly created heads relative to learning_rate when head_learning_rate "
+                  "is None (1.0: same rate as the backbone)."},
     )
     padding_free: bool = field(
         default=False,
@@ -155,6 +177,8 @@ class AnchorGaussianRewardConfig(RewardConfig):
             )
         if not self.anchor_lambda >= 0:
             raise ValueError(f"`anchor_lambda` must be ≥ 0, got {self.anchor_lambda}.")
+        if not self.head_learning_rate_multiplier > 0:
+            raise ValueError(f"`head_learning_rate_multiplier` must be > 0, got {self.head_learning_rate_multiplier}.")
         if not 0.0 <= self.anchor_fraction <= 1.0:
             raise ValueError(f"`anchor_fraction` must lie in [0, 1], got {self.anchor_fraction}.")
         if self.anchor_num_thresholds is not None and self.anchor_num_thresholds < 1:

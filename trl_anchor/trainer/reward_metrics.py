@@ -50,8 +50,8 @@ def column(rows: np.ndarray, name: str) -> np.ndarray:
 
 def metrics_from_rows(rows: np.ndarray, anchor_normalization: str | None, calibration: bool) -> dict[str, float]:
     """Metrics of the pairs in `rows`: TRL's reward statistics, the one accuracy (`preference_accuracy`), the pair
-    loss, σ, the anchor loss and accuracy (when `anchor_normalization` is set), and Brier/soft CE/ECE with
-    `calibration`."""
+    loss, the spread (std across responses) of μ and of σ, the mean σ, the anchor loss and accuracy (when
+    `anchor_normalization` is set), and Brier/soft CE/ECE with `calibration`."""
     mean = np.concatenate([column(rows, "chosen_mean"), column(rows, "rejected_mean")])
     probs, labels = column(rows, "prob"), column(rows, "soft_label")
     metrics = {
@@ -62,9 +62,11 @@ def metrics_from_rows(rows: np.ndarray, anchor_normalization: str | None, calibr
         "margin": float(np.mean(column(rows, "chosen_mean") - column(rows, "rejected_mean"))),
         "pair_loss": float(np.mean(column(rows, "pair_loss"))),
     }
+    metrics["reward_spread"] = float(mean.std())  # std of μ across the responses of the batch (or eval set)
     variance = np.concatenate([column(rows, "chosen_variance"), column(rows, "rejected_variance")])
     if not np.isnan(variance).any():
         metrics["mean_std"] = float(np.sqrt(variance).mean())
+        metrics["sigma_spread"] = float(np.sqrt(variance).std())
     if anchor_normalization is not None:
         sides = ("chosen", "rejected")
         weighted = torch.as_tensor(np.stack([column(rows, f"{side}_anchor_loss") for side in sides]))
@@ -83,3 +85,26 @@ def rewards_from_rows(rows: np.ndarray) -> dict[str, np.ndarray]:
     """μ and σ² of both responses, `P(chosen ≻ rejected)` (no margin) and the soft label of every pair, in order."""
     names = ("chosen_mean", "rejected_mean", "chosen_variance", "rejected_variance", "prob", "soft_label")
     return {name: column(rows, name).astype(np.float64) for name in names}
+
+
+# σ counts as flat when its spread across responses stays below this fraction of its mean once this share of the
+# training steps is done: the variance head then predicts one σ for every response (e.g. 0.0018 around 1.13 with
+# heads at a backbone learning rate), and σ-aware scores rank exactly like μ.
+FLAT_SIGMA_FRACTION = 0.01
+FLAT_SIGMA_AFTER = 0.25
+
+
+def flat_sigma_warning(window: dict[str, list[float]], step: int, max_steps: int) -> str | None:
+    """The warning to give when the train metrics of a logging `window` show a σ that is not learning, else `None`."""
+    if not window.get("sigma_spread") or not window.get("mean_std") or max_steps <= 0:
+        return None
+    if step < FLAT_SIGMA_AFTER * max_steps:
+        return None
+    spread, mean = float(np.mean(window["sigma_spread"])), float(np.mean(window["mean_std"]))
+    if spread >= FLAT_SIGMA_FRACTION * mean:
+        return None
+    return (
+        f"The variance head is not learning: after {step}/{max_steps} steps σ varies by {spread:.3g} (std across "
+        f"responses) around {mean:.3g}, below {FLAT_SIGMA_FRACTION:.0%} of its mean, so every response gets the same "
+        "σ. Raise `head_learning_rate` (or `head_learning_rate_multiplier`) or `anchor_lambda`."
+    )

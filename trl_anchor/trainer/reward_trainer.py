@@ -41,10 +41,11 @@ from .anchor_columns import (
     standardize_batch,
 )
 from .collator import DataCollatorForAnchoredPreference
+from .head_init import initialize_heads_from_data
 from .head_optimizer import check_head_learning_rate, head_parameter_ids, split_head_groups
 from .resume import check_resumed_anchors
 from .reward_config import AnchorGaussianRewardConfig
-from .reward_metrics import metrics_from_rows, pair_rows, rewards_from_rows
+from .reward_metrics import flat_sigma_warning, metrics_from_rows, pair_rows, rewards_from_rows
 
 logger = get_logger(__name__)
 
@@ -140,6 +141,7 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
         processing_class = _check_tokenizer(processing_class, args)
 
         self._eval_rows: list[torch.Tensor] = []
+        self._warned_flat_sigma = False
         self.eval_rewards: dict[str, np.ndarray] | None = None
         super().__init__(
             model=model,
@@ -159,10 +161,14 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
         record_training_data(self.model, train_dataset, eval_dataset)  # evaluations refuse to score on this data
         if self._gaussian and is_peft_model(self.model):
             train_variance_head(self.model)  # PEFT froze the new head with the base model; it is saved in `_save`
+        # Heads created for this run get the multiplied default head rate (BT: a model given by id, as TRL creates it).
+        fresh = getattr(_unwrap(self.model), "fresh_heads", None)
+        self._fresh_heads = bool(fresh) if self._gaussian else isinstance(model, str)
+        if self.anchor_thresholds is not None and isinstance(_unwrap(self.model), GaussianRewardModel):
+            initialize_heads_from_data(self.model, self.train_dataset, self.anchor_thresholds, args)
         deepspeed_plugin = self.accelerator.state.deepspeed_plugin if self.is_deepspeed_enabled else None
-        check_head_learning_rate(
-            args.head_learning_rate, optimizers[0], deepspeed_plugin.deepspeed_config if deepspeed_plugin else None
-        )
+        deepspeed_config = deepspeed_plugin.deepspeed_config if deepspeed_plugin else None
+        check_head_learning_rate(args.head_learning_rate, optimizers[0], deepspeed_config, self._head_learning_rate())
         if data_collator is None:
             # TRL has resolved the pad token by now; keep its padding settings and add soft labels and anchors.
             self.data_collator = DataCollatorForAnchoredPreference(
@@ -322,9 +328,27 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
     def create_optimizer(self, model=None):
         user_optimizer = self.optimizer is not None
         optimizer = super().create_optimizer(model)
-        if self.args.head_learning_rate is not None and not user_optimizer:
-            split_head_groups(optimizer, head_parameter_ids(_unwrap(self.model)), self.args.head_learning_rate)
+        head_lr = self._head_learning_rate()
+        if head_lr is not None and not user_optimizer:
+            split_head_groups(optimizer, head_parameter_ids(_unwrap(self.model)), head_lr)
         return optimizer
+
+    def _head_learning_rate(self) -> float | None:
+        if self.args.head_learning_rate is not None:
+            return self.args.head_learning_rate
+        if self._fresh_heads and self.args.head_learning_rate_multiplier != 1.0:
+            return self.args.head_learning_rate_multiplier * self.args.learning_rate
+        return None
+
+    # ------------------------------------------------------------------------------------------------------ logging
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        # TRL's `log` averages and clears the window's metrics; σ's spread is checked on them first, once per run.
+        if self.model.training and self._gaussian and not self._warned_flat_sigma:
+            message = flat_sigma_warning(self._metrics["train"], self.state.global_step, self.state.max_steps)
+            if message is not None:
+                logger.warning(message)
+                self._warned_flat_sigma = True
+        super().log(logs, start_time)
 
     # ------------------------------------------------------------------------------------------------------- loss
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

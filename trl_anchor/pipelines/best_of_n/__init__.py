@@ -34,9 +34,10 @@ from .generation import Generated, GenerationSettings, derive_seed, generate_tra
 from .gold import GoldScorer, GoldScorerError, call_gold_scorer, gold_scorer_name, load_gold_scorer
 from .pipeline import STAGES, BestOfNPipeline, BestOfNPool, as_completion
 from .report import BestOfNCurve, BestOfNReport, best_of_n_report, log_grid, plot_best_of_n
-from .selection import DEFAULT_POLICIES, REFERENCE_POLICIES, check_policies, policy_scores
+from .selection import ANCHOR_POLICIES, DEFAULT_POLICIES, REFERENCE_POLICIES, check_policies, policy_scores
 
 __all__ = [
+    "ANCHOR_POLICIES",
     "DEFAULT_POLICIES",
     "REFERENCE_POLICIES",
     "STAGES",

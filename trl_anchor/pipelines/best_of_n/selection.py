@@ -11,6 +11,8 @@ from transformers import PretrainedConfig
 from ...rewards.transforms import RewardTransform
 
 DEFAULT_POLICIES = ("mean", "quantile:0.1", "lcb:1.0", "random")
+# σ-aware policies of anchored models: the expected anchor class and P(top class) (e.g. expected vote, P(funny)).
+ANCHOR_POLICIES = ("expected_class", "p_top")
 REFERENCE_POLICIES = ("random", "oracle")
 
 
@@ -51,9 +53,9 @@ def policy_scores(
         )
     if transform.is_random and transform.seed is None:
         transform = replace(transform, seed=seed)
-    if transform.normalize:
+    if transform.normalize or transform.needs_thresholds:
         if reward_config is None:
-            raise ValueError(f"Selection policy {policy!r} normalises rewards; pass the reward model's config.")
+            raise ValueError(f"Selection policy {policy!r} reads the reward model's config; pass it (reward_config).")
         transform = transform.bind(reward_config)
     flat_std = None if std is None else np.asarray(std, dtype=np.float64).reshape(-1)
     return np.asarray(transform(mean.reshape(-1), flat_std), dtype=np.float64).reshape(mean.shape)
