@@ -172,7 +172,7 @@ def test_train_base_rate_is_recorded_and_is_the_evaluation_reference(tmp_path, t
     trainer = _trainer(tmp_path, tokenizer, model, data, init_heads_from_anchors=False)
     shares = _data_shares(data)
     np.testing.assert_allclose(model.config.gaussian_reward["anchor_class_shares"], shares, rtol=1e-12)
-    metrics = evaluate_reward_model(trainer.model, trainer.processing_class, data).metrics
+    metrics = evaluate_reward_model(trainer.model, trainer.processing_class, data, allow_training_data=True).metrics
     votes = [
         np.asarray(v, float) for side in ("chosen", "rejected")
         for v, w in zip(data[f"{side}_anchor_counts"], data["anchor_weight"], strict=True) if w > 0

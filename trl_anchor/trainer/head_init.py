@@ -40,6 +40,9 @@ def initialize_heads_from_data(model, train_dataset, thresholds, args) -> None:
         return
     counts = np.concatenate([np.asarray(train_dataset[CHOSEN_COUNTS]), np.asarray(train_dataset[REJECTED_COUNTS])])
     weights = np.tile(np.asarray(train_dataset[ANCHOR_WEIGHT], dtype=np.float64), 2)
+    if not ((weights > 0) & (counts.sum(-1) > 0)).any():
+        # No response carries an anchor (e.g. `anchor_fraction=0`): no base rate; the heads keep μ₀ = 0, σ₀ = 1.
+        return
     shares = class_shares(counts, weights, normalize=args.normalize_anchor_counts)
     base = model.get_base_model() if is_peft_model(model) else model
     base.record_training_settings(anchor_class_shares=shares.tolist())
