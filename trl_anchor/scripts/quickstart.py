@@ -25,10 +25,10 @@ ARMS = {
 ANCHOR_COLUMNS = ("chosen_anchor", "rejected_anchor", "chosen_anchor_counts", "rejected_anchor_counts")
 # Rows of the report table, per data set; σ rows: raw Spearman and partial given the true mean (what σ adds to μ).
 REPORT_METRICS = {
-    "synthetic": ("accuracy", "brier", "soft_ce", "ece", "anchor_accuracy", "mean_sigma", "sigma_spearman_true_std",
-                  "sigma_partial_true_std"),
-    "caption_contest": ("accuracy", "brier", "soft_ce", "ece", "anchor_accuracy", "mean_sigma",
-                        "sigma_spearman_vote_spread", "sigma_partial_vote_spread"),
+    "synthetic": ("accuracy", "brier", "soft_ce", "ece", "anchor_accuracy", "anchor_nll", "anchor_nll_base_rate",
+                  "mean_sigma", "sigma_spread", "sigma_spearman_true_std", "sigma_partial_true_std"),
+    "caption_contest": ("accuracy", "brier", "soft_ce", "ece", "anchor_accuracy", "anchor_nll", "anchor_nll_base_rate",
+                        "mean_sigma", "sigma_spread", "sigma_spearman_vote_spread", "sigma_partial_vote_spread"),
 }
 README_START = "<!-- trl-anchor:quickstart:start -->"
 README_END = "<!-- trl-anchor:quickstart:end -->"
