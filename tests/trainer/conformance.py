@@ -87,6 +87,14 @@ def assert_all_changed(trainer, before: dict[str, torch.Tensor]) -> None:
     assert not unchanged, f"parameters that did not change: {unchanged}"
 
 
+def train_and_assert_all_changed(trainer) -> None:
+    """Train, then the assertions of TRL's full fine-tuning tests: a logged train loss and every parameter moved."""
+    before = snapshot(trainer)
+    trainer.train()
+    assert_trained(trainer)
+    assert_all_changed(trainer, before)
+
+
 # ------------------------------------------------------------------------------------------- tiny local model ids
 _SIZES = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1)
 

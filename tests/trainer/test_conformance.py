@@ -17,16 +17,11 @@ from conformance import (
     preference_dataset,
     reward_config,
     snapshot,
-    tiny_model_ids,
+    train_and_assert_all_changed,
 )
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from trl_anchor import AnchorGaussianRewardTrainer, DataCollatorForAnchoredPreference, GaussianRewardModel
-
-
-@pytest.fixture(scope="session")
-def model_ids(tmp_path_factory, tokenizer_dir) -> dict[str, str]:
-    return tiny_model_ids(tmp_path_factory, tokenizer_dir)
 
 
 # -------------------------------------------------------------------------------------------------------- collator
@@ -67,10 +62,7 @@ def test_train_model_id(tmp_path, model_ids, reward_type, model_name, dataset_ty
         train_dataset=preference_dataset(dataset_type),
     )
     assert isinstance(trainer.model, GaussianRewardModel) == (reward_type == "gaussian")
-    before = snapshot(trainer)
-    trainer.train()
-    assert_trained(trainer)
-    assert_all_changed(trainer, before)
+    train_and_assert_all_changed(trainer)
 
 
 @pytest.mark.parametrize("reward_type", MODES)
@@ -88,10 +80,7 @@ def test_model_instance_is_trained_in_place(tmp_path, model_ids, reward_type):
         assert set(dict(model.named_parameters())) - set(storage) == {"variance_head.weight", "variance_head.bias"}
     else:
         assert set(dict(model.named_parameters())) == set(storage)
-    before = snapshot(trainer)
-    trainer.train()
-    assert_trained(trainer)
-    assert_all_changed(trainer, before)
+    train_and_assert_all_changed(trainer)
 
 
 @pytest.mark.parametrize("reward_type", MODES)
@@ -114,10 +103,7 @@ def test_train_from_sequence_classification_checkpoint(tmp_path, model_ids, rewa
         train_dataset=preference_dataset(),
     )
     torch.testing.assert_close(trainer.model.score.weight, saved.score.weight)  # the checkpoint's head is kept
-    before = snapshot(trainer)
-    trainer.train()
-    assert_trained(trainer)
-    assert_all_changed(trainer, before)
+    train_and_assert_all_changed(trainer)
 
 
 @pytest.mark.parametrize("reward_type", MODES)
@@ -162,10 +148,7 @@ def test_train_with_pretokenized_data(tmp_path, model_ids, reward_type, columns)
     assert {"chosen_ids", "rejected_ids"} <= set(columns_now)
     assert not {"chosen_input_ids", "rejected_input_ids"} & set(columns_now)
     assert trainer.train_dataset["chosen_ids"] == [tokenizer(c).input_ids for c in text["chosen"]]  # used as given
-    before = snapshot(trainer)
-    trainer.train()
-    assert_trained(trainer)
-    assert_all_changed(trainer, before)
+    train_and_assert_all_changed(trainer)
 
 
 @pytest.mark.parametrize("reward_type", MODES)
@@ -224,10 +207,7 @@ def test_train_with_margin(tmp_path, model_ids, reward_type):
         without = trainer.compute_loss(trainer.model, {**batch, "margin": torch.zeros_like(batch["margin"])})
     # Both likelihoods (logistic and probit) of "chosen beats rejected by at least the margin" fall as it grows.
     assert with_margin > without
-    before = snapshot(trainer)
-    trainer.train()
-    assert_trained(trainer)
-    assert_all_changed(trainer, before)
+    train_and_assert_all_changed(trainer)
 
 
 @pytest.mark.parametrize("reward_type", MODES)
@@ -247,10 +227,7 @@ def test_train_with_center_rewards_coefficient(tmp_path, model_ids, reward_type)
     # The penalty is TRL's: coefficient · mean((r_chosen + r_rejected)²), on the mean reward μ in Gaussian mode.
     expected = 0.01 * torch.mean((chosen + rejected) ** 2)
     torch.testing.assert_close(loss - uncentered, expected, rtol=1e-4, atol=1e-7)
-    before = snapshot(trainer)
-    trainer.train()
-    assert_trained(trainer)
-    assert_all_changed(trainer, before)
+    train_and_assert_all_changed(trainer)
 
 
 # ------------------------------------------------------------------------------------------------------ model card

@@ -8,22 +8,15 @@ import pytest
 import torch
 from conformance import (
     MODES,
-    assert_all_changed,
     assert_trained,
     preference_dataset,
     reward_config,
-    snapshot,
-    tiny_model_ids,
+    train_and_assert_all_changed,
 )
 from datasets import Dataset
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from trl_anchor import AnchorGaussianRewardTrainer, GaussianRewardModel
-
-
-@pytest.fixture(scope="session")
-def model_ids(tmp_path_factory, tokenizer_dir) -> dict[str, str]:
-    return tiny_model_ids(tmp_path_factory, tokenizer_dir)
 
 SYSTEM_SWITCH_TEMPLATE = (
     "{% if with_system %}<|system|>be brief<eos>{% endif %}"
@@ -58,10 +51,7 @@ def test_train_with_chat_template_kwargs(tmp_path, model_ids, reward_type):
             ids = trainer.train_dataset[i][side]
             expected = system_ids + user_ids if i % 2 else user_ids
             assert ids[: len(expected)] == expected, (i, side)
-    before = snapshot(trainer)
-    trainer.train()
-    assert_trained(trainer)
-    assert_all_changed(trainer, before)
+    train_and_assert_all_changed(trainer)
 
 
 @pytest.fixture
@@ -88,10 +78,7 @@ def test_train_with_chat_template_cloned_from_a_tokenizer(tmp_path, model_ids, t
     embeddings = trainer.model.get_input_embeddings().weight
     assert embeddings.shape[0] % 64 == 0 and embeddings.shape[0] > tokenizer.convert_tokens_to_ids("<|im_end|>")
     assert tokenizer.convert_tokens_to_ids("<|im_start|>") == trainer.train_dataset[0]["chosen_ids"][0]
-    before = snapshot(trainer)
-    trainer.train()
-    assert_trained(trainer)
-    assert_all_changed(trainer, before)
+    train_and_assert_all_changed(trainer)
 
 
 @pytest.mark.parametrize("reward_type", MODES)
@@ -103,10 +90,7 @@ def test_train_with_chat_template_from_a_jinja_file(tmp_path, model_ids, reward_
     trainer = AnchorGaussianRewardTrainer(
         model=model_ids["qwen2_no_template"], args=args, train_dataset=preference_dataset("conversational_preference")
     )
-    before = snapshot(trainer)
-    trainer.train()
-    assert_trained(trainer)
-    assert_all_changed(trainer, before)
+    train_and_assert_all_changed(trainer)
     # The checkpoint carries the template the model was trained with.
     assert (tmp_path / "out" / "checkpoint-2" / "chat_template.jinja").read_text() == template.read_text()
 
@@ -148,10 +132,7 @@ def test_train_with_tool_call_data(tmp_path, model_ids, reward_type, tools_as_js
     for i, tools in ((0, "add;negate;"), (1, "add;")):
         expected = f"<|system|>{tools}<eos>{conversation}it is four<eos>"
         assert tokenizer.decode(trainer.train_dataset[i]["chosen_ids"]) == expected
-    before = snapshot(trainer)
-    trainer.train()
-    assert_trained(trainer)
-    assert_all_changed(trainer, before)
+    train_and_assert_all_changed(trainer)
 
 
 # ------------------------------------------------------------------------------------------------------ remote code
