@@ -9,7 +9,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .. import __version__
 from ..models.modeling_gaussian import GaussianRewardModel, gaussian_settings
-from ..rewards.scoring import Text, _attribute_names, score_responses, tokenize_response
+from ..rewards.scoring import Text, _attribute_names, position_limit, score_responses, tokenize_response
 from ..rewards.transforms import NORMALIZATION_KEY
 from .config import OVER_LENGTH_POLICIES
 
@@ -19,9 +19,11 @@ DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch
 
 
 def model_position_limit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int | None:
-    """The longest sequence the model can embed: its position table, or the tokenizer's `model_max_length`."""
+    """The longest sequence the model can embed: its learned position table (`score_responses`' default truncation,
+    `position_limit`), the configured maximum of rotary models, or the tokenizer's `model_max_length`."""
     config = model.config.get_text_config()
-    limits = [getattr(config, key, None) for key in ("max_position_embeddings", "n_positions")]
+    configured = (getattr(config, key, None) for key in ("max_position_embeddings", "n_positions"))
+    limits = [position_limit(model), *configured]
     limits = [int(limit) for limit in limits if isinstance(limit, int) and limit > 0]
     if tokenizer.model_max_length and tokenizer.model_max_length < _UNKNOWN_LENGTH:
         limits.append(int(tokenizer.model_max_length))
