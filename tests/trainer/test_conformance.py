@@ -17,11 +17,17 @@ from conformance import (
     preference_dataset,
     reward_config,
     snapshot,
+    tiny_model_ids,
     train_and_assert_all_changed,
 )
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from trl_anchor import AnchorGaussianRewardTrainer, DataCollatorForAnchoredPreference, GaussianRewardModel
+
+
+@pytest.fixture(scope="session")
+def model_ids(tmp_path_factory, tokenizer_dir) -> dict[str, str]:
+    return tiny_model_ids(tmp_path_factory, tokenizer_dir)
 
 
 # -------------------------------------------------------------------------------------------------------- collator

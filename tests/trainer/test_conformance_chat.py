@@ -11,12 +11,18 @@ from conformance import (
     assert_trained,
     preference_dataset,
     reward_config,
+    tiny_model_ids,
     train_and_assert_all_changed,
 )
 from datasets import Dataset
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from trl_anchor import AnchorGaussianRewardTrainer, GaussianRewardModel
+
+
+@pytest.fixture(scope="session")
+def model_ids(tmp_path_factory, tokenizer_dir) -> dict[str, str]:
+    return tiny_model_ids(tmp_path_factory, tokenizer_dir)
 
 SYSTEM_SWITCH_TEMPLATE = (
     "{% if with_system %}<|system|>be brief<eos>{% endif %}"

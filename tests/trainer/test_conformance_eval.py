@@ -2,10 +2,15 @@
 `evaluate`), evaluation during training with one or several eval datasets, and `compute_metrics`; both modes."""
 
 import pytest
-from conformance import MODES, preference_dataset, reward_config
+from conformance import MODES, preference_dataset, reward_config, tiny_model_ids
 from datasets import DatasetDict, IterableDatasetDict
 
 from trl_anchor import AnchorGaussianRewardTrainer
+
+
+@pytest.fixture(scope="session")
+def model_ids(tmp_path_factory, tokenizer_dir) -> dict[str, str]:
+    return tiny_model_ids(tmp_path_factory, tokenizer_dir)
 
 EVAL_FORMS = [
     "dataset", "iterable_dataset", "dataset_dict", "iterable_dataset_dict", "dict_of_dataset",

@@ -7,12 +7,17 @@ PEFT wrapping it, and is saved in the adapter file, from which `PeftModel.from_p
 
 import pytest
 import torch
-from conformance import MODES, assert_trained, preference_dataset, reward_config, snapshot
+from conformance import MODES, assert_trained, preference_dataset, reward_config, snapshot, tiny_model_ids
 from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification
 
 from trl_anchor import AnchorGaussianRewardTrainer, GaussianRewardModel
+
+
+@pytest.fixture(scope="session")
+def model_ids(tmp_path_factory, tokenizer_dir) -> dict[str, str]:
+    return tiny_model_ids(tmp_path_factory, tokenizer_dir)
 
 VARIANCE_HEAD = ["base_model.model.variance_head.weight", "base_model.model.variance_head.bias"]
 
