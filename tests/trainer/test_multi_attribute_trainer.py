@@ -209,3 +209,34 @@ def test_trains_on_helpsteer2_rated_fixture_with_chat_template(tokenizer, tmp_pa
     assert trainer.train_dataset[0]["ratings"] == [4, 4, 4, 1, 2]
     trainer.train()
     assert trainer.model.config.gaussian_reward["attribute_weights"] == [0.65, 0.8, 0.45, 0.55, -0.4]
+
+
+def _head_rates(trainer) -> tuple[set[float], set[float]]:
+    modules = [getattr(trainer.model, name) for name in ("score", "variance_head") if hasattr(trainer.model, name)]
+    heads = {id(p) for module in modules for p in module.parameters()}
+    groups = trainer.create_optimizer().param_groups
+    head_rates = {g["lr"] for g in groups if all(id(p) in heads for p in g["params"])}
+    return head_rates, {g["lr"] for g in groups if not any(id(p) in heads for p in g["params"])}
+
+
+def test_fresh_heads_default_to_the_multiplied_learning_rate(tokenizer, tmp_path):
+    # The same default as the pairwise trainer: heads created for this run train at 30 × learning_rate.
+    trainer = _trainer(tokenizer, tmp_path, learning_rate=1e-4)
+    assert trainer.args.head_learning_rate_multiplier == 30.0
+    head_rates, backbone_rates = _head_rates(trainer)
+    assert sorted(head_rates) == pytest.approx([3e-3]) and backbone_rates == {1e-4}
+    # A trained checkpoint's heads are not fresh: one rate for everything.
+    trainer.save_model(str(tmp_path / "trained"))
+    loaded = GaussianRewardModel.from_pretrained(tmp_path / "trained")
+    assert {g["lr"] for g in _trainer(tokenizer, tmp_path, model=loaded, learning_rate=1e-4)
+            .create_optimizer().param_groups} == {1e-4}
+    # The MSE arm's head is fresh when the trainer builds the model from a path or Hub id.
+    config = tiny_gpt2_config(tokenizer, num_labels=len(ATTRS))
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(tmp_path / "backbone")
+    mse = _trainer(tokenizer, tmp_path, loss_type="mse", model=str(tmp_path / "backbone"), learning_rate=1e-4)
+    head_rates, backbone_rates = _head_rates(mse)
+    assert sorted(head_rates) == pytest.approx([3e-3]) and backbone_rates == {1e-4}
+    explicit = _trainer(tokenizer, tmp_path, learning_rate=1e-4, head_learning_rate=2e-3)
+    assert _head_rates(explicit)[0] == {2e-3}
+    with pytest.raises(ValueError, match="head_learning_rate_multiplier"):
+        MultiAttributeRewardConfig(str(tmp_path), head_learning_rate_multiplier=0.0)

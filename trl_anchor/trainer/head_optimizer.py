@@ -35,6 +35,17 @@ def check_head_learning_rate(
         )
 
 
+def resolve_head_learning_rate(args, fresh_heads: bool) -> float | None:
+    """The heads' learning rate: `head_learning_rate` when set; else `head_learning_rate_multiplier × learning_rate`
+    for heads created for this run (they start from scratch while the backbone is pretrained); else `None` (the
+    heads keep `learning_rate`)."""
+    if args.head_learning_rate is not None:
+        return args.head_learning_rate
+    if fresh_heads and args.head_learning_rate_multiplier != 1.0:
+        return args.head_learning_rate_multiplier * args.learning_rate
+    return None
+
+
 def head_parameter_ids(base) -> set[int]:
     """Ids of the parameters of the mean head (`score`/`classifier`) and the variance head of an unwrapped model."""
     heads = [getattr(base, name, None) for name in ("score", "classifier", "variance_head")]

@@ -57,7 +57,12 @@ class MultiAttributeRewardConfig(TrainingArguments):
             reward, `P(chosen ≻ rejected) = Φ((wᵀμ_c − wᵀμ_r)/sqrt(Σ_a w_a²(σ²_{c,a} + σ²_{r,a})))` for the ordinal
             arm (attributes independent given the response), Bradley–Terry `sigmoid(wᵀμ_c − wᵀμ_r)` for the MSE arm.
         head_learning_rate (`float`, *optional*):
-            Learning rate of the fresh mean and variance heads (their own param group); `None` uses `learning_rate`.
+            Learning rate of the mean and variance heads (their own param group); `None` uses
+            `head_learning_rate_multiplier × learning_rate` for heads the trainer creates, `learning_rate` for
+            loaded ones.
+        head_learning_rate_multiplier (`float`, *optional*, defaults to `30.0`):
+            Rate of freshly created heads relative to `learning_rate` when `head_learning_rate` is None, as in
+            `AnchorGaussianRewardConfig` (1.0: the backbone's rate).
         variance_floor (`float`, *optional*):
             Lower bound of σ²_a; `None` keeps the model's own (`1e-4` for a new model).
 
@@ -96,7 +101,18 @@ class MultiAttributeRewardConfig(TrainingArguments):
     )
     pairwise_lambda: float = field(default=1.0, metadata={"help": "Weight of the pairwise combined-reward term."})
     head_learning_rate: float | None = field(
-        default=None, metadata={"help": "Learning rate of the mean and variance heads; None: `learning_rate`."}
+        default=None,
+        metadata={
+            "help": "Learning rate of the mean and variance heads; None: head_learning_rate_multiplier × "
+            "learning_rate for fresh heads, learning_rate for loaded ones."
+        },
+    )
+    head_learning_rate_multiplier: float = field(
+        default=30.0,
+        metadata={
+            "help": "Learning rate of freshly created heads relative to learning_rate when head_learning_rate is "
+            "None (1.0: same rate as the backbone)."
+        },
     )
     variance_floor: float | None = field(default=None, metadata={"help": "Lower bound of σ²_a."})
     max_length: int | None = field(default=1024, metadata={"help": "Longer sequences are dropped and counted."})
@@ -121,6 +137,8 @@ class MultiAttributeRewardConfig(TrainingArguments):
             self.attributes = [name.strip() for name in self.attributes.split(",")]
         if len(set(self.attributes)) != len(self.attributes) or not self.attributes:
             raise ValueError(f"`attributes` must be distinct names, at least one, got {self.attributes}.")
+        if not self.head_learning_rate_multiplier > 0:
+            raise ValueError(f"`head_learning_rate_multiplier` must be > 0, got {self.head_learning_rate_multiplier}.")
         if self.max_rating < 1:
             raise ValueError(f"`max_rating` must be at least 1 (two rating levels), got {self.max_rating}.")
         self.attribute_weights = self._resolve_weights()

@@ -21,7 +21,12 @@ from ..losses import (
 from ..models.conversion import save_variance_head_with_adapter, to_gaussian, train_variance_head
 from ..models.modeling_gaussian import GaussianRewardModel, attribute_names
 from ..models.packing import padding_free_collator_kwargs, reward_model_inputs
-from .head_optimizer import check_head_learning_rate, head_parameter_ids, split_head_groups
+from .head_optimizer import (
+    check_head_learning_rate,
+    head_parameter_ids,
+    resolve_head_learning_rate,
+    split_head_groups,
+)
 from .multi_attribute_config import MultiAttributeRewardConfig
 from .multi_attribute_data import (
     MISSING,
@@ -102,6 +107,7 @@ class MultiAttributeRewardTrainer(Trainer):
         self._ordinal = args.loss_type == "ordinal"
         self.attributes = list(args.attributes)
         processing_class = _tokenizer(model, processing_class)
+        self._created_model = isinstance(model, str)  # the trainer creates the heads of a model given by id
         model = self._load_model(model, args)
         if args.disable_dropout:
             disable_dropout_in_model(model)
@@ -144,7 +150,10 @@ class MultiAttributeRewardTrainer(Trainer):
                 self.model.add_model_tags(tag)
         deepspeed_plugin = self.accelerator.state.deepspeed_plugin if self.is_deepspeed_enabled else None
         check_head_learning_rate(
-            args.head_learning_rate, optimizers[0], deepspeed_plugin.deepspeed_config if deepspeed_plugin else None
+            args.head_learning_rate,
+            optimizers[0],
+            deepspeed_plugin.deepspeed_config if deepspeed_plugin else None,
+            self._head_learning_rate(),
         )
 
     # ------------------------------------------------------------------------------------------------ set-up
@@ -205,9 +214,17 @@ class MultiAttributeRewardTrainer(Trainer):
     def create_optimizer(self, model=None):
         user_optimizer = self.optimizer is not None
         optimizer = super().create_optimizer(model)
-        if self.args.head_learning_rate is not None and not user_optimizer:
-            split_head_groups(optimizer, head_parameter_ids(_unwrap(self.model)), self.args.head_learning_rate)
+        head_lr = self._head_learning_rate()
+        if head_lr is not None and not user_optimizer:
+            split_head_groups(optimizer, head_parameter_ids(_unwrap(self.model)), head_lr)
         return optimizer
+
+    def _head_learning_rate(self) -> float | None:
+        # Heads created for this run get the multiplied rate: a Gaussian model's record of its fresh heads, else
+        # (the MSE arm) whether the trainer built the model from an id.
+        base = _unwrap(self.model)
+        fresh = getattr(base, "fresh_heads", None) if isinstance(base, GaussianRewardModel) else self._created_model
+        return resolve_head_learning_rate(self.args, bool(fresh))
 
     # ------------------------------------------------------------------------------------------------- loss
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

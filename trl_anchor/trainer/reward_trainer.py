@@ -42,7 +42,12 @@ from .anchor_columns import (
 )
 from .collator import DataCollatorForAnchoredPreference
 from .head_init import initialize_heads_from_data
-from .head_optimizer import check_head_learning_rate, head_parameter_ids, split_head_groups
+from .head_optimizer import (
+    check_head_learning_rate,
+    head_parameter_ids,
+    resolve_head_learning_rate,
+    split_head_groups,
+)
 from .resume import check_resumed_anchors
 from .reward_config import AnchorGaussianRewardConfig
 from .reward_metrics import flat_sigma_warning, metrics_from_rows, pair_rows, rewards_from_rows
@@ -334,11 +339,7 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
         return optimizer
 
     def _head_learning_rate(self) -> float | None:
-        if self.args.head_learning_rate is not None:
-            return self.args.head_learning_rate
-        if self._fresh_heads and self.args.head_learning_rate_multiplier != 1.0:
-            return self.args.head_learning_rate_multiplier * self.args.learning_rate
-        return None
+        return resolve_head_learning_rate(self.args, self._fresh_heads)
 
     # ------------------------------------------------------------------------------------------------------ logging
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
