@@ -79,6 +79,8 @@ _EXPORTS = {
     "IRLSFTTrainer": "trainer",
     "MultiAttributeRewardConfig": "trainer.multi_attribute_config",
     "MultiAttributeRewardTrainer": "trainer.multi_attribute_trainer",
+    "ImageRewardConfig": "trainer.image_reward_config",
+    "ImageRewardTrainer": "trainer.image_reward_trainer",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -155,3 +157,5 @@ if TYPE_CHECKING:
     )
     from .trainer.multi_attribute_config import MultiAttributeRewardConfig
     from .trainer.multi_attribute_trainer import MultiAttributeRewardTrainer
+    from .trainer.image_reward_config import ImageRewardConfig
+    from .trainer.image_reward_trainer import ImageRewardTrainer
