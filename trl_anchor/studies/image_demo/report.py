@@ -105,7 +105,7 @@ def best_worst_figure(truths: list[dict], reward: np.ndarray, path, num_prompts:
     for i, t in enumerate(truths):
         by_prompt.setdefault(t["prompt_id"], []).append(i)
     groups = list(by_prompt.values())[:num_prompts]
-    figure, axes = plt.subplots(2, len(groups), figsize=(2.3 * len(groups), 5.2))
+    figure, axes = plt.subplots(2, len(groups), figsize=(2.3 * len(groups), 6.2))
     for column, group in enumerate(groups):
         ranked = sorted(group, key=lambda i: reward[i])
         for row, (label, i) in enumerate((("best", ranked[-1]), ("worst", ranked[0]))):
@@ -116,6 +116,6 @@ def best_worst_figure(truths: list[dict], reward: np.ndarray, path, num_prompts:
             axis.set_yticks([])
             axis.set_xlabel(f"{label}: r={reward[i]:.2f}\ntrue mean {np.mean(truths[i]['quality']):.2f}", fontsize=8)
         axes[0, column].set_title(truths[group[0]]["prompt"].replace(" above ", "\nabove "), fontsize=8)
-    figure.tight_layout()
+    figure.tight_layout(h_pad=2.5)
     figure.savefig(path, dpi=110)
     plt.close(figure)
