@@ -155,7 +155,7 @@ if TYPE_CHECKING:
         IRLSFTConfig,
         IRLSFTTrainer,
     )
-    from .trainer.multi_attribute_config import MultiAttributeRewardConfig
-    from .trainer.multi_attribute_trainer import MultiAttributeRewardTrainer
     from .trainer.image_reward_config import ImageRewardConfig
     from .trainer.image_reward_trainer import ImageRewardTrainer
+    from .trainer.multi_attribute_config import MultiAttributeRewardConfig
+    from .trainer.multi_attribute_trainer import MultiAttributeRewardTrainer

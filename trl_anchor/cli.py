@@ -35,7 +35,7 @@ COMMANDS = {
     ),
     "image-demo": (
         "trl_anchor.scripts.image_demo",
-        "image reward models (BT vs Gaussian vs Gaussian+aspect anchors) on procedurally drawn VisionPrefer-format data",
+        "image reward models (BT vs Gaussian vs Gaussian+aspect anchors) on drawn VisionPrefer-format data",
     ),
     "irl-sft": ("trl_anchor.scripts.irl_sft", "reward learning from SFT demonstrations: IRFT (implicit) or RFT"),
     "irl-sft-study": (
