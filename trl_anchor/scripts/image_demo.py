@@ -25,7 +25,7 @@ class ImageDemoArguments:
     arms: list[str] = field(default_factory=lambda: list(ARMS), metadata={"help": f"Arms to train, of {ARMS}."})
     num_train_prompts: int = field(default=300, metadata={"help": "Train prompts (4 images, up to 6 pairs each)."})
     num_test_prompts: int = field(default=100, metadata={"help": "Held-out prompts."})
-    num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs per arm."})
+    num_train_epochs: float = field(default=8.0, metadata={"help": "Epochs per arm."})
     max_steps: int = field(default=-1, metadata={"help": "If > 0, overrides num_train_epochs (smoke runs)."})
     per_device_train_batch_size: int = field(default=16, metadata={"help": "Pairs per step."})
     seed: int = field(default=0, metadata={"help": "Seed for data, model and batching."})
