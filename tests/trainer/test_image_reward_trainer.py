@@ -92,8 +92,10 @@ def _losses(trainer) -> list[float]:
 def test_gaussian_training_lowers_the_loss_and_learns_the_signal(processor, tmp_path):
     model = tiny_model(processor)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    trainer = ImageRewardTrainer(model, make_args(tmp_path, max_steps=30), train_dataset=ratings_dataset(),
-                                 preference_dataset=pairs_dataset(), processing_class=processor)
+    # 10 rated images + 9 pairs = 19 rows in batches of 4: mixed batches and a last partial batch of 3 every epoch.
+    trainer = ImageRewardTrainer(model, make_args(tmp_path, max_steps=30), train_dataset=ratings_dataset(10),
+                                 preference_dataset=pairs_dataset(9), processing_class=processor)
+    assert len(trainer.train_dataset) % 4 == 3
     trainer.train()
     losses = _losses(trainer)
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.2
