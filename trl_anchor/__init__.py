@@ -79,6 +79,8 @@ _EXPORTS = {
     "IRLSFTTrainer": "trainer",
     "MultiAttributeRewardConfig": "trainer.multi_attribute_config",
     "MultiAttributeRewardTrainer": "trainer.multi_attribute_trainer",
+    "ImageRewardConfig": "trainer.image_reward_config",
+    "ImageRewardTrainer": "trainer.image_reward_trainer",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -153,5 +155,7 @@ if TYPE_CHECKING:
         IRLSFTConfig,
         IRLSFTTrainer,
     )
+    from .trainer.image_reward_config import ImageRewardConfig
+    from .trainer.image_reward_trainer import ImageRewardTrainer
     from .trainer.multi_attribute_config import MultiAttributeRewardConfig
     from .trainer.multi_attribute_trainer import MultiAttributeRewardTrainer

@@ -29,6 +29,14 @@ COMMANDS = {
         "trl_anchor.scripts.multi_attribute_demo",
         "multi-attribute (HelpSteer2-format) Gaussian-ordinal vs MSE reward models on an offline synthetic set",
     ),
+    "train-images": (
+        "trl_anchor.scripts.train_images",
+        "train a multi-aspect Gaussian (or BT) image reward model on VisionPrefer-format data from a YAML recipe",
+    ),
+    "image-demo": (
+        "trl_anchor.scripts.image_demo",
+        "image reward models (BT vs Gaussian vs Gaussian+aspect anchors) on drawn VisionPrefer-format data",
+    ),
     "irl-sft": ("trl_anchor.scripts.irl_sft", "reward learning from SFT demonstrations: IRFT (implicit) or RFT"),
     "irl-sft-study": (
         "trl_anchor.scripts.irl_sft_study",

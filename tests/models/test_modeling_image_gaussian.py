@@ -128,6 +128,10 @@ def test_loads_a_clip_checkpoint_with_fresh_heads(processor, tmp_path):
     out = model(**_inputs(processor))
     torch.testing.assert_close(out.variance, torch.ones(3, 2))
     assert out.mean.shape == (3, 2)
+    # Both heads were created, not loaded: the trainer starts them at the ratings' marginal.
+    assert model.fresh_heads == {"mean", "variance"}
+    model.save_pretrained(tmp_path / "gaussian")
+    assert GaussianCLIPImageRewardModel.from_pretrained(tmp_path / "gaussian").fresh_heads == set()
 
 
 def test_scalar_model_without_aspects(processor):

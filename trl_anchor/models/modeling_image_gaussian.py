@@ -22,7 +22,13 @@ from transformers import initialization as init
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ..anchors import validate_thresholds
-from .modeling_gaussian import GaussianRewardModel, _prepare_config, attribute_names, gaussian_settings
+from .modeling_gaussian import (
+    GaussianRewardModel,
+    _prepare_config,
+    attribute_names,
+    gaussian_settings,
+    is_gaussian_config,
+)
 
 RATING_MIDPOINTS = (1.5, 2.5, 3.5, 4.5)  # thresholds between the ratings 1 … 5
 
@@ -41,6 +47,11 @@ class CLIPImageRewardModel(CLIPPreTrainedModel):
     def __init__(self, config: CLIPConfig):
         super().__init__(config)
         self.clip = CLIPModel._from_config(config)
+        # CLIP's contrastive temperature plays no part in the reward. As a 0-dim parameter DeepSpeed cannot broadcast
+        # it (ZeRO-2 init fails); as a buffer of the same name checkpoints keep the key in both directions.
+        logit_scale = self.clip.logit_scale.detach().clone()
+        del self.clip.logit_scale
+        self.clip.register_buffer("logit_scale", logit_scale)
         self.score = nn.Linear(3 * config.projection_dim, config.num_labels)
         self.post_init()
 
@@ -124,8 +135,12 @@ class GaussianCLIPImageRewardModel(GaussianRewardModel, CLIPImageRewardModel):
         if config is None:
             hub_kwargs = {k: kwargs[k] for k in ("revision", "token", "cache_dir") if k in kwargs}
             config = CLIPConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
+        saved_as_gaussian = is_gaussian_config(config)
         prepare_image_reward_config(config, aspects, aspect_weights, thresholds, variance_floor)
-        return super().from_pretrained(pretrained_model_name_or_path, *model_args, config=config, **kwargs)
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, config=config, **kwargs)
+        if not saved_as_gaussian:  # a CLIP checkpoint: the variance head was created here (the trainer inits it)
+            (loaded[0] if isinstance(loaded, tuple) else loaded).fresh_heads.add("variance")
+        return loaded
 
 
 def prepare_image_reward_config(
