@@ -9,6 +9,7 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 from datasets import Dataset
+from scipy.stats import norm
 
 from trl_anchor.data._common import FilterReport, split_by_group
 from trl_anchor.data.caption_contest_files import ContestTable
@@ -18,6 +19,7 @@ from trl_anchor.studies.caption_study import (
     GAUSSIAN_ONLY,
     METRICS,
     CaptionStudyConfig,
+    best_of_n_gains,
     build_pool,
     contest_metrics,
     regenerating_command,
@@ -104,6 +106,43 @@ def test_contest_metrics_of_a_perfect_model():
     assert not set(GAUSSIAN_ONLY) & set(reversed_bt)
 
 
+def test_best_of_n_gains_with_every_caption_in_each_set():
+    # With n = the whole sample every set is the sample itself, so each rule's pick is known by hand.
+    pool = build_pool(_hand_made_table(), "A cartoon.", _pool_config(), sample_size=20, extremes=False)
+    crowd = pool.mean[pool.sample]
+    best, worst, average = crowd.max(), crowd.min(), crowd.mean()
+    n = len(pool.sample)
+    perfect = contest_metrics(pool, RewardScores(mean=pool.mean, variance=None), [-1.0, 1.0], bon=(n, 5, 0))
+    assert perfect["bon_gain_mean"] == pytest.approx(1.0)
+    assert "bon_gain_quantile" not in perfect and "bon_gain_expected_vote" not in perfect
+    reversed_bt = best_of_n_gains(pool, RewardScores(mean=-pool.mean, variance=None), [-1.0, 1.0], n, 5, 0)
+    assert reversed_bt["bon_gain_mean"] == pytest.approx((worst - average) / (best - average))
+
+    # σ decides the risk-aware picks: the best caption is very uncertain (σ = 100), the others are not (σ = 0.5).
+    first, second = (pool.sample[k] for k in np.argsort(-crowd)[:2])
+    variance = np.full(len(pool.mean), 0.25)
+    variance[first] = 1e4
+    scores = RewardScores(mean=pool.mean - 2.0, variance=variance)  # μ in about [−1, 0.3], between τ = ±1
+    gains = best_of_n_gains(pool, scores, [-1.0, 1.0], n, 5, 0)
+    second_gain = (pool.mean[second] - average) / (best - average)
+    assert gains["bon_gain_mean"] == pytest.approx(1.0)
+    assert gains["bon_gain_quantile"] == pytest.approx(second_gain)  # μ − 1.28σ of the first is far below
+    # E[class] = Φ((μ + 1)/σ) + Φ((μ − 1)/σ) rises with μ at σ = 0.5; at σ = 100 it is ≈ 1.0, below the second's.
+    expected = [norm.cdf((m + 1) / s) + norm.cdf((m - 1) / s) for m, s in zip(scores.mean, scores.std, strict=True)]
+    assert np.argmax(np.asarray(expected)[pool.sample]) == np.argsort(-crowd)[1]
+    assert gains["bon_gain_expected_vote"] == pytest.approx(second_gain)
+
+
+def test_best_of_n_gains_draw_the_same_sets_for_every_model():
+    pool = build_pool(_hand_made_table(), "A cartoon.", _pool_config(), sample_size=20, extremes=False)
+    rng = np.random.default_rng(1)
+    noisy = RewardScores(mean=pool.mean + rng.normal(0, 0.3, len(pool.mean)), variance=None)
+    assert best_of_n_gains(pool, noisy, [-1.0, 1.0], 4, 50, 7) == best_of_n_gains(pool, noisy, [-1.0, 1.0], 4, 50, 7)
+    assert best_of_n_gains(pool, noisy, [-1.0, 1.0], 25, 50, 7) == {}  # sample smaller than n
+    gain = best_of_n_gains(pool, noisy, [-1.0, 1.0], 4, 400, 7)["bon_gain_mean"]
+    assert 0.0 < gain < 1.0
+
+
 def test_split_contests_is_the_loader_split():
     contests = [510, 512, 513, 514, 516, 517, 518, 520, 521, 522]
     splits = split_contests(contests, test_size=0.2, validation_size=0.2, seed=4)
@@ -143,6 +182,12 @@ def test_the_score_cache_is_keyed_on_data_versions_backbone_and_captions(tmp_pat
 
     first = key()
     assert key() == first
+    # Another training seed or best-of-N setting does not retrain the runs already done; another first seed does.
+    config.training_seeds, config.bon_draws = [0, 5], 17
+    assert key() == first
+    config.training_seeds = [3]
+    assert key() != first
+    config.training_seeds = [0, 1]
     lines = summary.read_text(encoding="utf-8").split("\n")
     fields = lines[1].split(",")
     fields[2] = str(int(fields[2]) + 1)  # one vote more for one caption: the same settings, other data
@@ -258,23 +303,32 @@ def test_reduced_study_end_to_end(tmp_path, tiny_bert_dir, caption_data_dir):
     assert sorted(splits["train"] + splits["validation"] + splits["test"]) == CONTESTS
     chosen = results["selection"]["anchor_lambda"]
     assert chosen in (0.1, 1.0)
+    headline = ["trl_bt", "bt", "gaussian", f"anchors_lambda{chosen:g}"]
     assert set(results["runs"]) == {
-        "bt",
-        "gaussian",
+        *headline,
+        *(f"{name}_seed1" for name in headline),
         "anchors_lambda0.1",
         "anchors_lambda1",
         f"anchors_lambda{chosen:g}_fraction0.5",
     }
-    for run in results["runs"].values():
+    for name, run in results["runs"].items():
         assert run["training"]["steps"] == 2
+        assert run["training"]["seed"] == (1 if name.endswith("_seed1") else 0)
     for arm in ARMS:
         summary = results["summary"][arm]
         for metric in METRICS:
-            if arm == "bt" and metric in GAUSSIAN_ONLY:
+            if arm in ("trl_bt", "bt") and metric in GAUSSIAN_ONLY:
                 assert metric not in summary
             else:
                 assert summary[metric]["n"] == 2 and np.isfinite(summary[metric]["mean"]), (arm, metric)
     assert 0.0 <= results["summary"]["bt"]["top_vs_far_auc"]["mean"] <= 1.0
+    # A headline arm's metrics are the mean over its two training seeds, contest by contest, then over contests.
+    for arm, name in zip(ARMS, headline, strict=True):
+        seeds = [results["runs"][n]["test"]["per_contest"] for n in (name, f"{name}_seed1")]
+        by_contest = [np.mean([s[str(c)]["kendall_tau"] for s in seeds]) for c in splits["test"]]
+        assert results["summary"][arm]["kendall_tau"]["mean"] == pytest.approx(np.mean(by_contest))
+        assert results["summary"][arm]["kendall_tau"]["se"] == pytest.approx(np.std(by_contest, ddof=1) / np.sqrt(2))
+    assert results["runs"]["trl_bt"]["test"]["per_contest"] != results["runs"]["bt"]["test"]["per_contest"]
 
     report = tmp_path / "first" / "report"
     readme = (report / "README.md").read_text()
@@ -287,7 +341,9 @@ def test_reduced_study_end_to_end(tmp_path, tiny_bert_dir, caption_data_dir):
     selection = results["selection"]
     assert selection["difference"]["n"] == 2 and ("**a tie**" in readme) == (not selection["decisive"])
     assert "A 95% interval is mean ± t·SE with t = 12.71, the Student quantile for 2 contests" in readme
-    assert "| p (t-test) | at 5% | after Holm |" in readme and "Multiplicity: the table makes 1" in readme
+    comparisons = sum(diff is not None for diffs in results["differences"].values() for diff in diffs.values())
+    assert comparisons > 0 and "| p (t-test) | at 5% | after Holm |" in readme
+    assert f"Multiplicity: the table makes {comparisons} comparisons" in readme
     assert "| partial Spearman σ vs spread given crowd mean |" in readme
     assert results["data"]["sources"]["unit"] == "files" and "Source checks" in readme
     for contest in CONTESTS:

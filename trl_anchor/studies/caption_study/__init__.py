@@ -3,8 +3,10 @@ Bradley–Terry and than Gaussian models without anchors, and does their σ mean
 
 Data: the New Yorker caption-contest crowd votes (NEXT / nextml, CC-BY 4.0), where every caption was rated unfunny /
 somewhat funny / funny by many people. Contests are split into train / validation / test (seeded, a contest lives in
-one split). The packaged MiniLM-L6 is fine-tuned on within-contest caption pairs of the train contests in three arms:
+one split). The packaged MiniLM-L6 is fine-tuned on within-contest caption pairs of the train contests in four arms:
 
+- **TRL RewardTrainer**: TRL's own `RewardTrainer` on hard labels (chosen = the caption with the higher crowd mean),
+  the peer every TRL user already has;
 - **BT**: Bradley–Terry on the soft labels `P(vote_chosen > vote_rejected) + ½ P(tie)`;
 - **Gaussian**: mean μ and variance σ², probit likelihood on the same soft labels, no anchors (σ's scale is not
   identified by pairs alone);
@@ -27,7 +29,11 @@ contests (± standard error over contests):
   `sigma_partial_spread`: the partial rank correlation controlling for the crowd mean (ranks residualised on the rank
   of the mean; `_cubic`: on a cubic polynomial of it). On a 1–3 scale the spread is almost a function of the mean
   (`spread_mean_spearman`, `spread_r2_cubic` describe how much), so the raw correlation mostly re-states μ;
-- `vote_nll`: per-vote cross-entropy of the vote counts under the ordinal model `ordinal_log_probs(μ, σ, τ)`.
+- `vote_nll`: per-vote cross-entropy of the vote counts under the ordinal model `ordinal_log_probs(μ, σ, τ)`;
+- `kendall_tau_expected_vote`: Kendall τ-b of the expected vote `Σ_j j·π_j(μ, σ, τ)` (uses σ) against the crowd mean;
+- `bon_gain_<rule>`: caption best-of-N with the `BON_RULES` selections (μ, the 10% quantile, the expected vote), the
+  pick's crowd mean above a random caption's as a share of the best caption's (0 random, 1 oracle).
+Every headline arm is trained once per `training_seeds` entry; its per-contest metrics are averaged over the seeds.
 
 Modules: `config` (settings and runs), `pools` (split, evaluation pools, training pairs), `statistics` (per-contest
 metrics and their aggregation; the rank statistics live in `trl_anchor.metrics`), `run` (training, scoring, caching,
@@ -64,6 +70,7 @@ from .report import render_report, write_report
 from .run import backbone_path, run_caption_study, score_pools, train_run
 from .statistics import (
     aggregate,
+    best_of_n_gains,
     constant_vote_distribution,
     constant_vote_nll,
     contest_metrics,
@@ -89,6 +96,7 @@ __all__ = [
     "StudyRun",
     "ablation_runs",
     "aggregate",
+    "best_of_n_gains",
     "anchored_run",
     "backbone_path",
     "build_pool",

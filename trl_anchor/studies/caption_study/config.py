@@ -7,7 +7,7 @@ from typing import Any
 from ...anchors import validate_thresholds
 from ...data.caption_contest_files import DEFAULT_MIN_VOTES
 
-ARMS = ("bt", "gaussian", "gaussian+anchors")
+ARMS = ("trl_bt", "bt", "gaussian", "gaussian+anchors")
 ANCHOR_COLUMNS = ("chosen_anchor_counts", "rejected_anchor_counts")
 # Metrics of the test table, in order, with the direction that is better.
 METRICS = {
@@ -17,16 +17,39 @@ METRICS = {
     "accuracy": ("accuracy, random pairs", "higher"),
     "ece": ("ECE, random pairs", "lower"),
     "kendall_tau": ("Kendall τ-b of μ vs crowd mean", "higher"),
+    "kendall_tau_expected_vote": ("Kendall τ-b of expected vote vs crowd mean", "higher"),
     "top_vs_far_auc": ("AUC top-10 vs rank ~1000", "higher"),
     "sigma_spearman_spread": ("Spearman σ vs vote spread", "higher"),
     "sigma_partial_spread": ("partial Spearman σ vs spread given crowd mean", "higher"),
     "sigma_partial_spread_cubic": ("same, cubic in the crowd mean's rank", "higher"),
     "vote_nll": ("vote NLL per vote (nats)", "lower"),
+    "sigma_relative_spread": ("σ spread across captions (std / mean)", "higher"),
+    "bon_gain_mean": ("best-of-N gain, μ selection", "higher"),
+    "bon_gain_quantile": ("best-of-N gain, 10% quantile selection", "higher"),
+    "bon_gain_expected_vote": ("best-of-N gain, expected-vote selection", "higher"),
 }
+# Best-of-N selection rules (`trl_anchor.rewards.transforms` specs) behind the `bon_gain_<rule>` metrics.
+BON_RULES = {"mean": "mean", "quantile": "quantile:0.1", "expected_vote": "expected_class"}
 # Calibration metrics differ in the 3rd–4th decimal: random caption pairs have soft labels close to ½.
 DIGITS = {"soft_ce": 4, "brier": 4, "ece": 4}
-GAUSSIAN_ONLY = ("sigma_spearman_spread", "sigma_partial_spread", "sigma_partial_spread_cubic", "vote_nll")
-ARM_LABELS = {"bt": "BT", "gaussian": "Gaussian", "gaussian+anchors": "Gaussian + anchors"}
+# Descriptive metrics: reported per arm, not compared between arms (a flat σ is the failure, more is not better).
+DESCRIPTIVE = ("sigma_relative_spread",)
+GAUSSIAN_ONLY = (
+    "sigma_relative_spread",
+    "sigma_spearman_spread",
+    "sigma_partial_spread",
+    "sigma_partial_spread_cubic",
+    "vote_nll",
+    "kendall_tau_expected_vote",
+    "bon_gain_quantile",
+    "bon_gain_expected_vote",
+)
+ARM_LABELS = {
+    "trl_bt": "TRL RewardTrainer, hard labels",
+    "bt": "BT, soft labels",
+    "gaussian": "Gaussian",
+    "gaussian+anchors": "Gaussian + anchors",
+}
 
 
 @dataclass
@@ -55,8 +78,8 @@ class CaptionStudyConfig:
     seed: int = field(
         default=0,
         metadata={
-            "help": "One seed for the contest split, pair and pool sampling, head initialisation, batch order "
-            "and anchor-fraction subsets."
+            "help": "Seed of the contest split and of the pair, pool and best-of-N sampling (the trainings use "
+            "`training_seeds`)."
         },
     )
     contests: list[int] | None = field(
@@ -64,13 +87,13 @@ class CaptionStudyConfig:
     )
     test_size: float = field(default=0.1, metadata={"help": "Fraction of contests held out for test."})
     validation_size: float = field(default=0.1, metadata={"help": "Fraction of contests for validation (λ choice)."})
-    train_pairs_per_contest: int = field(default=16, metadata={"help": "Train pairs sampled per train contest."})
+    train_pairs_per_contest: int = field(default=100, metadata={"help": "Train pairs sampled per train contest."})
     train_strategy: str = field(
-        default="clearly_separated",
+        default="random",
         metadata={
-            "help": "Train pair sampling of `CaptionContestData.pairs`. Clearly separated pairs carry the most "
-            "pairwise signal per pair (soft labels ~0.63 instead of ~0.54 for random pairs), which a small "
-            "pair budget needs.",
+            "help": "Train pair sampling of `CaptionContestData.pairs`. Random pairs are what a crowd-vote dataset "
+            "gives; `clearly_separated` pairs carry more pairwise signal per pair (soft labels ~0.63 instead of "
+            "~0.54), which only a very small pair budget needs.",
             "choices": ["random", "rank_stratified", "clearly_separated"],
         },
     )
@@ -79,18 +102,35 @@ class CaptionStudyConfig:
         metadata={"help": "τ_1 < τ_2 of the vote anchors (unfunny | somewhat | funny); they fix the unit of μ, σ."},
     )
     anchor_lambdas: list[float] = field(
-        default_factory=lambda: [0.01, 0.1, 1.0],
-        metadata={"help": "λ values of the anchored runs; the headline arm uses the best on validation soft CE."},
+        default_factory=lambda: [0.1, 1.0],
+        metadata={
+            "help": "λ values of the anchored runs (0.1 is the trainer's default); the headline arm uses the best on "
+            "validation soft CE."
+        },
     )
     anchor_fractions: list[float] = field(
-        default_factory=lambda: [0.1, 0.5],
+        default_factory=lambda: [0.5],
         metadata={"help": "Anchor fractions (< 1) of the ablation runs at the chosen λ (1 is the headline arm)."},
     )
-    num_train_epochs: float = field(default=1.0, metadata={"help": "Epochs per run."})
+    training_seeds: list[int] = field(
+        default_factory=lambda: [0, 1],
+        metadata={
+            "help": "Training seeds (head initialisation, batch order) of the headline arms: each arm is trained once "
+            "per seed and its per-contest metrics are averaged over the seeds before the contest-clustered "
+            "statistics. The λ / fraction ablations use the first seed. The split and pools follow `seed`."
+        },
+    )
+    num_train_epochs: float = field(default=1.5, metadata={"help": "Epochs per run."})
     max_steps: int = field(default=-1, metadata={"help": "If > 0, overrides num_train_epochs (smoke runs)."})
     per_device_train_batch_size: int = field(default=16, metadata={"help": "Pairs per optimisation step."})
     learning_rate: float = field(default=5e-5, metadata={"help": "AdamW learning rate of the backbone (cosine)."})
-    head_learning_rate: float = field(default=3e-3, metadata={"help": "Learning rate of the fresh μ / σ heads."})
+    head_learning_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "Learning rate of the fresh μ / σ heads; default the trainer's (`head_learning_rate_multiplier` "
+            "× `learning_rate`), i.e. what a user gets without tuning."
+        },
+    )
     max_length: int = field(default=64, metadata={"help": "Max tokens of description + caption."})
     eval_captions_per_contest: int = field(
         default=120, metadata={"help": "Random captions scored per test contest (besides the top / rank-~1000 sets)."}
@@ -111,6 +151,8 @@ class CaptionStudyConfig:
     num_top: int = field(default=10, metadata={"help": "Size of the top set of each test contest."})
     far_rank: int = field(default=1000, metadata={"help": "Centre rank of the comparison set (ranks ~1000)."})
     num_far: int = field(default=10, metadata={"help": "Captions around `far_rank` in the comparison set."})
+    bon_n: int = field(default=16, metadata={"help": "Candidates per best-of-N draw (captions of one test contest)."})
+    bon_draws: int = field(default=200, metadata={"help": "Random best-of-N draws per test contest."})
     eval_batch_size: int = field(default=64, metadata={"help": "Scoring batch size."})
     num_threads: int = field(
         default=1,
@@ -142,6 +184,8 @@ class CaptionStudyConfig:
             "num_top",
             "num_far",
             "min_eval_votes",
+            "bon_n",
+            "bon_draws",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be ≥ 1, got {getattr(self, name)}.")
@@ -149,18 +193,25 @@ class CaptionStudyConfig:
             raise ValueError(
                 f"The {self.num_far} captions around `far_rank`={self.far_rank} overlap the top {self.num_top}."
             )
+        if not self.training_seeds or len(set(self.training_seeds)) != len(self.training_seeds):
+            raise ValueError(f"`training_seeds` must be distinct and non-empty, got {self.training_seeds}.")
         if self.test_size <= 0 or self.validation_size <= 0:
             raise ValueError("The study needs test and validation contests: `test_size` and `validation_size` > 0.")
 
 
 @dataclass(frozen=True)
 class StudyRun:
-    """One training run: an arm (`reward_type`, anchors or not) with its λ and anchor fraction."""
+    """One training run: an arm (`reward_type`: `bt`, `gaussian`, or `trl` for TRL's own `RewardTrainer` on hard
+    labels; anchors or not) with its λ, anchor fraction and training seed."""
 
     name: str
     reward_type: str
     anchor_lambda: float | None = None  # None: trained without anchors
     anchor_fraction: float = 1.0
+    training_seed: int | None = None  # None: the study's first training seed
+
+    def with_seed(self, seed: int) -> "StudyRun":
+        return StudyRun(f"{self.name}_seed{seed}", self.reward_type, self.anchor_lambda, self.anchor_fraction, seed)
 
     @property
     def anchored(self) -> bool:
@@ -169,7 +220,9 @@ class StudyRun:
     @property
     def label(self) -> str:
         if not self.anchored:
-            return "BT" if self.reward_type == "bt" else "Gaussian, no anchors"
+            return {"trl": "TRL RewardTrainer, hard labels", "bt": "BT, soft labels"}.get(
+                self.reward_type, "Gaussian, no anchors"
+            )
         return f"Gaussian + anchors, λ={self.anchor_lambda:g}, {self.anchor_fraction:.0%} anchored"
 
 
@@ -178,7 +231,7 @@ def anchored_run(anchor_lambda: float, anchor_fraction: float = 1.0) -> StudyRun
     return StudyRun(name, "gaussian", anchor_lambda, anchor_fraction)
 
 
-BASELINE_RUNS = (StudyRun("bt", "bt"), StudyRun("gaussian", "gaussian"))
+BASELINE_RUNS = (StudyRun("trl_bt", "trl"), StudyRun("bt", "bt"), StudyRun("gaussian", "gaussian"))
 
 
 def ablation_runs(results: dict[str, Any]) -> list[tuple[str, str, float]]:

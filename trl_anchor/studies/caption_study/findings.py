@@ -115,7 +115,8 @@ def findings(results: dict[str, Any]) -> list[str]:
             f"- **Ranking held-out captions.** At this budget every arm ranks captions {strength}: Kendall τ-b of μ"
             f" with the crowd mean {by_arm('kendall_tau')}; accuracy on clearly separated pairs"
             f" {by_arm('accuracy_clear')}; top-10 vs rank ~1000 AUC {by_arm('top_vs_far_auc')}. Anchored − reference,"
-            f" paired over contests: τ {_diff_text(results, 'bt', 'kendall_tau')},"
+            f" paired over contests: τ {_diff_text(results, 'trl_bt', 'kendall_tau')},"
+            f" {_diff_text(results, 'bt', 'kendall_tau')},"
             f" {_diff_text(results, 'gaussian', 'kendall_tau')}; clear-pair accuracy"
             f" {_diff_text(results, 'bt', 'accuracy_clear')}; top-vs-1000 AUC"
             f" {_diff_text(results, 'bt', 'top_vs_far_auc')}."
@@ -169,7 +170,7 @@ def findings(results: dict[str, Any]) -> list[str]:
     lines.append(
         "- **Does σ carry disagreement beyond μ?** Not detectably here. The vote spread is almost a function of the"
         f" crowd mean (Spearman {_mean(props.get('spread_mean_spearman')):.3f}), so the raw σ–spread correlations"
-        f" ({by_arm('sigma_spearman_spread', arms=ARMS[1:])}) mostly reflect how each arm's σ moves with its μ."
+        f" ({by_arm('sigma_spearman_spread', arms=ARMS[2:])}) mostly reflect how each arm's σ moves with its μ."
         f" Controlling for the crowd mean, the anchored arm's partial rank correlation is {p_mean:+.3f} ± {p_se:.3f},"
         f" {sigma_verdict} {at_level} (cubic control:"
         f" {_mean(anchored.get('sigma_partial_spread_cubic')):+.3f}); the no-anchor arm's is"
@@ -181,6 +182,7 @@ def findings(results: dict[str, Any]) -> list[str]:
         f" {_mean(summary['gaussian'].get('sigma_partial_spread')):+.3f}). The spread is almost a function of the mean"
         f" (Spearman {_mean(props.get('spread_mean_spearman')):.3f}), so only this partial correlation speaks to it."
     )
+    lines.append(_sigma_scores_finding(results, by_arm))
     ablation = [runs[name]["test"]["summary"] for name in dict.fromkeys(n for n, _, _ in ablation_runs(results))]
 
     def span(metric: str, digits: int = 3) -> str:
@@ -200,7 +202,7 @@ def findings(results: dict[str, Any]) -> list[str]:
     adjusted = holm({f"{ref}/{m}": t_test(diff) for ref, m, diff in _comparisons(results)})
     calls: dict[str, list[str]] = {"better": [], "worse": []}
     survive = {"better": False, "worse": False}
-    for ref in ("bt", "gaussian"):
+    for ref in ARMS[:-1]:
         for metric in ranking:
             verdict = _verdict(results, ref, metric)
             if verdict in calls:
@@ -227,3 +229,22 @@ def findings(results: dict[str, Any]) -> list[str]:
         " `--train_pairs_per_contest` and `--num_train_epochs` scale the study up with the same command."
     )
     return lines
+
+
+def _sigma_scores_finding(results: dict[str, Any], by_arm) -> str:
+    """Whether σ varies across captions, and what the scores that use it (expected vote, risk-aware best-of-N) do."""
+    summary, config = results["summary"], results["config"]
+    anchored = summary["gaussian+anchors"]
+    if anchored.get("bon_gain_mean") is None:  # a study run before these metrics existed
+        return "- **Scores that use σ.** Not measured by this run."
+    gaussian = ("gaussian", "gaussian+anchors")
+    return (
+        "- **Scores that use σ.** σ's spread across a contest's captions (std / mean):"
+        f" {by_arm('sigma_relative_spread', arms=gaussian)}. Kendall τ-b of the expected vote Σ_j j·π_j(μ, σ, τ)"
+        f" with the crowd mean: {by_arm('kendall_tau_expected_vote', arms=gaussian)} (μ alone:"
+        f" {by_arm('kendall_tau', arms=gaussian)}). Best-of-{config['bon_n']} gain (0 random, 1 oracle) with μ:"
+        f" {by_arm('bon_gain_mean')}; with the 10% quantile: {by_arm('bon_gain_quantile', arms=gaussian)}; with the"
+        f" expected vote: {by_arm('bon_gain_expected_vote', arms=gaussian)}. Anchored − no-anchor Gaussian, paired"
+        f" over contests: expected-vote τ {_diff_text(results, 'gaussian', 'kendall_tau_expected_vote')},"
+        f" expected-vote best-of-N {_diff_text(results, 'gaussian', 'bon_gain_expected_vote')}."
+    )

@@ -1,4 +1,4 @@
-"""Figures of the caption study: the three arms, the ablations, σ against the vote spread and μ against the crowd
+"""Figures of the caption study: the four arms, the ablations, σ against the vote spread and μ against the crowd
 mean."""
 
 from pathlib import Path
@@ -10,7 +10,7 @@ from ...metrics import rank_residuals
 from .config import ARM_LABELS, ARMS, METRICS, ablation_runs
 
 ARM_FIGURE, ABLATION_FIGURE, SIGMA_FIGURE, MU_FIGURE = "arms.png", "ablations.png", "sigma_vs_spread.png", "mu.png"
-_ARM_COLORS = {"bt": "tab:gray", "gaussian": "tab:orange", "gaussian+anchors": "tab:blue"}
+_ARM_COLORS = {"trl_bt": "tab:green", "bt": "tab:gray", "gaussian": "tab:orange", "gaussian+anchors": "tab:blue"}
 _PLOT_TITLES = {"sigma_partial_spread": "partial ρ(σ, vote spread) given mean"}
 
 
@@ -31,9 +31,9 @@ def _save(plt, fig, path: Path) -> None:
 
 
 def plot_arms(results: dict[str, Any], path: Path) -> None:
-    """Bar chart of the main metrics for the three arms, ± standard error over test contests."""
-    shown = ["accuracy_clear", "soft_ce", "brier", "kendall_tau", "top_vs_far_auc", "sigma_partial_spread"]
-    plt, fig, axes = _figure(2, 3, (10, 5.6))
+    """Bar chart of the main metrics for the four arms, ± standard error over test contests."""
+    shown = ["accuracy_clear", "soft_ce", "kendall_tau", "top_vs_far_auc", "bon_gain_mean", "vote_nll"]
+    plt, fig, axes = _figure(2, 3, (11, 6.2))
     for ax, metric in zip(axes.flat, shown, strict=True):
         arms = [a for a in ARMS if results["summary"][a].get(metric, {}).get("mean") is not None]
         for arm in arms:
@@ -47,10 +47,15 @@ def plot_arms(results: dict[str, Any], path: Path) -> None:
                 capsize=5,
                 markersize=7,
             )
-        ax.set_xticks(range(len(ARMS)), [ARM_LABELS[a].replace(" + ", "\n+ ") for a in ARMS], fontsize=8)
+        labels = [ARM_LABELS[a].replace(" + ", "\n+ ").replace(", ", ",\n") for a in ARMS]
+        ax.set_xticks(range(len(ARMS)), labels, fontsize=7)
         ax.set_xlim(-0.5, len(ARMS) - 0.5)
         if metric == "soft_ce":
             ax.axhline(np.log(2), color="black", linestyle=":", linewidth=1, label="always ½ (ln 2)")
+            ax.legend(fontsize=7)
+        if metric == "vote_nll":
+            reference = results["data"]["constant_vote_nll"]
+            ax.axhline(reference, color="black", linestyle=":", linewidth=1, label="constant vote distribution")
             ax.legend(fontsize=7)
         label, better = METRICS[metric]
         ax.set_title(f"{_PLOT_TITLES.get(metric, label)}\n({better} is better)", fontsize=9)
@@ -135,7 +140,7 @@ def plot_sigma(results: dict[str, Any], arrays: dict[str, Any], path: Path) -> N
 def plot_mu(results: dict[str, Any], arrays: dict[str, Any], path: Path) -> None:
     """μ of each arm against the crowd mean vote for the sampled test captions (each contest's μ centred)."""
     pools = arrays["pools"]
-    plt, fig, axes = _figure(1, 3, (13, 4.0))
+    plt, fig, axes = _figure(1, len(ARMS), (4.4 * len(ARMS), 4.0))
     for ax, arm in zip(axes[0], ARMS, strict=True):
         name = results["headline"][arm]
         for pool, score in zip(pools, arrays["scores"][name], strict=True):

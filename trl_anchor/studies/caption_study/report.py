@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from transformers.utils import logging
 
-from .config import ARM_LABELS, ARMS, DIGITS, METRICS, ablation_runs, anchored_run
+from .config import ARM_LABELS, ARMS, DIGITS, METRICS, CaptionStudyConfig, ablation_runs, anchored_run
 from .findings import budget_text, findings, verdict_table
 from .plots import ABLATION_FIGURE, ARM_FIGURE, MU_FIGURE, SIGMA_FIGURE, plot_ablations, plot_arms, plot_mu, plot_sigma
 from .statistics import lambda_comparison, t_critical
@@ -84,7 +84,24 @@ def _introduction(results: dict[str, Any]) -> list[str]:
             f" {_environment_text(results, config)}; this invocation took {results['runtime_seconds'] / 60:.1f} min"
             f" ({_cached_runs(runs)} runs from the cache)."
         ),
+        "",
+        _budget_scale_text(results),
     ]
+
+
+def _budget_scale_text(results: dict[str, Any]) -> str:
+    """How this run's budget compares with the command's defaults (the budget meant for an accelerator)."""
+    config, runs = results["config"], results["runs"]
+    pair_steps = sum(run["training"]["train_pairs"] * config["num_train_epochs"] for run in runs.values())
+    if config["max_steps"] > 0:
+        pair_steps = sum(run["training"]["steps"] * config["per_device_train_batch_size"] for run in runs.values())
+    defaults = CaptionStudyConfig()
+    return (
+        f"Budget: {len(runs)} trainings, {pair_steps / 1000:.0f}k pair-steps in all. The command's defaults"
+        f" (`trl-anchor caption-study --resume false`: {defaults.train_pairs_per_contest} random pairs per train"
+        f" contest, {defaults.num_train_epochs:g} epochs, training seeds {defaults.training_seeds}) are the larger"
+        " budget, meant for an accelerator; flags that differ from them are in the command above."
+    )
 
 
 def _environment_text(results: dict[str, Any], config: dict[str, Any]) -> str:
@@ -103,8 +120,9 @@ def _question() -> list[str]:
         "## Question",
         "",
         (
-            "Fine-tune the same backbone three ways on crowd votes of New Yorker caption contests and compare them on"
-            " contests none of them saw: Bradley–Terry on soft labels (**BT**), a Gaussian reward model (μ, σ) on the"
+            "Fine-tune the same backbone four ways on crowd votes of New Yorker caption contests and compare them on"
+            " contests none of them saw: TRL's own `RewardTrainer` on hard labels (**TRL RewardTrainer**, the peer),"
+            " Bradley–Terry on soft labels (**BT**), a Gaussian reward model (μ, σ) on the"
             " same soft labels (**Gaussian**), and the Gaussian model with each caption's vote counts (unfunny,"
             " somewhat funny, funny) as two-anchor ordinal labels (**Gaussian + anchors**). Does the anchored model"
             " rank and calibrate better, and does its σ carry the crowd's disagreement beyond what the mean already"
@@ -180,7 +198,7 @@ def _setup_section(results: dict[str, Any]) -> list[str]:
         "",
         (
             f"- Backbone: {results['backbone']}, fully fine-tuned; AdamW, learning rate {config['learning_rate']:g}"
-            f" (heads {config['head_learning_rate']:g}), cosine schedule with 5% warm-up, batch"
+            f" ({_head_text(config)}), cosine schedule with 5% warm-up, batch"
             f" {config['per_device_train_batch_size']} pairs; {budget_text(results)}; max length"
             f" {config['max_length']} tokens, fp32 on {device}."
         ),
@@ -199,14 +217,42 @@ def _setup_section(results: dict[str, Any]) -> list[str]:
             f"- Seeds: `--seed {config['seed']}` drives the contest split"
             f" (`numpy.random.default_rng({config['seed']})`), the train pairs of each contest"
             f" (`default_rng([{config['seed']}, contest])`), the evaluation pools and their pairs"
-            f" (`default_rng([{config['seed']}, contest, 1])`), and every trainer (`TrainingArguments.seed` ="
-            f" {config['seed']}: head initialisation, batch order, the anchored subset of `anchor_fraction`)."
+            f" (`default_rng([{config['seed']}, contest, 1])`) and the best-of-N sets"
+            f" (`default_rng([{config['seed']}, contest, 3])`). `--training_seeds"
+            f" {' '.join(str(s) for s in _training_seeds(config))}` are the trainers' seeds"
+            " (`TrainingArguments.seed`: head initialisation, batch order, the anchored subset of"
+            " `anchor_fraction`): every headline arm is trained once per seed and its per-contest metrics are"
+            " averaged over the seeds before the statistics over contests; the λ and fraction ablations use the"
+            " first seed."
         ),
         (
             "- Determinism: this run did not check it. `tests/studies/test_caption_study.py` retrains a reduced study"
             " from scratch and checks that every number is reproduced at a fixed thread count."
         ),
     ]
+
+
+def _training_seeds(config: dict[str, Any]) -> list[int]:
+    return config.get("training_seeds") or [config["seed"]]
+
+
+def _seed_caveat(seeds: list[int]) -> str:
+    if len(seeds) == 1:
+        return "One training seed per run (training noise is not in the SEs)."
+    return (
+        f"The headline arms average {len(seeds)} training seeds per contest (training noise enters the SEs only"
+        " through that average); the ablation runs have one seed."
+    )
+
+
+def _head_text(config: dict[str, Any]) -> str:
+    """How the fresh heads were trained: a set learning rate, or the trainer's defaults (what a user gets)."""
+    if config["head_learning_rate"] is not None:
+        return f"heads {config['head_learning_rate']:g}"
+    return (
+        "heads at the trainer's default `head_learning_rate_multiplier` × that, initialised from the train anchors'"
+        " class shares; TRL's `RewardTrainer` arm trains its head at the backbone's rate, as TRL does"
+    )
 
 
 def _lambda_choice(results: dict[str, Any]) -> dict[str, Any]:
@@ -240,8 +286,16 @@ def _results_section(results: dict[str, Any]) -> list[str]:
     config, data = results["config"], results["data"]
     spread, pools = data["test_properties"], data["pools"]["test"]
     headline_rows = [(ARM_LABELS[a], results["summary"][a]) for a in ARMS]
+    gaussian_rows = [(ARM_LABELS[a], results["summary"][a]) for a in ("gaussian", "gaussian+anchors")]
     main_metrics = ["accuracy_clear", "soft_ce", "brier", "accuracy", "ece", "kendall_tau", "top_vs_far_auc"]
-    sigma_metrics = ["sigma_spearman_spread", "sigma_partial_spread", "sigma_partial_spread_cubic", "vote_nll"]
+    sigma_metrics = [
+        "sigma_relative_spread",
+        "sigma_spearman_spread",
+        "sigma_partial_spread",
+        "sigma_partial_spread_cubic",
+        "vote_nll",
+    ]
+    selection_metrics = ["kendall_tau_expected_vote", "bon_gain_mean", "bon_gain_quantile", "bon_gain_expected_vote"]
     return [
         "## Results on the held-out contests",
         "",
@@ -260,7 +314,7 @@ def _results_section(results: dict[str, Any]) -> list[str]:
         "",
         "σ and the vote likelihood (Gaussian arms):",
         "",
-        *_metrics_table(headline_rows[1:], sigma_metrics),
+        *_metrics_table(gaussian_rows, sigma_metrics),
         "",
         (
             "Reference for the vote NLL: predicting every caption the same vote distribution, the average one of the"
@@ -269,6 +323,18 @@ def _results_section(results: dict[str, Any]) -> list[str]:
             + f"), gives {data['constant_vote_nll']:.4f} nats per vote. The no-anchor Gaussian's vote NLL is not "
             "meaningful: without anchors the unit and origin of its μ and σ are arbitrary, so its ordinal"
             " probabilities at τ are too."
+        ),
+        "",
+        "Scores that use σ, and caption best-of-N:",
+        "",
+        *_metrics_table(headline_rows, selection_metrics),
+        "",
+        (
+            f"Best-of-{config['bon_n']}: in each of {config['bon_draws']} random sets of {config['bon_n']} sample"
+            " captions per test contest (the same sets for every model), each rule picks the caption with the highest"
+            " reward — μ, the 10% quantile μ + σ·Φ⁻¹(0.1), or the expected vote Σ_j j·π_j(μ, σ, τ); the gain is the"
+            " pick's crowd mean above a random caption's, as a share of the best caption's: 0 is random choice, 1 the"
+            " oracle. The expected vote of the no-anchor Gaussian uses the study's τ although it never saw them."
         ),
         "",
         f"![arms]({ARM_FIGURE})",
@@ -339,7 +405,8 @@ def _caveats_section(results: dict[str, Any]) -> list[str]:
         (
             f"- {len(pools)} evaluated test contests: standard errors are over contests and calls use the t-test with"
             f" {len(pools) - 1} degrees of freedom; the verdict table makes many comparisons (see its multiplicity"
-            " note). One training seed per run (training noise is not in the SEs)."
+            " note). "
+            + _seed_caveat(_training_seeds(results["config"]))
         ),
         (
             "- Captions with few votes are left out of evaluation (their crowd mean is noise); the top-10 /"

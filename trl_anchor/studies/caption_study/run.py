@@ -1,4 +1,5 @@
-"""Running the caption study: train every run (the three arms, the λ candidates, the anchor-fraction ablations), score
+"""Running the caption study: train every run (the four arms on every training seed, the λ candidates, the
+anchor-fraction ablations), score
 the evaluation pools once per model (cached per run in `output_dir/runs`, reused when the settings are identical),
 choose λ on validation and collect the results (written as a report by `trl_anchor.studies.caption_study.report`)."""
 
@@ -23,7 +24,9 @@ from ...data.caption_contest import CaptionContestData
 from ...rewards.scoring import RewardScores, score_responses
 from .config import (
     ANCHOR_COLUMNS,
+    ARMS,
     BASELINE_RUNS,
+    DESCRIPTIVE,
     GAUSSIAN_ONLY,
     METRICS,
     CaptionStudyConfig,
@@ -41,6 +44,7 @@ from .statistics import (
     data_properties,
     lambda_comparison,
     paired_difference,
+    seed_average,
 )
 
 logger = logging.get_logger(__name__)
@@ -61,43 +65,19 @@ def backbone_path(model_name_or_path: str | None) -> str:
 
 
 def train_run(run: StudyRun, train_dataset, config: CaptionStudyConfig, backbone: str, show_progress: bool = True):
-    """Fine-tune `backbone` as `run` with `AnchorGaussianRewardTrainer`; returns (model, tokenizer, training log)."""
+    """Fine-tune `backbone` as `run`: TRL's own `RewardTrainer` on hard labels (`reward_type="trl"`, the peer every
+    TRL user already has) or `AnchorGaussianRewardTrainer`; returns (model, tokenizer, training log)."""
     from transformers import AutoTokenizer, set_seed
 
-    from ...trainer.reward_config import AnchorGaussianRewardConfig
-    from ...trainer.reward_trainer import AnchorGaussianRewardTrainer
-
-    if not run.anchored:
-        train_dataset = train_dataset.remove_columns([c for c in ANCHOR_COLUMNS if c in train_dataset.column_names])
-    args = AnchorGaussianRewardConfig(
-        output_dir=str(Path(config.output_dir) / "trainer" / run.name),
-        reward_type=run.reward_type,
-        anchor_thresholds=list(config.anchor_thresholds) if run.anchored else None,
-        anchor_lambda=run.anchor_lambda if run.anchored else 0.0,
-        anchor_fraction=run.anchor_fraction,
-        num_train_epochs=config.num_train_epochs,
-        max_steps=config.max_steps,
-        per_device_train_batch_size=config.per_device_train_batch_size,
-        learning_rate=config.learning_rate,
-        head_learning_rate=config.head_learning_rate,
-        lr_scheduler_type="cosine",
-        warmup_steps=0.05,
-        max_length=config.max_length,
-        logging_steps=10,
-        save_strategy="no",
-        report_to="none",
-        bf16=False,
-        gradient_checkpointing=False,
-        disable_tqdm=not show_progress,
-        seed=config.seed,
-    )
-    set_seed(config.seed)  # the BT head is created inside the trainer; make it reproducible too
+    seed = config.training_seeds[0] if run.training_seed is None else run.training_seed
+    set_seed(seed)  # the heads are created inside the trainers; make them reproducible too
     tokenizer = AutoTokenizer.from_pretrained(backbone)
-    trainer = AnchorGaussianRewardTrainer(
-        model=backbone, args=args, train_dataset=train_dataset, processing_class=tokenizer
+    trainer = (_trl_trainer if run.reward_type == "trl" else _anchor_trainer)(
+        run, train_dataset, config, backbone, tokenizer, _training_settings(run, config, seed, show_progress)
     )
     output = trainer.train()
     log = {
+        "seed": seed,
         "steps": int(trainer.state.global_step),
         "train_pairs": len(trainer.train_dataset),
         "train_loss": float(output.training_loss),
@@ -108,6 +88,58 @@ def train_run(run: StudyRun, train_dataset, config: CaptionStudyConfig, backbone
     model, tokenizer = trainer.model, trainer.processing_class
     del trainer
     return model, tokenizer, log
+
+
+def _training_settings(run: StudyRun, config: CaptionStudyConfig, seed: int, show_progress: bool) -> dict[str, Any]:
+    """The `TrainingArguments` every arm shares (same budget, schedule and batch order)."""
+    return dict(
+        output_dir=str(Path(config.output_dir) / "trainer" / run.name),
+        num_train_epochs=config.num_train_epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.05,
+        max_length=config.max_length,
+        logging_steps=10,
+        save_strategy="no",
+        report_to="none",
+        bf16=False,
+        gradient_checkpointing=False,
+        disable_tqdm=not show_progress,
+        seed=seed,
+    )
+
+
+def _trl_trainer(run, train_dataset, config, backbone, tokenizer, settings):
+    """`trl.RewardTrainer` as a TRL user runs it: chosen = the caption with the higher crowd mean (hard labels; the
+    soft labels and vote counts are not used). An encoder tokenizer without EOS gets its separator as EOS, the token
+    TRL appends to every response."""
+    from trl import RewardConfig, RewardTrainer
+
+    pairs = train_dataset.select_columns(["prompt", "chosen", "rejected"])
+    eos_token = None if tokenizer.eos_token is not None else tokenizer.sep_token
+    args = RewardConfig(**settings, eos_token=eos_token)
+    return RewardTrainer(model=backbone, args=args, train_dataset=pairs, processing_class=tokenizer)
+
+
+def _anchor_trainer(run, train_dataset, config, backbone, tokenizer, settings):
+    from ...trainer.reward_config import AnchorGaussianRewardConfig
+    from ...trainer.reward_trainer import AnchorGaussianRewardTrainer
+
+    if not run.anchored:
+        train_dataset = train_dataset.remove_columns([c for c in ANCHOR_COLUMNS if c in train_dataset.column_names])
+    args = AnchorGaussianRewardConfig(
+        **settings,
+        reward_type=run.reward_type,
+        anchor_thresholds=list(config.anchor_thresholds) if run.anchored else None,
+        anchor_lambda=run.anchor_lambda if run.anchored else 0.0,
+        anchor_fraction=run.anchor_fraction,
+        head_learning_rate=config.head_learning_rate,
+    )
+    return AnchorGaussianRewardTrainer(
+        model=backbone, args=args, train_dataset=train_dataset, processing_class=tokenizer
+    )
 
 
 def score_pools(model, tokenizer, pools: Sequence[CaptionPool], config: CaptionStudyConfig) -> list[RewardScores]:
@@ -130,8 +162,8 @@ def run_caption_study(config: CaptionStudyConfig, show_progress: bool = True) ->
     """Run the study (trainings, evaluation, λ selection) and write the report to `config.report_dir` when set.
 
     Returns a JSON-serialisable dict: `config`, `command`, `splits`, `data`, `runs` (per run: spec, training log,
-    `test`/`validation` per-contest metrics and summaries), `selection`, `summary` (the three arms), `differences`,
-    `runtime_seconds`.
+    `test`/`validation` per-contest metrics and summaries), `selection`, `summary` (the four arms, seed-averaged),
+    `differences`, `runtime_seconds`.
     """
     previous_threads = torch.get_num_threads()
     if config.num_threads > 0:
@@ -180,8 +212,17 @@ def _run_study(config: CaptionStudyConfig, show_progress: bool) -> tuple[dict[st
     selection = _select_lambda(runs, config)
     for fraction in config.anchor_fractions:
         execute(anchored_run(selection["anchor_lambda"], fraction))
-
-    headline = {"bt": "bt", "gaussian": "gaussian", "gaussian+anchors": anchored_run(selection["anchor_lambda"]).name}
+    # The headline arms again with every further training seed; their metrics are averaged over seeds per contest.
+    arms = dict(zip(ARMS, [*BASELINE_RUNS, anchored_run(selection["anchor_lambda"])], strict=True))
+    headline_runs = {arm: [run.name] for arm, run in arms.items()}
+    for seed in config.training_seeds[1:]:
+        for arm, run in arms.items():
+            execute(run.with_seed(seed))
+            headline_runs[arm].append(run.with_seed(seed).name)
+    headline = {arm: run.name for arm, run in arms.items()}
+    per_contest = {
+        arm: seed_average([runs[n]["test"]["per_contest"] for n in names]) for arm, names in headline_runs.items()
+    }
     constant = constant_vote_distribution(data, splits["train"], config.min_eval_votes)
     train_counts = np.asarray(
         list(train_dataset["chosen_anchor_counts"]) + list(train_dataset["rejected_anchor_counts"])
@@ -209,8 +250,10 @@ def _run_study(config: CaptionStudyConfig, show_progress: bool) -> tuple[dict[st
         "runs": runs,
         "selection": selection,
         "headline": headline,
-        "summary": {arm: runs[name]["test"]["summary"] for arm, name in headline.items()},
-        "differences": _differences(runs, headline),
+        "headline_runs": headline_runs,
+        "headline_per_contest": per_contest,
+        "summary": {arm: aggregate(per_contest[arm]) for arm in arms},
+        "differences": _differences(per_contest),
         "runtime_seconds": time.perf_counter() - start,
     }
     results["data"]["test_properties"] = aggregate(
@@ -260,9 +303,10 @@ def _execute_run(run, train_dataset, pools, config, backbone, inputs, show_progr
         logger.info(f"caption study: reusing the cached scores of {run.name} from {cache}")
         log = {**log, "from_cache": True}
     record = {"spec": asdict(run), "label": run.label, "training": log}
+    bon = (config.bon_n, config.bon_draws, config.seed)
     for split, split_pools in pools.items():
         per_contest = {
-            p.contest: contest_metrics(p, s, config.anchor_thresholds)
+            p.contest: contest_metrics(p, s, config.anchor_thresholds, bon)
             for p, s in zip(split_pools, scores[split], strict=True)
         }
         record[split] = {"per_contest": per_contest, "summary": aggregate(per_contest)}
@@ -281,24 +325,30 @@ def _select_lambda(runs: dict[str, dict], config: CaptionStudyConfig) -> dict[st
     }
 
 
-def _differences(runs, headline) -> dict[str, dict[str, Any]]:
-    anchored = runs[headline["gaussian+anchors"]]["test"]["per_contest"]
+def _differences(per_contest: dict[str, dict]) -> dict[str, dict[str, Any]]:
+    """Anchored arm minus each reference arm, paired over test contests (seed-averaged metrics)."""
     out = {}
-    for reference in ("bt", "gaussian"):
-        other = runs[headline[reference]]["test"]["per_contest"]
+    for reference in ARMS[:-1]:
         out[f"gaussian+anchors - {reference}"] = {
-            metric: paired_difference(anchored, other, metric)
+            metric: paired_difference(per_contest["gaussian+anchors"], per_contest[reference], metric)
             for metric in METRICS
-            if reference != "bt" or metric not in GAUSSIAN_ONLY
+            if metric not in DESCRIPTIVE and (reference == "gaussian" or metric not in GAUSSIAN_ONLY)
         }
     return out
 
 
+# Settings that do not change a run's scores: where things go, caching, the best-of-N draws (metrics are recomputed
+# from the cached scores) and the list of training seeds (a run's own seed is in its key), so adding a seed reuses
+# the runs already trained.
+_NOT_IN_KEY = ("report_dir", "output_dir", "resume", "training_seeds", "bon_n", "bon_draws")
+
+
 def _fingerprint(config: CaptionStudyConfig, run: StudyRun, inputs: dict[str, Any]) -> str:
-    """Hash of everything that changes a run's scores (not where reports go or whether to resume): the settings, the
-    run, the data files, the backbone files and the package versions."""
-    settings = {k: v for k, v in asdict(config).items() if k not in ("report_dir", "output_dir", "resume")}
-    settings.update(run=asdict(run), inputs=inputs)
+    """Hash of everything that changes a run's scores: the settings, the run and its training seed, the data files,
+    the backbone files and the package versions."""
+    settings = {k: v for k, v in asdict(config).items() if k not in _NOT_IN_KEY}
+    seed = config.training_seeds[0] if run.training_seed is None else run.training_seed
+    settings.update(run=asdict(run), training_seed=seed, inputs=inputs)
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -20,11 +20,19 @@ from ...metrics import (
 )
 from ...pipelines.evaluation import pair_probabilities
 from ...rewards.scoring import RewardScores
+from ...rewards.transforms import RewardTransform
+from .config import BON_RULES
 from .pools import CaptionPool
 
 
-def contest_metrics(pool: CaptionPool, scores: RewardScores, thresholds: Sequence[float]) -> dict[str, float]:
-    """Every metric of the study for one contest's pool (σ metrics and vote NLL only for Gaussian scores)."""
+def contest_metrics(
+    pool: CaptionPool,
+    scores: RewardScores,
+    thresholds: Sequence[float],
+    bon: tuple[int, int, int] | None = None,
+) -> dict[str, float]:
+    """Every metric of the study for one contest's pool (σ metrics, expected vote and vote NLL only for Gaussian
+    scores); `bon = (n, draws, seed)` adds the best-of-N gains of `best_of_n_gains`."""
     metrics: dict[str, float] = {}
     chosen, rejected = pool.clear_pairs
     if len(chosen):
@@ -42,11 +50,48 @@ def contest_metrics(pool: CaptionPool, scores: RewardScores, thresholds: Sequenc
         metrics["top_vs_far_auc"] = discrimination_auc(scores.mean[pool.top], scores.mean[pool.far])
     if scores.variance is not None:
         sigma, spread, crowd = scores.std[sample], pool.spread[sample], pool.mean[sample]
+        metrics["sigma_relative_spread"] = float(sigma.std() / sigma.mean())  # 0: one σ for every caption
         metrics["sigma_spearman_spread"] = spearman(sigma, spread)
         metrics["sigma_partial_spread"] = partial_spearman(sigma, spread, crowd, degree=1)
         metrics["sigma_partial_spread_cubic"] = partial_spearman(sigma, spread, crowd, degree=3)
         metrics["vote_nll"] = vote_nll(scores.mean[sample], scores.std[sample], thresholds, pool.counts[sample])
+        expected = RewardTransform(kind="expected_class", thresholds=list(thresholds))(
+            scores.mean[sample], scores.std[sample]
+        )
+        metrics["kendall_tau_expected_vote"] = kendall_tau_b(expected, pool.mean[sample])
+    if bon is not None:
+        metrics.update(best_of_n_gains(pool, scores, thresholds, *bon))
     return metrics
+
+
+def best_of_n_gains(
+    pool: CaptionPool, scores: RewardScores, thresholds: Sequence[float], n: int, draws: int, seed: int
+) -> dict[str, float]:
+    """Best-of-N over the contest's sample captions: in each of `draws` random sets of `n` captions (the same sets
+    for every model, seeded by `(seed, contest)`), each rule of `BON_RULES` picks the caption with the highest
+    reward; the gain is `(E[crowd mean of the pick] − E[crowd mean of a random caption]) / (E[best crowd mean of the
+    set] − E[random])`: 0 is random choice, 1 the oracle. σ rules only for Gaussian scores. Contests whose sample is
+    smaller than `n` have no gains."""
+    sample = pool.sample
+    if len(sample) < n:
+        return {}
+    rng = np.random.default_rng([seed, pool.contest, 3])
+    sets = np.stack([rng.choice(sample, size=n, replace=False) for _ in range(draws)])
+    crowd = pool.mean[sets]
+    random_value, oracle_value = crowd.mean(), crowd.max(1).mean()
+    if oracle_value <= random_value:  # every caption of every set has the same crowd mean
+        return {}
+    gains = {}
+    for name, spec in BON_RULES.items():
+        transform = RewardTransform.parse(spec)
+        if transform.needs_std and scores.variance is None:
+            continue
+        if transform.needs_thresholds:
+            transform = RewardTransform(kind=transform.kind, thresholds=list(thresholds))
+        reward = transform(scores.mean, scores.std)[sets]
+        picked = crowd[np.arange(draws), reward.argmax(1)]
+        gains[f"bon_gain_{name}"] = float((picked.mean() - random_value) / (oracle_value - random_value))
+    return gains
 
 
 def vote_nll(mean, std, thresholds: Sequence[float], counts) -> float:
@@ -103,6 +148,18 @@ def aggregate(per_contest: dict[int, dict[str, float]]) -> dict[str, dict[str, f
             "nan": int(values.size - finite.size),
         }
     return summary
+
+
+def seed_average(per_contest_runs: Sequence[dict[int, dict[str, float]]]) -> dict[int, dict[str, float]]:
+    """Per contest, the mean of each metric over the runs of one arm with different training seeds (a metric that is
+    not finite in every run is left out), so the contest stays the unit of the statistics."""
+    out = {}
+    for contest in per_contest_runs[0]:
+        runs = [run[contest] for run in per_contest_runs if contest in run]
+        names = set.intersection(*(set(m) for m in runs))
+        values = {name: np.array([m[name] for m in runs], dtype=np.float64) for name in sorted(names)}
+        out[contest] = {name: float(v.mean()) for name, v in values.items() if np.isfinite(v).all()}
+    return out
 
 
 def paired_difference(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]], metric: str) -> dict | None:
