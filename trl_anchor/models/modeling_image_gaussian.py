@@ -40,18 +40,27 @@ def fuse_features(text_embeds: torch.Tensor, image_embeds: torch.Tensor) -> torc
     return torch.cat([text, image, text * image], dim=-1)
 
 
+class _CLIPEncoders(CLIPModel):
+    """`CLIPModel` whose contrastive temperature `logit_scale` is a buffer, not a parameter. It plays no part in the
+    reward, and DeepSpeed cannot take a 0-dim parameter: ZeRO-2 fails broadcasting it, ZeRO-3's `zero.Init`
+    partitioning it. The swap happens in this class's own `__init__` because `zero.Init` partitions a module's
+    parameters as soon as its outermost `__init__` returns; the buffer keeps the key, so CLIP checkpoints load and
+    saved models reload unchanged."""
+
+    def __init__(self, config: CLIPConfig):
+        super().__init__(config)
+        logit_scale = self.logit_scale.detach().clone()
+        del self.logit_scale
+        self.register_buffer("logit_scale", logit_scale)
+
+
 class CLIPImageRewardModel(CLIPPreTrainedModel):
     """A CLIP dual encoder with a linear reward head on the fused text–image features; `logits` has one column per
     aspect (`config.num_labels`). The backbone of `GaussianCLIPImageRewardModel`."""
 
     def __init__(self, config: CLIPConfig):
         super().__init__(config)
-        self.clip = CLIPModel._from_config(config)
-        # CLIP's contrastive temperature plays no part in the reward. As a 0-dim parameter DeepSpeed cannot broadcast
-        # it (ZeRO-2 init fails); as a buffer of the same name checkpoints keep the key in both directions.
-        logit_scale = self.clip.logit_scale.detach().clone()
-        del self.clip.logit_scale
-        self.clip.register_buffer("logit_scale", logit_scale)
+        self.clip = _CLIPEncoders._from_config(config)
         self.score = nn.Linear(3 * config.projection_dim, config.num_labels)
         self.post_init()
 
