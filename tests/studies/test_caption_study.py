@@ -21,6 +21,7 @@ from trl_anchor.studies.caption_study import (
     CaptionStudyConfig,
     best_of_n_gains,
     build_pool,
+    constant_vote_nll_per_contest,
     contest_metrics,
     regenerating_command,
     run_caption_study,
@@ -141,6 +142,16 @@ def test_best_of_n_gains_draw_the_same_sets_for_every_model():
     assert best_of_n_gains(pool, noisy, [-1.0, 1.0], 25, 50, 7) == {}  # sample smaller than n
     gain = best_of_n_gains(pool, noisy, [-1.0, 1.0], 4, 400, 7)["bon_gain_mean"]
     assert 0.0 < gain < 1.0
+
+
+def test_constant_vote_reference_per_contest():
+    pool = build_pool(_hand_made_table(), "A cartoon.", _pool_config(), sample_size=20, extremes=False)
+    shares = [0.7, 0.2, 0.1]
+    per_vote = []
+    for counts in pool.counts[pool.sample]:  # one caption at a time: every vote costs −log(share of its category)
+        votes = [category for category, n in enumerate(counts) for _ in range(n)]
+        per_vote.append(np.mean([-np.log(shares[v]) for v in votes]))
+    assert constant_vote_nll_per_contest([pool], shares) == {700: pytest.approx(np.mean(per_vote))}
 
 
 def test_split_contests_is_the_loader_split():
@@ -329,6 +340,12 @@ def test_reduced_study_end_to_end(tmp_path, tiny_bert_dir, caption_data_dir):
         assert results["summary"][arm]["kendall_tau"]["mean"] == pytest.approx(np.mean(by_contest))
         assert results["summary"][arm]["kendall_tau"]["se"] == pytest.approx(np.std(by_contest, ddof=1) / np.sqrt(2))
     assert results["runs"]["trl_bt"]["test"]["per_contest"] != results["runs"]["bt"]["test"]["per_contest"]
+    gain = results["data"]["vote_nll_gain_over_constant"]
+    anchored = results["headline_per_contest"]["gaussian+anchors"]
+    assert gain["n"] == len(anchored) == 2
+    assert np.mean([anchored[c]["vote_nll"] for c in anchored]) == pytest.approx(
+        results["data"]["constant_vote_nll"] - gain["mean"]
+    )
 
     report = tmp_path / "first" / "report"
     readme = (report / "README.md").read_text()

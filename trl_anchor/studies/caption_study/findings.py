@@ -47,7 +47,7 @@ def verdict_table(results: dict[str, Any]) -> list[str]:
         (
             f"Multiplicity: the table makes {len(rows)} comparisons; at 5% each, about {expected:.1f} of them would be"
             " called clear by chance alone even if the arms did not differ. The Holm column keeps the chance of any"
-            " false call in the whole table at 5%; read single \"clear\" calls that do not survive it as weak."
+            ' false call in the whole table at 5%; read single "clear" calls that do not survive it as weak.'
         ),
     ]
     return lines
@@ -148,12 +148,12 @@ def findings(results: dict[str, Any]) -> list[str]:
         "- **Vote likelihood (what the anchors add).** The anchored model predicts each held-out caption's vote"
         f" distribution with {_mean(anchored.get('vote_nll')):.4f} nats per vote, against"
         f" {data['constant_vote_nll']:.4f} for the best single distribution of the train captions"
-        f" ({'better' if _mean(anchored.get('vote_nll')) < data['constant_vote_nll'] else 'not better'}); without"
+        f" ({_constant_gain_text(data)}); without"
         f" anchors μ and σ have no unit, and the no-anchor arm's {_mean(summary['gaussian'].get('vote_nll')):.4f}"
         " shows it."
         + (
             ""
-            if _mean(anchored.get("vote_nll")) < data["constant_vote_nll"]
+            if _constant_gain_text(data).endswith("clearly better")
             else " At this budget the anchored μ and σ mostly learned the overall vote distribution, not which "
             f"captions are funnier (its pair probabilities stay within {_mean(anchored.get('mean_abs_margin')):.3f} of"
             " ½ on average)."
@@ -248,3 +248,17 @@ def _sigma_scores_finding(results: dict[str, Any], by_arm) -> str:
         f" over contests: expected-vote τ {_diff_text(results, 'gaussian', 'kendall_tau_expected_vote')},"
         f" expected-vote best-of-N {_diff_text(results, 'gaussian', 'bon_gain_expected_vote')}."
     )
+
+
+def _constant_gain_text(data: dict[str, Any]) -> str:
+    """The anchored arm's vote NLL against the constant reference, paired over test contests (t-test at 5%)."""
+    gain = data.get("vote_nll_gain_over_constant")
+    if not gain:
+        return "no paired comparison in this run"
+    p_value = t_test(gain)
+    verdict = (
+        "clearly better"
+        if p_value is not None and p_value < LEVEL and gain["mean"] > 0
+        else ("clearly worse" if p_value is not None and p_value < LEVEL else "no clear difference")
+    )
+    return f"paired over contests {gain['mean']:+.4f} ± {gain['se']:.4f} nats in the model's favour: {verdict}"

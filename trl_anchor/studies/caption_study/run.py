@@ -40,6 +40,7 @@ from .statistics import (
     aggregate,
     constant_vote_distribution,
     constant_vote_nll,
+    constant_vote_nll_per_contest,
     contest_metrics,
     data_properties,
     lambda_comparison,
@@ -260,6 +261,11 @@ def _run_study(config: CaptionStudyConfig, show_progress: bool) -> tuple[dict[st
         {c: {k: v for k, v in d.items() if k != "report"} for c, d in results["data"]["pools"]["test"].items()}
     )
     results["data"]["constant_vote_nll"] = constant_vote_nll(pools["test"], constant)
+    # The anchored arm against the constant reference, paired over contests (positive: the model is better).
+    reference = {c: {"vote_nll": v} for c, v in constant_vote_nll_per_contest(pools["test"], constant).items()}
+    results["data"]["vote_nll_gain_over_constant"] = paired_difference(
+        reference, per_contest["gaussian+anchors"], "vote_nll"
+    )
     return _json_ready(results), arrays
 
 

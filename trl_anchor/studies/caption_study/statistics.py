@@ -238,11 +238,16 @@ def constant_vote_distribution(data: CaptionContestData, contests: Sequence[int]
     return np.concatenate(shares).mean(0)
 
 
-def constant_vote_nll(pools: Sequence[CaptionPool], shares: Sequence[float]) -> float:
-    """Reference for `vote_nll`: every test caption predicted to get the vote distribution `shares`."""
+def constant_vote_nll_per_contest(pools: Sequence[CaptionPool], shares: Sequence[float]) -> dict[int, float]:
+    """Reference for `vote_nll`, per contest: every sample caption predicted to get the vote distribution `shares`."""
     log_q = np.log(np.asarray(shares))
-    per_contest = []
+    out = {}
     for pool in pools:
         counts = pool.counts[pool.sample].astype(np.float64)
-        per_contest.append(float(np.mean(-(counts * log_q).sum(1) / counts.sum(1))))
-    return float(np.mean(per_contest))
+        out[pool.contest] = float(np.mean(-(counts * log_q).sum(1) / counts.sum(1)))
+    return out
+
+
+def constant_vote_nll(pools: Sequence[CaptionPool], shares: Sequence[float]) -> float:
+    """`constant_vote_nll_per_contest` averaged over the contests (as every metric of the study)."""
+    return float(np.mean(list(constant_vote_nll_per_contest(pools, shares).values())))
