@@ -101,13 +101,10 @@ def test_bt_arm_from_local_file_recipe(tmp_path, tiny_causal_lm_dir):
     assert "Bradley–Terry" in card.text and card.data.datasets is None  # a local file is not a Hub dataset
 
 
-# PPO and GRPO recipes drive the example scripts, IRL-SFT and HelpSteer2 recipes `trl-anchor irl-sft` and
-# `trl-anchor train-attributes`: their own tests parse them.
-TRAIN_RECIPES = sorted(
-    p
-    for p in RECIPES.rglob("*.yaml")
-    if not {"accelerate_configs", "ppo", "grpo", "irl-sft", "helpsteer2"} & set(p.relative_to(RECIPES).parts)
-)
+# PPO and GRPO recipes drive the example scripts; IRL-SFT, HelpSteer2 and VisionPrefer recipes `trl-anchor irl-sft`,
+# `trl-anchor train-attributes` and `trl-anchor train-images`: their own tests parse them.
+OTHER_COMMANDS = {"accelerate_configs", "ppo", "grpo", "irl-sft", "helpsteer2", "vision_prefer"}
+TRAIN_RECIPES = sorted(p for p in RECIPES.rglob("*.yaml") if not OTHER_COMMANDS & set(p.relative_to(RECIPES).parts))
 
 
 @pytest.mark.parametrize("recipe", TRAIN_RECIPES, ids=lambda p: str(p.relative_to(RECIPES)))

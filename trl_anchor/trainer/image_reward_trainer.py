@@ -18,7 +18,12 @@ from ..models.modeling_gaussian import attribute_names
 from ..models.modeling_image_gaussian import CLIPImageRewardModel, GaussianCLIPImageRewardModel
 from ..rewards.image_scoring import _warn_truncation
 from .head_init import _copies, _gathered, _inverse_softplus, _reward_head
-from .head_optimizer import check_head_learning_rate, head_parameter_ids, split_head_groups
+from .head_optimizer import (
+    check_head_learning_rate,
+    head_parameter_ids,
+    resolve_head_learning_rate,
+    split_head_groups,
+)
 from .image_reward_config import ImageRewardConfig
 from .image_reward_data import MISSING, DataCollatorForImageRewards, combine, prepare_image_rows
 
@@ -169,11 +174,7 @@ class ImageRewardTrainer(Trainer):
                                        "soft_label", "soft_labels", "weight"]
 
     def _head_lr(self) -> float | None:
-        if self.args.head_learning_rate is not None:
-            return self.args.head_learning_rate
-        if self._fresh_heads and self.args.head_learning_rate_multiplier != 1.0:
-            return self.args.head_learning_rate_multiplier * self.args.learning_rate
-        return None
+        return resolve_head_learning_rate(self.args, self._fresh_heads)
 
     def create_optimizer(self, model=None):
         user_optimizer = self.optimizer is not None
