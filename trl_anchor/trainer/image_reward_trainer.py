@@ -6,14 +6,13 @@ from collections import defaultdict
 import numpy as np
 import torch
 import torch.nn.functional as F
-from accelerate.utils import is_peft_model
 from datasets import Dataset
 from transformers import AutoProcessor, Trainer, set_seed
 from trl.trainer.utils import disable_dropout_in_model
 
 from ..anchor_marginal import class_shares, fit_marginal
 from ..losses import ordinal_anchor_nll, soft_bt_loss, soft_probit_loss
-from ..models.conversion import save_variance_head_with_adapter, train_variance_head
+from ..models.conversion import train_variance_head
 from ..models.modeling_gaussian import attribute_names
 from ..models.modeling_image_gaussian import CLIPImageRewardModel, GaussianCLIPImageRewardModel
 from ..rewards.image_scoring import _warn_truncation
@@ -26,9 +25,10 @@ from .head_optimizer import (
 )
 from .image_reward_config import ImageRewardConfig
 from .image_reward_data import MISSING, DataCollatorForImageRewards, combine, prepare_image_rows
+from .rated_trainer import RatedRewardTrainerMixin, unwrap_peft
 
 
-class ImageRewardTrainer(Trainer):
+class ImageRewardTrainer(RatedRewardTrainerMixin, Trainer):
     """
     Trainer for reward models of text-to-image generations (VisionPrefer-style data: 1–5 ratings of each image on
     several aspects, and image pairs with soft labels derived from them).
@@ -98,7 +98,7 @@ class ImageRewardTrainer(Trainer):
             processing_class = AutoProcessor.from_pretrained(model)
         from_checkpoint = isinstance(model, str)
         model = self._load_model(model, args)
-        self._max_text_length = _text_length(_unwrap(model))
+        self._max_text_length = _text_length(unwrap_peft(model))
         if args.disable_dropout:
             disable_dropout_in_model(model)
         if peft_config is not None:
@@ -113,7 +113,7 @@ class ImageRewardTrainer(Trainer):
             raise ValueError("`reward_type='bt'` trains on image pairs; the train data holds rated images only.")
         if eval_dataset is not None:
             eval_dataset = self._prepare_dataset(eval_dataset, processing_class, args, "eval dataset")
-        base = _unwrap(model)
+        base = unwrap_peft(model)
         self._fresh_heads = bool(getattr(base, "fresh_heads", None)) if self._gaussian else from_checkpoint
         self._record_settings(base, args)
         if self._gaussian and args.init_heads_from_anchors:
@@ -144,7 +144,7 @@ class ImageRewardTrainer(Trainer):
                     thresholds=args.rating_thresholds, variance_floor=args.variance_floor, **kwargs,
                 )
             return CLIPImageRewardModel.from_pretrained(model, num_labels=1, **kwargs)
-        base = _unwrap(model)
+        base = unwrap_peft(model)
         if self._gaussian:
             if not isinstance(base, GaussianCLIPImageRewardModel):
                 raise ValueError(f"`reward_type='gaussian'` needs a GaussianCLIPImageRewardModel, got {type(base)}.")
@@ -181,7 +181,7 @@ class ImageRewardTrainer(Trainer):
         optimizer = super().create_optimizer(model)
         head_lr = self._head_lr()
         if head_lr is not None and not user_optimizer:
-            split_head_groups(optimizer, head_parameter_ids(_unwrap(self.model)), head_lr)
+            split_head_groups(optimizer, head_parameter_ids(unwrap_peft(self.model)), head_lr)
         return optimizer
 
     # ------------------------------------------------------------------------------------------------- loss
@@ -189,7 +189,7 @@ class ImageRewardTrainer(Trainer):
         mode = "train" if self.model.training else "eval"
         outputs = model(
             input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-            pixel_values=inputs["pixel_values"].to(_unwrap(self.model).dtype),
+            pixel_values=inputs["pixel_values"].to(unwrap_peft(self.model).dtype),
         )
         rows, pair_index = inputs["weight"].shape[0], inputs["pair_index"]
         weight = inputs["weight"]
@@ -267,31 +267,6 @@ class ImageRewardTrainer(Trainer):
         logged = self.state.log_history[-1] if self.state.log_history else {}
         return {**{k: v for k, v in logged.items() if k.startswith(f"{metric_key_prefix}_")}, **metrics}
 
-    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        inputs = self._prepare_inputs(inputs)
-        with torch.no_grad(), self.compute_loss_context_manager():
-            loss = self.compute_loss(model, inputs)
-        return loss.detach(), None, None
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        mode = "train" if self.model.training else "eval"
-        metrics = {key: sum(values) / len(values) for key, values in self._metrics[mode].items() if values}
-        if mode == "eval":
-            metrics = {f"eval_{key}": value for key, value in metrics.items()}
-        super().log({**logs, **metrics}, start_time)
-        self._metrics[mode].clear()
-
-    # ------------------------------------------------------------------------------------------------ saving
-    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        super()._save(output_dir, state_dict)
-        model = self.accelerator.unwrap_model(self.model)
-        if self._gaussian and is_peft_model(model) and self.args.should_save:
-            save_variance_head_with_adapter(model, output_dir or self.args.output_dir, state_dict)
-
-
-def _unwrap(model):
-    return model.get_base_model() if is_peft_model(model) else model
-
 
 def _text_length(base) -> int:
     return base.config.text_config.max_position_embeddings
@@ -300,7 +275,7 @@ def _text_length(base) -> int:
 def _init_heads_per_aspect(model, train: Dataset, args) -> None:
     """Start fresh heads, per aspect, at the N(μ₀_a, σ₀_a²) whose class shares equal the train ratings' (mean and
     variance weights 0, biases μ₀_a and softplus⁻¹(σ₀_a² − floor)), as `head_init` does for one reward."""
-    base = _unwrap(model)
+    base = unwrap_peft(model)
     mean_head = _reward_head(base)
     if getattr(base, "fresh_heads", set()) != {"mean", "variance"} or not any(
         p.requires_grad for p in mean_head.parameters()

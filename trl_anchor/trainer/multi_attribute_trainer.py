@@ -6,7 +6,6 @@ from collections import defaultdict
 import numpy as np
 import torch
 import torch.nn.functional as F
-from accelerate.utils import is_peft_model
 from datasets import Dataset
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, set_seed
 from trl.trainer.utils import disable_dropout_in_model
@@ -18,7 +17,7 @@ from ..losses import (
     ordinal_log_probs,
     soft_label_nll,
 )
-from ..models.conversion import save_variance_head_with_adapter, to_gaussian, train_variance_head
+from ..models.conversion import to_gaussian, train_variance_head
 from ..models.modeling_gaussian import GaussianRewardModel, attribute_names
 from ..models.packing import padding_free_collator_kwargs, reward_model_inputs
 from .head_optimizer import (
@@ -36,9 +35,10 @@ from .multi_attribute_data import (
     prepare_pairs,
     prepare_rated,
 )
+from .rated_trainer import RatedRewardTrainerMixin, unwrap_peft
 
 
-class MultiAttributeRewardTrainer(Trainer):
+class MultiAttributeRewardTrainer(RatedRewardTrainerMixin, Trainer):
     """
     Trainer for multi-attribute reward models on rating data such as HelpSteer2 (0–4 ratings of helpfulness,
     correctness, coherence, complexity, verbosity), with an optional pairwise term on the combined reward.
@@ -129,7 +129,7 @@ class MultiAttributeRewardTrainer(Trainer):
             train = combine(train, pairs)
         if eval_dataset is not None:
             eval_dataset = self._prepare_dataset(eval_dataset, processing_class, args, "eval dataset")
-        self._record_settings(_unwrap(model), args)
+        self._record_settings(unwrap_peft(model), args)
         if data_collator is None:
             data_collator = DataCollatorForRatings(
                 processing_class.pad_token_id, **padding_free_collator_kwargs(args, model)
@@ -170,7 +170,7 @@ class MultiAttributeRewardTrainer(Trainer):
                 model, num_labels=len(attributes), problem_type="regression",
                 id2label=dict(enumerate(attributes)), label2id={a: i for i, a in enumerate(attributes)}, **kwargs,
             )
-        base = _unwrap(model)
+        base = unwrap_peft(model)
         if base.config.num_labels != len(attributes):
             raise ValueError(
                 f"The model has num_labels={base.config.num_labels} but {len(attributes)} attributes {attributes}."
@@ -216,13 +216,13 @@ class MultiAttributeRewardTrainer(Trainer):
         optimizer = super().create_optimizer(model)
         head_lr = self._head_learning_rate()
         if head_lr is not None and not user_optimizer:
-            split_head_groups(optimizer, head_parameter_ids(_unwrap(self.model)), head_lr)
+            split_head_groups(optimizer, head_parameter_ids(unwrap_peft(self.model)), head_lr)
         return optimizer
 
     def _head_learning_rate(self) -> float | None:
         # Heads created for this run get the multiplied rate: a Gaussian model's record of its fresh heads, else
         # (the MSE arm) whether the trainer built the model from an id.
-        base = _unwrap(self.model)
+        base = unwrap_peft(self.model)
         fresh = getattr(base, "fresh_heads", None) if isinstance(base, GaussianRewardModel) else self._created_model
         return resolve_head_learning_rate(self.args, bool(fresh))
 
@@ -292,32 +292,6 @@ class MultiAttributeRewardTrainer(Trainer):
             if self._ordinal:
                 sigma = gather(variance[:, a].sqrt().mean().reshape(1)).mean()
                 self._metrics[mode][f"sigma/{name}"].append(sigma.item())
-
-    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        inputs = self._prepare_inputs(inputs)
-        with torch.no_grad(), self.compute_loss_context_manager():
-            loss = self.compute_loss(model, inputs)
-        return loss.detach(), None, None
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        mode = "train" if self.model.training else "eval"
-        metrics = {key: sum(values) / len(values) for key, values in self._metrics[mode].items() if values}
-        if mode == "eval":
-            metrics = {f"eval_{key}": value for key, value in metrics.items()}
-        logs = {**logs, **metrics}
-        super().log(logs, start_time)
-        self._metrics[mode].clear()
-
-    # ------------------------------------------------------------------------------------------------ saving
-    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        super()._save(output_dir, state_dict)
-        model = self.accelerator.unwrap_model(self.model)
-        if self._ordinal and is_peft_model(model) and self.args.should_save:
-            save_variance_head_with_adapter(model, output_dir or self.args.output_dir, state_dict)
-
-
-def _unwrap(model):
-    return model.get_base_model() if is_peft_model(model) else model
 
 
 def _tokenizer(model, tokenizer):
