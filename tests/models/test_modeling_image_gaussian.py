@@ -12,16 +12,11 @@ import torch.nn.functional as F
 from PIL import Image
 from transformers import CLIPModel
 
-from tests.image_models import build_clip_processor, tiny_clip_config
+from tests.image_models import tiny_clip_config
 from trl_anchor.models.modeling_gaussian import Float32Linear, GaussianRewardModelOutput, VarianceHead
 from trl_anchor.models.modeling_image_gaussian import CLIPImageRewardModel, GaussianCLIPImageRewardModel
 
 ASPECTS = ["prompt_following", "aesthetic", "fidelity", "harmlessness"]
-
-
-@pytest.fixture(scope="module")
-def processor(tmp_path_factory):
-    return build_clip_processor(tmp_path_factory.mktemp("clip_tokenizer"))
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.image_models import build_clip_processor, tiny_clip_config
+from tests.image_models import tiny_clip_config
 from trl_anchor.models.modeling_image_gaussian import GaussianCLIPImageRewardModel
 from trl_anchor.pipelines.best_of_n.images import diffusers_generator, image_best_of_n
 from trl_anchor.studies.image_demo.scenes import ASPECTS, procedural_generator
@@ -13,11 +13,6 @@ from trl_anchor.studies.image_demo.scenes import ASPECTS, procedural_generator
 PROMPTS = [
     "a red circle above a blue square", "a green triangle above a yellow circle", "a blue square above a red square"
 ]
-
-
-@pytest.fixture(scope="module")
-def processor(tmp_path_factory):
-    return build_clip_processor(tmp_path_factory.mktemp("clip_tokenizer"))
 
 
 @pytest.fixture(scope="module")

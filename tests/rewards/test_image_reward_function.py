@@ -6,18 +6,13 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.image_models import build_clip_processor, tiny_clip_config
+from tests.image_models import tiny_clip_config
 from trl_anchor.models.modeling_image_gaussian import GaussianCLIPImageRewardModel
 from trl_anchor.rewards.image_reward_function import ImageRewardFunction, to_pil_images
 
 ASPECTS = ["prompt_following", "aesthetic", "fidelity"]
 WEIGHTS = [0.5, 0.3, 0.2]
 PROMPTS = ["a red circle", "a blue square", "green", "a yellow star", "circle"]
-
-
-@pytest.fixture(scope="module")
-def processor(tmp_path_factory):
-    return build_clip_processor(tmp_path_factory.mktemp("clip_tokenizer"))
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.image_models import build_clip_processor, tiny_clip_config
+from tests.image_models import tiny_clip_config
 from trl_anchor.models.modeling_image_gaussian import CLIPImageRewardModel, GaussianCLIPImageRewardModel
 from trl_anchor.rewards.image_scoring import score_images
 from trl_anchor.rewards.transforms import RewardTransform
@@ -15,11 +15,6 @@ from trl_anchor.rewards.transforms import RewardTransform
 ASPECTS = ["prompt_following", "aesthetic", "fidelity", "harmlessness"]
 PROMPTS = ["a red circle above a blue square", "blue", "a green triangle", "two yellow stars", "circle"]
 COLOURS = [(255, 0, 0), (0, 0, 255), (0, 200, 0), (250, 250, 0), (90, 40, 10)]
-
-
-@pytest.fixture(scope="module")
-def processor(tmp_path_factory):
-    return build_clip_processor(tmp_path_factory.mktemp("clip_tokenizer"))
 
 
 @pytest.fixture(scope="module")

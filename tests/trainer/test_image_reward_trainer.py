@@ -14,7 +14,7 @@ from datasets import Dataset
 from PIL import Image
 from scipy.stats import norm
 
-from tests.image_models import build_clip_processor, tiny_clip_config
+from tests.image_models import tiny_clip_config
 from trl_anchor.models.modeling_image_gaussian import CLIPImageRewardModel, GaussianCLIPImageRewardModel
 from trl_anchor.rewards.image_scoring import score_images
 from trl_anchor.trainer.image_reward_config import ImageRewardConfig
@@ -22,11 +22,6 @@ from trl_anchor.trainer.image_reward_trainer import ImageRewardTrainer
 
 ASPECTS = ["prompt_following", "aesthetic"]
 COLOURS = {"red": (230, 20, 20), "blue": (20, 40, 230)}
-
-
-@pytest.fixture(scope="module")
-def processor(tmp_path_factory):
-    return build_clip_processor(tmp_path_factory.mktemp("clip_tokenizer"))
 
 
 def _image(colour: str, shade: int = 0) -> Image.Image:
