@@ -22,6 +22,7 @@ from trl_anchor.studies.caption_study import (
     best_of_n_gains,
     build_pool,
     constant_vote_nll_per_contest,
+    contest_average_vote_nll,
     contest_metrics,
     regenerating_command,
     run_caption_study,
@@ -152,6 +153,30 @@ def test_constant_vote_reference_per_contest():
         votes = [category for category, n in enumerate(counts) for _ in range(n)]
         per_vote.append(np.mean([-np.log(shares[v]) for v in votes]))
     assert constant_vote_nll_per_contest([pool], shares) == {700: pytest.approx(np.mean(per_vote))}
+
+
+def test_within_contest_vote_nll_gain_against_the_contest_average_prediction():
+    # Two captions, τ = ±1: (μ, σ) = (0, 1) predicts π = (Φ(−1), Φ(1) − Φ(−1), 1 − Φ(1)); (−2, 1) predicts
+    # (Φ(1), Φ(3) − Φ(1), 1 − Φ(3)). The contest-average prediction is their mean; each vote costs −log π of its class.
+    mean, std, counts = np.array([0.0, -2.0]), np.array([1.0, 1.0]), np.array([[2, 1, 1], [5, 0, 0]])
+    own = [
+        [norm.cdf(-1), norm.cdf(1) - norm.cdf(-1), norm.sf(1)],
+        [norm.cdf(1), norm.cdf(3) - norm.cdf(1), norm.sf(3)],
+    ]
+    average = np.mean(own, axis=0)
+    by_hand = np.mean([-(c * np.log(average)).sum() / c.sum() for c in counts])
+    assert contest_average_vote_nll(mean, std, [-1.0, 1.0], counts) == pytest.approx(by_hand)
+    model = np.mean([-(c * np.log(p)).sum() / c.sum() for c, p in zip(counts, own, strict=True)])
+    pool = build_pool(_hand_made_table(), "A cartoon.", _pool_config(), sample_size=20, extremes=False)
+    scores = RewardScores(mean=pool.mean * 3.0 - 5.0, variance=np.full(len(pool.mean), 1.5))
+    metrics = contest_metrics(pool, scores, [-1.0, 1.0])
+    sample = pool.sample
+    assert metrics["vote_nll_within_gain"] == pytest.approx(
+        contest_average_vote_nll(scores.mean[sample], scores.std[sample], [-1.0, 1.0], pool.counts[sample])
+        - metrics["vote_nll"]
+    )
+    assert metrics["vote_nll_within_gain"] > 0  # μ follows the crowd mean, so caption differences help
+    assert model < by_hand  # the hand-made pair too: each caption's own prediction fits its votes better
 
 
 def test_split_contests_is_the_loader_split():

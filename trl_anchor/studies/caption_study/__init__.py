@@ -29,7 +29,9 @@ contests (± standard error over contests):
   `sigma_partial_spread`: the partial rank correlation controlling for the crowd mean (ranks residualised on the rank
   of the mean; `_cubic`: on a cubic polynomial of it). On a 1–3 scale the spread is almost a function of the mean
   (`spread_mean_spearman`, `spread_r2_cubic` describe how much), so the raw correlation mostly re-states μ;
-- `vote_nll`: per-vote cross-entropy of the vote counts under the ordinal model `ordinal_log_probs(μ, σ, τ)`;
+- `vote_nll`: per-vote cross-entropy of the vote counts under the ordinal model `ordinal_log_probs(μ, σ, τ)`, and
+  `vote_nll_within_gain`: how much lower it is than predicting every caption of the contest the model's own average
+  vote distribution (what the caption-to-caption differences add, apart from the guessed base rate of the contest);
 - `kendall_tau_expected_vote`: Kendall τ-b of the expected vote `Σ_j j·π_j(μ, σ, τ)` (uses σ) against the crowd mean;
 - `bon_gain_<rule>`: caption best-of-N with the `BON_RULES` selections (μ, the 10% quantile, the expected vote), the
   pick's crowd mean above a random caption's as a share of the best caption's (0 random, 1 oracle).
@@ -74,6 +76,7 @@ from .statistics import (
     constant_vote_distribution,
     constant_vote_nll,
     constant_vote_nll_per_contest,
+    contest_average_vote_nll,
     contest_metrics,
     data_properties,
     paired_difference,
@@ -104,6 +107,7 @@ __all__ = [
     "constant_vote_distribution",
     "constant_vote_nll",
     "constant_vote_nll_per_contest",
+    "contest_average_vote_nll",
     "contest_metrics",
     "data_properties",
     "discrimination_auc",

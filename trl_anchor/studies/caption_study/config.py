@@ -23,6 +23,7 @@ METRICS = {
     "sigma_partial_spread": ("partial Spearman σ vs spread given crowd mean", "higher"),
     "sigma_partial_spread_cubic": ("same, cubic in the crowd mean's rank", "higher"),
     "vote_nll": ("vote NLL per vote (nats)", "lower"),
+    "vote_nll_within_gain": ("vote NLL gain over the model's contest-average prediction (nats)", "higher"),
     "sigma_relative_spread": ("σ spread across captions (std / mean)", "higher"),
     "bon_gain_mean": ("best-of-N gain, μ selection", "higher"),
     "bon_gain_quantile": ("best-of-N gain, 10% quantile selection", "higher"),
@@ -31,15 +32,17 @@ METRICS = {
 # Best-of-N selection rules (`trl_anchor.rewards.transforms` specs) behind the `bon_gain_<rule>` metrics.
 BON_RULES = {"mean": "mean", "quantile": "quantile:0.1", "expected_vote": "expected_class"}
 # Calibration metrics differ in the 3rd–4th decimal: random caption pairs have soft labels close to ½.
-DIGITS = {"soft_ce": 4, "brier": 4, "ece": 4}
-# Descriptive metrics: reported per arm, not compared between arms (a flat σ is the failure, more is not better).
-DESCRIPTIVE = ("sigma_relative_spread",)
+DIGITS = {"soft_ce": 4, "brier": 4, "ece": 4, "vote_nll_within_gain": 4}
+# Descriptive metrics: reported per arm, not compared between arms (a flat σ is the failure, more is not better;
+# the within-contest vote NLL gain is tested against 0 in the findings: without anchors it has no unit).
+DESCRIPTIVE = ("sigma_relative_spread", "vote_nll_within_gain")
 GAUSSIAN_ONLY = (
     "sigma_relative_spread",
     "sigma_spearman_spread",
     "sigma_partial_spread",
     "sigma_partial_spread_cubic",
     "vote_nll",
+    "vote_nll_within_gain",
     "kendall_tau_expected_vote",
     "bon_gain_quantile",
     "bon_gain_expected_vote",
@@ -212,6 +215,10 @@ class StudyRun:
 
     def with_seed(self, seed: int) -> "StudyRun":
         return StudyRun(f"{self.name}_seed{seed}", self.reward_type, self.anchor_lambda, self.anchor_fraction, seed)
+
+    def seed_in(self, config: CaptionStudyConfig) -> int:
+        """The trainer seed this run trains with in the study `config`."""
+        return config.training_seeds[0] if self.training_seed is None else self.training_seed
 
     @property
     def anchored(self) -> bool:

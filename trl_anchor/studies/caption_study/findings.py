@@ -148,7 +148,7 @@ def findings(results: dict[str, Any]) -> list[str]:
         "- **Vote likelihood (what the anchors add).** The anchored model predicts each held-out caption's vote"
         f" distribution with {_mean(anchored.get('vote_nll')):.4f} nats per vote, against"
         f" {data['constant_vote_nll']:.4f} for the best single distribution of the train captions"
-        f" ({_constant_gain_text(data)}); without"
+        f" ({_constant_gain_text(data)}); {_within_text(anchored)}; without"
         f" anchors μ and σ have no unit, and the no-anchor arm's {_mean(summary['gaussian'].get('vote_nll')):.4f}"
         " shows it."
         + (
@@ -255,10 +255,28 @@ def _constant_gain_text(data: dict[str, Any]) -> str:
     gain = data.get("vote_nll_gain_over_constant")
     if not gain:
         return "no paired comparison in this run"
+    return f"paired over contests {_gain_text(gain)}"
+
+
+def _gain_text(gain: dict[str, Any]) -> str:
+    """A gain in nats over contests `{"mean", "se", "n"}` with its t-test against 0 at 5%."""
     p_value = t_test(gain)
     verdict = (
         "clearly better"
         if p_value is not None and p_value < LEVEL and gain["mean"] > 0
         else ("clearly worse" if p_value is not None and p_value < LEVEL else "no clear difference")
     )
-    return f"paired over contests {gain['mean']:+.4f} ± {gain['se']:.4f} nats in the model's favour: {verdict}"
+    se = "n/a" if gain.get("se") is None else f"{gain['se']:.4f}"
+    return f"{gain['mean']:+.4f} ± {se} nats in the model's favour: {verdict}"
+
+
+def _within_text(anchored: dict[str, Any]) -> str:
+    """What the anchored arm's caption-to-caption differences add to its vote likelihood within a contest."""
+    within = anchored.get("vote_nll_within_gain")
+    if not within or within.get("mean") is None:
+        return "no within-contest decomposition in this run"
+    return (
+        "its differences between the captions of one contest, against predicting every caption of the contest the"
+        f" model's own contest-average distribution, add {_gain_text(within)} (the rest of the difference to the"
+        " constant is the contest-average prediction: what the model guesses of a new contest's base rate)"
+    )

@@ -17,6 +17,17 @@ from .statistics import lambda_comparison, t_critical
 logger = logging.get_logger(__name__)
 
 
+# Columns of the validation table (every run): the λ criterion, the ranking, and what σ and the anchors do.
+VALIDATION_METRICS = (
+    "soft_ce",
+    "kendall_tau",
+    "sigma_relative_spread",
+    "sigma_partial_spread",
+    "vote_nll",
+    "vote_nll_within_gain",
+)
+
+
 def write_report(results: dict[str, Any], arrays: dict[str, Any], report_dir: str | Path) -> Path:
     """Write `results.json`, the figures and `README.md` into `report_dir`."""
     report_dir = Path(report_dir)
@@ -294,6 +305,7 @@ def _results_section(results: dict[str, Any]) -> list[str]:
         "sigma_partial_spread",
         "sigma_partial_spread_cubic",
         "vote_nll",
+        "vote_nll_within_gain",
     ]
     selection_metrics = ["kendall_tau_expected_vote", "bon_gain_mean", "bon_gain_quantile", "bon_gain_expected_vote"]
     return [
@@ -384,9 +396,10 @@ def _ablations_section(results: dict[str, Any]) -> list[str]:
         "",
         *_metrics_table(ablation_rows, shown),
         "",
-        "Validation contests (soft CE, the selection criterion, and Kendall τ):",
+        "Validation contests, every run (soft CE is the selection criterion; σ's spread and partial correlation, and"
+        " the vote likelihood, for the Gaussian runs):",
         "",
-        *_metrics_table(validation_rows, ["soft_ce", "kendall_tau"]),
+        *_metrics_table(validation_rows, VALIDATION_METRICS),
         "",
         f"![ablations]({ABLATION_FIGURE})",
     ]

@@ -70,7 +70,7 @@ def train_run(run: StudyRun, train_dataset, config: CaptionStudyConfig, backbone
     TRL user already has) or `AnchorGaussianRewardTrainer`; returns (model, tokenizer, training log)."""
     from transformers import AutoTokenizer, set_seed
 
-    seed = config.training_seeds[0] if run.training_seed is None else run.training_seed
+    seed = run.seed_in(config)
     set_seed(seed)  # the heads are created inside the trainers; make them reproducible too
     tokenizer = AutoTokenizer.from_pretrained(backbone)
     trainer = (_trl_trainer if run.reward_type == "trl" else _anchor_trainer)(
@@ -353,8 +353,7 @@ def _fingerprint(config: CaptionStudyConfig, run: StudyRun, inputs: dict[str, An
     """Hash of everything that changes a run's scores: the settings, the run and its training seed, the data files,
     the backbone files and the package versions."""
     settings = {k: v for k, v in asdict(config).items() if k not in _NOT_IN_KEY}
-    seed = config.training_seeds[0] if run.training_seed is None else run.training_seed
-    settings.update(run=asdict(run), training_seed=seed, inputs=inputs)
+    settings.update(run=asdict(run), training_seed=run.seed_in(config), inputs=inputs)
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

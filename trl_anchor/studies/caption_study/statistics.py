@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ...data.caption_contest import CaptionContestData, pairwise_soft_labels
-from ...losses import ordinal_anchor_nll
+from ...losses import ordinal_anchor_nll, ordinal_log_probs
 from ...metrics import (
     average_ranks,
     discrimination_auc,
@@ -55,6 +55,10 @@ def contest_metrics(
         metrics["sigma_partial_spread"] = partial_spearman(sigma, spread, crowd, degree=1)
         metrics["sigma_partial_spread_cubic"] = partial_spearman(sigma, spread, crowd, degree=3)
         metrics["vote_nll"] = vote_nll(scores.mean[sample], scores.std[sample], thresholds, pool.counts[sample])
+        metrics["vote_nll_within_gain"] = (
+            contest_average_vote_nll(scores.mean[sample], scores.std[sample], thresholds, pool.counts[sample])
+            - metrics["vote_nll"]
+        )
         expected = RewardTransform(kind="expected_class", thresholds=list(thresholds))(
             scores.mean[sample], scores.std[sample]
         )
@@ -104,6 +108,22 @@ def vote_nll(mean, std, thresholds: Sequence[float], counts) -> float:
         normalize=True,
     )
     return float(nll.mean())
+
+
+def contest_average_vote_nll(mean, std, thresholds: Sequence[float], counts) -> float:
+    """`vote_nll` when every caption is predicted the model's average vote distribution over the captions given.
+
+    Minus `vote_nll`, it is what the model's caption-to-caption differences add within one contest (how it ranks and
+    spreads captions); the contest-average prediction itself carries what it learned about the contest's base rate.
+    """
+    log_probs = ordinal_log_probs(
+        torch.as_tensor(mean, dtype=torch.float64),
+        torch.as_tensor(std, dtype=torch.float64),
+        torch.as_tensor(thresholds, dtype=torch.float64),
+    )
+    average = log_probs.exp().mean(0).numpy()
+    counts = np.asarray(counts, dtype=np.float64)
+    return float(np.mean(-(counts * np.log(average)).sum(1) / counts.sum(1)))
 
 
 def data_properties(pool: CaptionPool) -> dict[str, float]:
