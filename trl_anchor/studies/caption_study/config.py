@@ -36,17 +36,16 @@ DIGITS = {"soft_ce": 4, "brier": 4, "ece": 4, "vote_nll_within_gain": 4}
 # Descriptive metrics: reported per arm, not compared between arms (a flat σ is the failure, more is not better;
 # the within-contest vote NLL gain is tested against 0 in the findings: without anchors it has no unit).
 DESCRIPTIVE = ("sigma_relative_spread", "vote_nll_within_gain")
-GAUSSIAN_ONLY = (
+# What σ does and the vote likelihood (the report's σ table); with the σ-using scores, the Gaussian-only metrics.
+SIGMA_METRICS = (
     "sigma_relative_spread",
     "sigma_spearman_spread",
     "sigma_partial_spread",
     "sigma_partial_spread_cubic",
     "vote_nll",
     "vote_nll_within_gain",
-    "kendall_tau_expected_vote",
-    "bon_gain_quantile",
-    "bon_gain_expected_vote",
 )
+GAUSSIAN_ONLY = (*SIGMA_METRICS, "kendall_tau_expected_vote", "bon_gain_quantile", "bon_gain_expected_vote")
 ARM_LABELS = {
     "trl_bt": "TRL RewardTrainer, hard labels",
     "bt": "BT, soft labels",

@@ -9,7 +9,16 @@ from typing import Any
 import numpy as np
 from transformers.utils import logging
 
-from .config import ARM_LABELS, ARMS, DIGITS, METRICS, CaptionStudyConfig, ablation_runs, anchored_run
+from .config import (
+    ARM_LABELS,
+    ARMS,
+    DIGITS,
+    METRICS,
+    SIGMA_METRICS,
+    CaptionStudyConfig,
+    ablation_runs,
+    anchored_run,
+)
 from .findings import budget_text, findings, verdict_table
 from .plots import ABLATION_FIGURE, ARM_FIGURE, MU_FIGURE, SIGMA_FIGURE, plot_ablations, plot_arms, plot_mu, plot_sigma
 from .statistics import lambda_comparison, t_critical
@@ -299,14 +308,6 @@ def _results_section(results: dict[str, Any]) -> list[str]:
     headline_rows = [(ARM_LABELS[a], results["summary"][a]) for a in ARMS]
     gaussian_rows = [(ARM_LABELS[a], results["summary"][a]) for a in ("gaussian", "gaussian+anchors")]
     main_metrics = ["accuracy_clear", "soft_ce", "brier", "accuracy", "ece", "kendall_tau", "top_vs_far_auc"]
-    sigma_metrics = [
-        "sigma_relative_spread",
-        "sigma_spearman_spread",
-        "sigma_partial_spread",
-        "sigma_partial_spread_cubic",
-        "vote_nll",
-        "vote_nll_within_gain",
-    ]
     selection_metrics = ["kendall_tau_expected_vote", "bon_gain_mean", "bon_gain_quantile", "bon_gain_expected_vote"]
     return [
         "## Results on the held-out contests",
@@ -326,7 +327,7 @@ def _results_section(results: dict[str, Any]) -> list[str]:
         "",
         "σ and the vote likelihood (Gaussian arms):",
         "",
-        *_metrics_table(gaussian_rows, sigma_metrics),
+        *_metrics_table(gaussian_rows, SIGMA_METRICS),
         "",
         (
             "Reference for the vote NLL: predicting every caption the same vote distribution, the average one of the"
