@@ -121,9 +121,7 @@ def contest_average_vote_nll(mean, std, thresholds: Sequence[float], counts) -> 
         torch.as_tensor(std, dtype=torch.float64),
         torch.as_tensor(thresholds, dtype=torch.float64),
     )
-    average = log_probs.exp().mean(0).numpy()
-    counts = np.asarray(counts, dtype=np.float64)
-    return float(np.mean(-(counts * np.log(average)).sum(1) / counts.sum(1)))
+    return _shared_distribution_nll(counts, log_probs.exp().mean(0).numpy())
 
 
 def data_properties(pool: CaptionPool) -> dict[str, float]:
@@ -260,12 +258,13 @@ def constant_vote_distribution(data: CaptionContestData, contests: Sequence[int]
 
 def constant_vote_nll_per_contest(pools: Sequence[CaptionPool], shares: Sequence[float]) -> dict[int, float]:
     """Reference for `vote_nll`, per contest: every sample caption predicted to get the vote distribution `shares`."""
-    log_q = np.log(np.asarray(shares))
-    out = {}
-    for pool in pools:
-        counts = pool.counts[pool.sample].astype(np.float64)
-        out[pool.contest] = float(np.mean(-(counts * log_q).sum(1) / counts.sum(1)))
-    return out
+    return {pool.contest: _shared_distribution_nll(pool.counts[pool.sample], shares) for pool in pools}
+
+
+def _shared_distribution_nll(counts, shares) -> float:
+    """Mean over captions of the per-vote cross-entropy of each caption's vote `counts` under one distribution."""
+    counts = np.asarray(counts, dtype=np.float64)
+    return float(np.mean(-(counts * np.log(np.asarray(shares, dtype=np.float64))).sum(1) / counts.sum(1)))
 
 
 def constant_vote_nll(pools: Sequence[CaptionPool], shares: Sequence[float]) -> float:
