@@ -83,3 +83,29 @@ def test_bad_shares_are_refused():
         fit_marginal([0.5, 0.5], [-1.0, 1.0])
     with pytest.raises(ValueError, match="No anchored response"):
         class_shares(np.ones((2, 3)), np.zeros(2))
+
+
+def test_grouped_fit_is_the_joint_maximum_likelihood():
+    from scipy.optimize import minimize
+
+    from trl_anchor.anchor_marginal import fit_grouped_marginal
+
+    shares = np.array([[0.8, 0.15, 0.05], [0.6, 0.3, 0.1], [0.9, 0.08, 0.02]])
+    weights = np.array([1.0, 3.0, 0.5])
+    tau = np.array([-1.0, 1.0])
+
+    def nll(x):
+        cdf = norm.cdf((tau[None, :] - x[:3, None]) / np.exp(x[3]))
+        return -(weights * (shares * np.log(np.diff(np.c_[np.zeros(3), cdf, np.ones(3)], axis=1))).sum(1)).sum()
+
+    fit = minimize(nll, [-2, -2, -2, 0.5], method="Nelder-Mead", options=dict(xatol=1e-10, fatol=1e-13, maxiter=20000))
+    mean, std, offsets = fit_grouped_marginal(shares, weights, tau)
+    expected_mean = (weights * fit.x[:3]).sum() / weights.sum()
+    assert mean == pytest.approx(expected_mean, abs=1e-5) and std == pytest.approx(np.exp(fit.x[3]), rel=1e-5)
+    np.testing.assert_allclose(offsets, fit.x[:3] - expected_mean, atol=1e-5)
+    # Narrower than one normal for the pooled shares: the group means carry part of the spread.
+    assert std < fit_marginal((weights[:, None] * shares).sum(0) / weights.sum(), tau)[1]
+    # One group is the ungrouped fit.
+    assert fit_grouped_marginal(shares[:1], [2.0], tau)[:2] == pytest.approx(fit_marginal(shares[0], tau))
+    with pytest.raises(ValueError, match="one non-negative weight per group"):
+        fit_grouped_marginal(shares, [1.0, 1.0], tau)

@@ -11,6 +11,8 @@ votes in the lowest of three classes with τ = [−1, 1] needs μ ≈ −3.5, σ
 - More thresholds: the maximum-likelihood (μ₀, σ₀) of the shares, `max Σ_j s_j log π_j`, started from the
   least-squares line `τ_k ≈ μ₀ + σ₀ q_k` (with two thresholds the closed form is this maximum exactly).
 - `fit_std_at_mean`: σ₀ alone for a fixed μ₀ (a mean head without a bias cannot move μ), the 1-D likelihood fit.
+- `fit_grouped_marginal`: groups with their own base rates (`anchor_group_column`): one σ₀ shared by every group and
+  one mean μ_g per group, by maximum likelihood; μ₀ is their weighted mean and `μ_g − μ₀` each group's offset.
 
 Shares below `MIN_SHARE` are raised to it, so an empty class gives a large but finite σ₀ or |μ₀|. With a single
 occupied class the shares say nothing about the scale: (0, 1) is kept (the trainer warns that σ is unidentified).
@@ -79,6 +81,36 @@ def fit_std_at_mean(shares, thresholds, mean: float) -> float:
     return log_std.exp().item()
 
 
+def fit_grouped_marginal(group_shares, group_weights, thresholds) -> tuple[float, float, np.ndarray]:
+    """(μ₀, σ₀, offsets) of groups of responses with their own base rates: the maximum of
+    `Σ_g w_g Σ_j s_gj log π_j(μ₀ + δ_g, σ₀)` over one shared σ₀ and one mean per group, with the offsets `δ_g`
+    centred (`Σ_g w_g δ_g = 0`). `group_shares` is `(G, K + 1)` (each row as `fit_marginal` takes it), `group_weights`
+    `(G,)` (e.g. each group's number of anchored responses).
+
+    σ₀ is the spread of responses around their own group's base rate, narrower than `fit_marginal`'s of the pooled
+    shares by the spread of the group means, whose weighted variance is `(w · δ²) / Σ w`.
+    """
+    checked = [_checked(shares, thresholds) for shares in np.asarray(group_shares, dtype=np.float64)]
+    weights = torch.as_tensor(np.asarray(group_weights, dtype=np.float64))
+    if len(checked) != len(weights) or not len(checked) or not (weights >= 0).all() or not weights.sum() > 0:
+        raise ValueError(f"Need one non-negative weight per group (not all zero), got {weights.tolist()}.")
+    shares, tau = torch.stack([s for s, _ in checked]), checked[0][1]
+    weights = weights / weights.sum()
+    pooled_mean, pooled_std = fit_marginal((weights[:, None] * shares).sum(0).numpy(), thresholds)
+    # Start every group at the pooled fit; with one threshold the shares fix no scale, so σ₀ stays 1.
+    means = torch.full((len(shares),), pooled_mean, dtype=torch.float64, requires_grad=True)
+    log_std = torch.tensor(np.log(pooled_std), dtype=torch.float64, requires_grad=len(tau) > 1)
+
+    def objective():
+        log_probs = ordinal_log_probs(means, log_std.exp().expand(len(shares)), tau)
+        return -(weights * (shares * log_probs).sum(-1)).sum()
+
+    _maximise(objective, [means, log_std] if len(tau) > 1 else [means])
+    means = means.detach()
+    mean = float((weights * means).sum())
+    return mean, float(log_std.detach().exp()), (means - mean).numpy()
+
+
 def marginal_shares(mean: float, std: float, thresholds) -> np.ndarray:
     """The class probabilities `π_j` of N(mean, std²) under `thresholds`."""
     tau = torch.as_tensor(thresholds, dtype=torch.float64)
@@ -102,7 +134,9 @@ def _cross_entropy(shares, mean, std, tau) -> torch.Tensor:
 
 
 def _maximise(objective, params) -> None:
-    optimizer = torch.optim.LBFGS(params, max_iter=_MAX_ITER, tolerance_grad=1e-12, line_search_fn="strong_wolfe")
+    optimizer = torch.optim.LBFGS(
+        params, max_iter=_MAX_ITER, tolerance_grad=1e-12, tolerance_change=1e-15, line_search_fn="strong_wolfe"
+    )
 
     def closure():
         optimizer.zero_grad()

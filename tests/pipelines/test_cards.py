@@ -312,3 +312,10 @@ def test_card_snippets_score_the_text_the_model_trained_on(tmp_path, tokenizer):
     row = data.pairs(pairs_per_contest=1, conversational=False)[0]
     side = "chosen" if row["chosen"] == caption else "rejected"
     assert tokenize_response(tokenizer, row[side], row["prompt"]) == expected["input_ids"][0].tolist()
+
+
+def test_card_states_anchor_groups(tmp_path):
+    settings = {**SETTINGS, "anchor_group_column": "contest", "anchor_groups": 78, "anchor_group_variance": 0.6812}
+    text = build_model_card(model_name="grouped-rm", settings=settings).text
+    assert "**Anchor groups:** `contest`, 78 train groups" in text and "s² = 0.6812" in text
+    assert "Anchor groups" not in build_model_card(model_name="plain-rm", settings=SETTINGS).text

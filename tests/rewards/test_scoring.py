@@ -66,3 +66,20 @@ def test_score_responses_carries_the_models_anchor_thresholds(tokenizer):
     model.record_training_settings(anchor_thresholds=[-1.0, 1.0])
     scores = score_responses(model, tokenizer, RESPONSES)
     assert scores.thresholds == [-1.0, 1.0] and scores.expected_class.shape == (len(RESPONSES),)
+
+
+def test_class_probabilities_of_a_grouped_model_add_the_group_variance(tokenizer):
+    from scipy.stats import norm
+
+    from trl_anchor.rewards.scoring import RewardScores
+
+    mean, variance, thresholds = np.array([0.3, -2.0]), np.array([0.25, 4.0]), [-1.0, 1.0]
+    scores = RewardScores(mean=mean, variance=variance, thresholds=thresholds, group_variance=1.5)
+    std = np.sqrt(variance + 1.5)
+    cdf = norm.cdf((np.asarray(thresholds)[None, :] - mean[:, None]) / std[:, None])
+    np.testing.assert_allclose(scores.class_probs, np.diff(np.c_[np.zeros(2), cdf, np.ones(2)], axis=1), rtol=1e-10)
+    np.testing.assert_allclose(scores.std, np.sqrt(variance))  # σ itself (pairs, quantiles) is the model's
+    torch.manual_seed(0)
+    model = GaussianRewardModel.from_config(tiny_gpt2_config(tokenizer)).eval()
+    model.record_training_settings(anchor_thresholds=thresholds, anchor_group_variance=0.8)
+    assert score_responses(model, tokenizer, RESPONSES).group_variance == 0.8

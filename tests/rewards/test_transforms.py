@@ -220,3 +220,20 @@ def test_anchor_rewards_need_recorded_thresholds():
     with pytest.raises(ValueError, match="`normalize` does not apply"):
         RewardTransform.parse("expected_class,normalize")
     assert str(RewardTransform.parse("expected_class,clip:1.5")) == "expected_class,clip:-1.5:1.5"
+
+
+def test_a_model_trained_with_anchor_groups_reads_classes_of_a_new_group():
+    # σ² + s²: the normal predictive of a response whose group's base-rate offset is unknown (drawn with variance s²).
+    thresholds, group_variance = [-1.0, 1.0], 0.64
+    mean, std = np.array([2.0, -0.5, 0.0]), np.array([0.1, 1.0, 2.0])
+    model = _anchored_model(thresholds)
+    model.record_training_settings(anchor_group_variance=group_variance)
+    transform = RewardTransform.parse("expected_class").bind(model)
+    assert transform.group_variance == group_variance
+    probs = _scipy_class_probs(mean, np.sqrt(std**2 + group_variance), thresholds)
+    np.testing.assert_allclose(transform(mean, std), probs @ np.arange(3), rtol=1e-10)
+    assert not np.allclose(probs, _scipy_class_probs(mean, std, thresholds), atol=1e-3)
+    with pytest.raises(ValueError, match="`group_variance`"):
+        RewardTransform(kind="mean", group_variance=0.5)
+    with pytest.raises(ValueError, match="`group_variance`"):
+        RewardTransform(kind="p_top", group_variance=-1.0)

@@ -176,6 +176,14 @@ def test_within_contest_vote_nll_gain_against_the_contest_average_prediction():
         - metrics["vote_nll"]
     )
     assert metrics["vote_nll_within_gain"] > 0  # μ follows the crowd mean, so caption differences help
+    # A model trained with contest groups predicts a new contest's votes from N(μ, σ² + s²).
+    grouped = contest_metrics(pool, RewardScores(scores.mean, scores.variance, group_variance=0.5), [-1.0, 1.0])
+    counts = pool.counts[sample]
+    cdf = norm.cdf((np.array([-1.0, 1.0])[None, :] - scores.mean[sample, None]) / np.sqrt(1.5 + 0.5))
+    probs = np.diff(np.c_[np.zeros(len(sample)), cdf, np.ones(len(sample))], axis=1)
+    by_hand = np.mean([-(c * np.log(p)).sum() / c.sum() for c, p in zip(counts, probs, strict=True)])
+    assert grouped["vote_nll"] == pytest.approx(by_hand) and grouped["vote_nll"] != pytest.approx(metrics["vote_nll"])
+    assert grouped["sigma_relative_spread"] == metrics["sigma_relative_spread"]  # σ metrics read σ itself
     assert model < by_hand  # the hand-made pair too: each caption's own prediction fits its votes better
 
 
@@ -202,6 +210,7 @@ def test_the_score_cache_is_keyed_on_data_versions_backbone_and_captions(tmp_pat
     from trl_anchor.data.caption_contest import CaptionContestData
     from trl_anchor.studies.caption_study import BASELINE_RUNS
     from trl_anchor.studies.caption_study import run as study
+    from trl_anchor.studies.caption_study.config import anchored_run
 
     data_dir, backbone = tmp_path / "data", tmp_path / "backbone"
     (data_dir / "summaries").mkdir(parents=True)
@@ -236,6 +245,17 @@ def test_the_score_cache_is_keyed_on_data_versions_backbone_and_captions(tmp_pat
     assert third != second
     monkeypatch.setattr(study, "_versions", lambda: {"trl-anchor": "9.9"})
     assert key() != third
+
+    # Only the anchored runs train with the anchor settings; each run's own λ and fraction are in its spec.
+    anchored = anchored_run(0.1)
+    inputs = study._input_signature(CaptionContestData.from_dir(data_dir), config, str(backbone))
+    baseline_key, anchored_key = (study._fingerprint(config, run, inputs) for run in (BASELINE_RUNS[0], anchored))
+    config.anchor_group_column, config.anchor_thresholds, config.anchor_lambdas = None, [-2.0, 2.0], [0.1, 5.0]
+    assert study._fingerprint(config, BASELINE_RUNS[0], inputs) == baseline_key
+    assert study._fingerprint(config, anchored, inputs) != anchored_key
+    config.anchor_group_column, config.anchor_thresholds = "contest", [-1.0, 1.0]
+    assert study._fingerprint(config, anchored, inputs) == anchored_key
+    assert study._fingerprint(config, anchored_run(0.1, 0.5), inputs) != anchored_key
 
     scores = {"test": [RewardScores(np.arange(3.0), np.ones(3))]}
     study._save_cache(tmp_path / "cache", "k", {"test": ["captions-a"]}, scores, {"steps": 1})

@@ -161,6 +161,12 @@ def anchors_text(settings: Mapping[str, Any]) -> str:
         )
     if settings.get("anchor_fraction") is not None:
         lines.append(f"- **Fraction of train pairs with anchors:** {settings['anchor_fraction']:g}.")
+    if settings.get("anchor_group_column") is not None:
+        lines.append(
+            f"- **Anchor groups:** `{settings['anchor_group_column']}`, {settings['anchor_groups']} train groups with "
+            f"their own base rate (offset variance s² = {settings['anchor_group_variance']:.4g}); anchor classes of a "
+            "new group's responses are read from N(μ, σ² + s²)."
+        )
     return "\n".join(lines)
 
 

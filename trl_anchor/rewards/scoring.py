@@ -27,7 +27,9 @@ Text = str | list[dict[str, Any]]
 @dataclass
 class RewardScores:
     """Scores of a list of responses, in input order. `variance` is `None` for a non-Gaussian (BT) reward model;
-    `thresholds` are the anchor thresholds τ an anchored Gaussian model was trained with (else `None`).
+    `thresholds` are the anchor thresholds τ an anchored Gaussian model was trained with (else `None`), and
+    `group_variance` the variance `s²` of its train groups' base rates when it was trained with `anchor_group_column`
+    (`trl_anchor.trainer.anchor_groups`): anchor class probabilities of a response of a new group use `σ² + s²`.
 
     For a multi-attribute model `mean` and `variance` have shape `(num_responses, A)` and `attributes` names the
     columns (SteerLM-style data selection reads them directly); `RewardTransform` combines them into one reward.
@@ -37,17 +39,23 @@ class RewardScores:
     variance: np.ndarray | None
     attributes: list[str] | None = None
     thresholds: list[float] | None = None
+    group_variance: float = 0.0
 
     @property
     def std(self) -> np.ndarray | None:
         return None if self.variance is None else np.sqrt(self.variance)
 
     @property
+    def anchor_std(self) -> np.ndarray | None:
+        """σ of a response's latent reward relative to the anchor thresholds: `sqrt(σ² + s²)` (σ without groups)."""
+        return None if self.variance is None else np.sqrt(self.variance + self.group_variance)
+
+    @property
     def class_probs(self) -> np.ndarray | None:
         """P(anchor class j) of each response, shape `(N, K + 1)`; `None` without σ or anchors."""
         if self.variance is None or self.thresholds is None:
             return None
-        log_probs = ordinal_log_probs(torch.as_tensor(self.mean), torch.as_tensor(self.std),
+        log_probs = ordinal_log_probs(torch.as_tensor(self.mean), torch.as_tensor(self.anchor_std),
                                       torch.tensor(self.thresholds, dtype=torch.float64))
         return log_probs.exp().numpy()
 
@@ -126,8 +134,14 @@ def score_token_ids(
     if variance is not None:
         _check_finite(variance, "σ²")
     # A multi-attribute model's thresholds are per attribute (`attribute_thresholds`), not one anchored reward's.
-    thresholds = gaussian_settings(model.config).get("anchor_thresholds") if gaussian and attributes is None else None
-    return RewardScores(mean=mean, variance=variance, attributes=attributes, thresholds=thresholds)
+    settings = gaussian_settings(model.config) if gaussian and attributes is None else {}
+    return RewardScores(
+        mean=mean,
+        variance=variance,
+        attributes=attributes,
+        thresholds=settings.get("anchor_thresholds"),
+        group_variance=float(settings.get("anchor_group_variance") or 0.0),
+    )
 
 
 def combined_scores(scores: RewardScores, weights) -> RewardScores:

@@ -91,6 +91,9 @@ class RewardTransform:
             model's config.
         thresholds (`list[float]`, *optional*): anchor thresholds τ of `expected_class` and `p_top`; filled by `bind`
             from the model's `config.gaussian_reward["anchor_thresholds"]`.
+        group_variance (`float`, *optional*, defaults to `0.0`): `s²` of a model trained with anchor groups
+            (`trl_anchor.trainer.anchor_groups`): `expected_class` and `p_top` read the classes of N(μ, σ² + s²), a
+            response of a new group; filled by `bind`.
 
     Example:
 
@@ -118,6 +121,7 @@ class RewardTransform:
     normalization: dict[str, float] | None = None
     weights: tuple[float, ...] | None = None
     thresholds: list[float] | None = None
+    group_variance: float = 0.0
     _generator: torch.Generator | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -138,6 +142,11 @@ class RewardTransform:
                 raise ValueError(f"`weights` must be finite numbers, at least one, got {self.weights}.")
         if self.thresholds is not None:
             self.thresholds = validate_thresholds(self.thresholds)
+        if not (0 <= self.group_variance < math.inf) or (self.group_variance and not self.needs_thresholds):
+            raise ValueError(
+                f"`group_variance` must be finite and ≥ 0, and only applies to 'expected_class' / 'p_top'; got "
+                f"{self.group_variance} for {self.kind!r}."
+            )
         if self.needs_thresholds and self.normalize:
             raise ValueError(f"`normalize` does not apply to {self.kind!r}: the anchor thresholds fix its scale.")
         if self.needs_thresholds and self.weights is not None:
@@ -217,7 +226,9 @@ class RewardTransform:
         config = getattr(model_or_config, "config", model_or_config)
         transform = self._bind_weights(config)
         if transform.needs_thresholds and transform.thresholds is None:
-            transform = replace(transform, thresholds=_recorded_thresholds(config, str(transform)))
+            thresholds = _recorded_thresholds(config, str(transform))
+            group_variance = float(gaussian_settings(config).get("anchor_group_variance") or 0.0)
+            transform = replace(transform, thresholds=thresholds, group_variance=group_variance)
         if not transform.normalize:
             return transform
         return transform._bind_normalization(config)
@@ -355,6 +366,7 @@ class RewardTransform:
                 f"Reward transform {str(self)!r} needs the anchor thresholds; call `transform.bind(reward_model)` to "
                 "load those recorded in its config."
             )
+        std = std if self.group_variance == 0 else torch.sqrt(std.square() + self.group_variance)
         probs = ordinal_log_probs(mean, std, torch.tensor(self.thresholds, dtype=torch.float64)).exp()
         if self.kind == "p_top":
             return probs[..., -1].to(mean.dtype)

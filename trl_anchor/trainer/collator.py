@@ -10,6 +10,7 @@ from trl.trainer.reward_trainer import DataCollatorForPreference
 from ..anchors import ANCHOR_WEIGHT
 from ..models.packing import pack_preference_examples
 from .anchor_columns import CHOSEN_COUNTS, REJECTED_COUNTS, SOFT_LABEL
+from .anchor_groups import ANCHOR_GROUP_VARIANCE, ANCHOR_OFFSET
 
 
 @dataclass
@@ -18,7 +19,8 @@ class DataCollatorForAnchoredPreference(DataCollatorForPreference):
 
     Besides `input_ids`/`attention_mask` (chosen first, then rejected) and the optional `margin`, the batch holds
     `soft_label` (B,), and when the examples carry anchors `chosen_anchor_targets`/`rejected_anchor_targets` (class
-    count vectors, B × (K+1)) and `anchor_weight` (B,).
+    count vectors, B × (K+1)) and `anchor_weight` (B,), with anchor groups also `anchor_offset` and
+    `anchor_group_variance` (B,; see `trl_anchor.trainer.anchor_groups`).
 
     With `padding_free=True` the sequences are packed without padding instead (`input_ids`, `position_ids`,
     `sequence_ends`, `sequence_lengths`; see `trl_anchor.models.packing`), in rows as wide as the longest sequence, or
@@ -52,4 +54,7 @@ class DataCollatorForAnchoredPreference(DataCollatorForPreference):
             for key in (CHOSEN_COUNTS, REJECTED_COUNTS):
                 output[key] = torch.tensor([ex[key] for ex in examples], dtype=torch.float)
             output[ANCHOR_WEIGHT] = torch.tensor([float(ex[ANCHOR_WEIGHT]) for ex in examples], dtype=torch.float)
+        for key in (ANCHOR_OFFSET, ANCHOR_GROUP_VARIANCE):
+            if key in examples[0]:
+                output[key] = torch.tensor([float(ex[key]) for ex in examples], dtype=torch.float)
         return output

@@ -30,10 +30,12 @@ from .anchor_columns import CHOSEN_COUNTS, REJECTED_COUNTS
 logger = get_logger(__name__)
 
 
-def initialize_heads_from_data(model, train_dataset, thresholds, args) -> None:
+def initialize_heads_from_data(model, train_dataset, thresholds, args, groups=None) -> None:
     """Record the anchor class shares of a prepared train dataset (its count vectors and weights) in
     `config.gaussian_reward["anchor_class_shares"]` (evaluation's base-rate reference) and, with
-    `args.init_heads_from_anchors`, start the fresh heads there (`initialize_heads`), recording μ₀ and σ₀."""
+    `args.init_heads_from_anchors`, start the fresh heads there (`initialize_heads`), recording μ₀ and σ₀. With
+    anchor `groups` (`trl_anchor.trainer.anchor_groups.AnchorGroups`) the heads start at their fitted μ₀ and σ₀,
+    around which every train group's offset moves its base rate, and the groups' settings are recorded too."""
     if not isinstance(train_dataset, Dataset):
         if args.init_heads_from_anchors:
             logger.warning("init_heads_from_anchors needs a map-style train dataset to count anchor classes; skipped.")
@@ -46,14 +48,17 @@ def initialize_heads_from_data(model, train_dataset, thresholds, args) -> None:
     shares = class_shares(counts, weights, normalize=args.normalize_anchor_counts)
     base = model.get_base_model() if is_peft_model(model) else model
     base.record_training_settings(anchor_class_shares=shares.tolist())
-    initial = initialize_heads(model, shares, thresholds) if args.init_heads_from_anchors else None
+    if groups is not None:
+        base.record_training_settings(**groups.settings(args.anchor_group_column))
+    start = None if groups is None else (groups.mean, groups.std)
+    initial = initialize_heads(model, shares, thresholds, start) if args.init_heads_from_anchors else None
     if initial is not None:
         base.record_training_settings(**initial)
 
 
-def initialize_heads(model, shares, thresholds) -> dict | None:
-    """Start the fresh heads of `model` at the (μ₀, σ₀) matching the anchor class `shares`; the record of what was
-    set (for `config.gaussian_reward`), or `None` when no head was fresh."""
+def initialize_heads(model, shares, thresholds, start: tuple[float, float] | None = None) -> dict | None:
+    """Start the fresh heads of `model` at the (μ₀, σ₀) matching the anchor class `shares` (or at `start`, fitted by
+    the caller); the record of what was set (for `config.gaussian_reward`), or `None` when no head was fresh."""
     base = model.get_base_model() if is_peft_model(model) else model
     fresh = getattr(base, "fresh_heads", set()) if isinstance(base, GaussianRewardModel) else set()
     if "variance" not in fresh or "mean" not in fresh:
@@ -66,7 +71,7 @@ def initialize_heads(model, shares, thresholds) -> dict | None:
     variance_heads = _copies(base.variance_head)
     movable = trainable and all(head.bias is not None for head in mean_heads)
     if movable:
-        mean, std = fit_marginal(shares, thresholds)
+        mean, std = start if start is not None else fit_marginal(shares, thresholds)
     else:
         mean, std = 0.0, fit_std_at_mean(shares, thresholds, 0.0)
     floor = base.variance_head.variance_floor

@@ -68,6 +68,12 @@ class AnchorGaussianRewardConfig(RewardConfig):
         normalize_anchor_counts (`bool`, *optional*, defaults to `True`):
             For count anchors (e.g. crowd votes), divide the multinomial log-likelihood by the number of votes so each
             response weighs the same; `False` uses the full multinomial likelihood.
+        anchor_group_column (`str`, *optional*):
+            Column whose value groups pairs whose anchors share a base rate (a caption contest's crowd, an annotator
+            pool; `"prompt"` makes every prompt a group). Each train group's latent rewards get an offset fitted
+            before step 0 from its anchor class shares, so μ learns differences within groups and σ the spread
+            around a group's own base rate; anchors of groups not trained on use σ² plus the offsets' variance
+            (`trl_anchor.trainer.anchor_groups`). `None`: one base rate for all anchors.
         init_heads_from_anchors (`bool`, *optional*, defaults to `True`):
             Before step 0, start heads the trainer created (not loaded) at the train anchors' base rate: every response
             at the N(μ₀, σ₀²) whose anchor class shares equal the data's (mean and variance head weights 0, biases μ₀
@@ -142,6 +148,12 @@ class AnchorGaussianRewardConfig(RewardConfig):
     normalize_anchor_counts: bool = field(
         default=True,
         metadata={"help": "Divide the count-anchor (crowd vote) likelihood by the number of votes per response."},
+    )
+    anchor_group_column: str | None = field(
+        default=None,
+        metadata={"help": "Column grouping pairs whose anchors share a base rate (e.g. a contest id, or 'prompt'); "
+                  "each train group gets a fitted offset so μ learns differences within groups. None: one base "
+                  "rate."},
     )
     init_heads_from_anchors: bool = field(
         default=True,

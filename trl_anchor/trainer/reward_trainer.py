@@ -40,6 +40,7 @@ from .anchor_columns import (
     resolve_thresholds,
     standardize_batch,
 )
+from .anchor_groups import ANCHOR_GROUP_VARIANCE, ANCHOR_OFFSET, AnchorGroups, anchor_mean_std
 from .collator import DataCollatorForAnchoredPreference
 from .head_init import initialize_heads_from_data
 from .head_optimizer import (
@@ -136,6 +137,7 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
             check_not_empty(dataset, name)
         self._anchor_form = detect_anchor_form(train_dataset, "train_dataset")
         self.anchor_thresholds = self._resolve_thresholds(train_dataset, args)
+        self._anchor_groups = None  # fitted with the train dataset when `anchor_group_column` is set
 
         if self._gaussian:
             model, processing_class = self._load_gaussian_model(model, args, processing_class, quantization_config)
@@ -170,7 +172,8 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
         fresh = getattr(_unwrap(self.model), "fresh_heads", None)
         self._fresh_heads = bool(fresh) if self._gaussian else isinstance(model, str)
         if self.anchor_thresholds is not None and isinstance(_unwrap(self.model), GaussianRewardModel):
-            initialize_heads_from_data(self.model, self.train_dataset, self.anchor_thresholds, args)
+            groups = self._anchor_groups
+            initialize_heads_from_data(self.model, self.train_dataset, self.anchor_thresholds, args, groups)
         deepspeed_plugin = self.accelerator.state.deepspeed_plugin if self.is_deepspeed_enabled else None
         deepspeed_config = deepspeed_plugin.deepspeed_config if deepspeed_plugin else None
         check_head_learning_rate(args.head_learning_rate, optimizers[0], deepspeed_config, self._head_learning_rate())
@@ -280,12 +283,19 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
                     "the anchors would fix nothing; fill them in, or drop the anchor columns to train without them."
                 )
             warn_if_unidentified(totals)
+        if form is not None and args.anchor_group_column is not None:
+            if dataset_name == "train":
+                self._anchor_groups = AnchorGroups.fit(
+                    dataset, args.anchor_group_column, self.anchor_thresholds, args.normalize_anchor_counts
+                )
+            dataset = self._anchor_groups.add_offsets(dataset, args.anchor_group_column, dataset_name)
         return dataset
 
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
             self._signature_columns = [
-                "chosen_ids", "rejected_ids", "margin", SOFT_LABEL, CHOSEN_COUNTS, REJECTED_COUNTS, ANCHOR_WEIGHT
+                "chosen_ids", "rejected_ids", "margin", SOFT_LABEL, CHOSEN_COUNTS, REJECTED_COUNTS, ANCHOR_WEIGHT,
+                ANCHOR_OFFSET, ANCHOR_GROUP_VARIANCE,
             ]
 
     # ------------------------------------------------------------------------------------------------ precision
@@ -394,12 +404,13 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
         thresholds = torch.tensor(self.anchor_thresholds, device=outputs.mean.device)
         counts = torch.cat([inputs[CHOSEN_COUNTS], inputs[REJECTED_COUNTS]])
         weight = inputs[ANCHOR_WEIGHT].repeat(2)
-        nll = ordinal_anchor_nll(outputs.mean, outputs.std, thresholds, counts, self.args.normalize_anchor_counts)
+        mean, std = anchor_mean_std(outputs, inputs)
+        nll = ordinal_anchor_nll(mean, std, thresholds, counts, self.args.normalize_anchor_counts)
         anchored = ((weight > 0) & (counts.sum(-1) > 0)).reshape(2, -1)
         weighted = (weight.to(nll.dtype) * nll).reshape(2, -1)
         terms = {"loss": batch_anchor_loss(weighted, anchored, self.args.anchor_normalization)}
         with torch.no_grad():
-            predicted = ordinal_log_probs(outputs.mean, outputs.std, thresholds).argmax(-1)
+            predicted = ordinal_log_probs(mean, std, thresholds).argmax(-1)
             correct = (predicted == counts.argmax(-1)).reshape(2, -1) & anchored
         for i, side in enumerate(("chosen", "rejected")):
             terms[f"{side}_anchor_loss"] = weighted[i]

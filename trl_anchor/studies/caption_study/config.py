@@ -110,6 +110,14 @@ class CaptionStudyConfig:
             "validation soft CE."
         },
     )
+    anchor_group_column: str | None = field(
+        default="contest",
+        metadata={
+            "help": "Train-pair column whose groups have their own anchor base rate (`anchor_group_column` of the "
+            "trainer): 'contest', each contest's crowd; 'none' gives every anchor one base rate, so μ also has to "
+            "guess an unseen contest's base rate from its description."
+        },
+    )
     anchor_fractions: list[float] = field(
         default_factory=lambda: [0.5],
         metadata={"help": "Anchor fractions (< 1) of the ablation runs at the chosen λ (1 is the headline arm)."},
@@ -166,6 +174,8 @@ class CaptionStudyConfig:
 
     def __post_init__(self):
         self.anchor_thresholds = validate_thresholds(self.anchor_thresholds)
+        if self.anchor_group_column in ("", "none", "None"):  # how a command line spells "no groups"
+            self.anchor_group_column = None
         if len(self.anchor_thresholds) != 2:
             raise ValueError(
                 f"`anchor_thresholds` must hold τ_1 < τ_2 (three vote categories), got {self.anchor_thresholds}."

@@ -148,7 +148,7 @@ def findings(results: dict[str, Any]) -> list[str]:
         "- **Vote likelihood (what the anchors add).** The anchored model predicts each held-out caption's vote"
         f" distribution with {_mean(anchored.get('vote_nll')):.4f} nats per vote, against"
         f" {data['constant_vote_nll']:.4f} for the best single distribution of the train captions"
-        f" ({_constant_gain_text(data)}); {_within_text(anchored)}; without"
+        f" ({_constant_gain_text(data)}); {_within_text(anchored)}{_groups_text(results)}; without"
         f" anchors μ and σ have no unit, and the no-anchor arm's {_mean(summary['gaussian'].get('vote_nll')):.4f}"
         " shows it."
         + (
@@ -268,6 +268,23 @@ def _gain_text(gain: dict[str, Any]) -> str:
     )
     se = "n/a" if gain.get("se") is None else f"{gain['se']:.4f}"
     return f"{gain['mean']:+.4f} ± {se} nats in the model's favour: {verdict}"
+
+
+def _groups_text(results: dict[str, Any]) -> str:
+    """How the anchored runs treat each contest's base rate (`anchor_group_column`), with the offsets' spread."""
+    column = results["config"].get("anchor_group_column")
+    if column is None:
+        return (
+            ". The anchors are absolute (no `anchor_group_column`): μ also carries each train contest's base rate, so"
+            " on a new contest it guesses one from the description"
+        )
+    variance = results["runs"][results["headline"]["gaussian+anchors"]]["training"].get("anchor_group_variance")
+    spread = "" if variance is None else f" (std {np.sqrt(variance):.2f} in units of τ)"
+    return (
+        f". The anchors are relative to each train contest's base rate (`anchor_group_column={column}`): every train"
+        f" contest's crowd gets a fitted offset{spread}, μ learns differences within contests, and a test contest's"
+        " votes are predicted from N(μ, σ² + s²), s² the offsets' variance"
+    )
 
 
 def _within_text(anchored: dict[str, Any]) -> str:

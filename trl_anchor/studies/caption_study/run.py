@@ -10,7 +10,7 @@ import os
 import platform
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from transformers.utils import logging
 
 from ...data._common import FilterReport
 from ...data.caption_contest import CaptionContestData
+from ...models.modeling_gaussian import gaussian_settings
 from ...rewards.scoring import RewardScores, score_responses
 from .config import (
     ANCHOR_COLUMNS,
@@ -84,6 +85,8 @@ def train_run(run: StudyRun, train_dataset, config: CaptionStudyConfig, backbone
         "train_loss": float(output.training_loss),
         "train_runtime_seconds": float(output.metrics.get("train_runtime", float("nan"))),
         "last_logs": [entry for entry in trainer.state.log_history if "loss" in entry][-1:],
+        # What scoring a new contest's votes adds to σ² (0 without anchor groups); the cache keeps only μ and σ².
+        "anchor_group_variance": float(gaussian_settings(trainer.model.config).get("anchor_group_variance") or 0.0),
     }
     # Score with the tokenizer the model was trained with: the trainer's copy, which gives encoders an EOS token.
     model, tokenizer = trainer.model, trainer.processing_class
@@ -136,6 +139,7 @@ def _anchor_trainer(run, train_dataset, config, backbone, tokenizer, settings):
         anchor_thresholds=list(config.anchor_thresholds) if run.anchored else None,
         anchor_lambda=run.anchor_lambda if run.anchored else 0.0,
         anchor_fraction=run.anchor_fraction,
+        anchor_group_column=config.anchor_group_column if run.anchored else None,
         head_learning_rate=config.head_learning_rate,
     )
     return AnchorGaussianRewardTrainer(
@@ -308,6 +312,8 @@ def _execute_run(run, train_dataset, pools, config, backbone, inputs, show_progr
     else:
         logger.info(f"caption study: reusing the cached scores of {run.name} from {cache}")
         log = {**log, "from_cache": True}
+    group_variance = log.get("anchor_group_variance", 0.0)
+    scores = {split: [replace(s, group_variance=group_variance) for s in ss] for split, ss in scores.items()}
     record = {"spec": asdict(run), "label": run.label, "training": log}
     bon = (config.bon_n, config.bon_draws, config.seed)
     for split, split_pools in pools.items():
@@ -344,15 +350,20 @@ def _differences(per_contest: dict[str, dict]) -> dict[str, dict[str, Any]]:
 
 
 # Settings that do not change a run's scores: where things go, caching, the best-of-N draws (metrics are recomputed
-# from the cached scores) and the list of training seeds (a run's own seed is in its key), so adding a seed reuses
-# the runs already trained.
-_NOT_IN_KEY = ("report_dir", "output_dir", "resume", "training_seeds", "bon_n", "bon_draws")
+# from the cached scores), the list of training seeds (a run's own seed is in its key, so adding a seed reuses the runs
+# already trained) and the lists of λ and anchor fractions (a run's own are in its spec).
+_NOT_IN_KEY = (
+    "report_dir", "output_dir", "resume", "training_seeds", "bon_n", "bon_draws", "anchor_lambdas", "anchor_fractions"
+)
+# What only anchored runs train with: a run without anchors keeps its scores when these change.
+_ANCHOR_SETTINGS = ("anchor_thresholds", "anchor_group_column")
 
 
 def _fingerprint(config: CaptionStudyConfig, run: StudyRun, inputs: dict[str, Any]) -> str:
-    """Hash of everything that changes a run's scores: the settings, the run and its training seed, the data files,
-    the backbone files and the package versions."""
-    settings = {k: v for k, v in asdict(config).items() if k not in _NOT_IN_KEY}
+    """Hash of everything that changes a run's scores: the settings it trains with, the run and its training seed,
+    the data files, the backbone files and the package versions."""
+    ignored = _NOT_IN_KEY + (() if run.anchored else _ANCHOR_SETTINGS)
+    settings = {k: v for k, v in asdict(config).items() if k not in ignored}
     settings.update(run=asdict(run), training_seed=run.seed_in(config), inputs=inputs)
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

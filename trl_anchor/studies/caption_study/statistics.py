@@ -2,6 +2,7 @@
 changes, and their aggregation over contests (mean ± standard error, paired differences between arms)."""
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -54,14 +55,15 @@ def contest_metrics(
         metrics["sigma_spearman_spread"] = spearman(sigma, spread)
         metrics["sigma_partial_spread"] = partial_spearman(sigma, spread, crowd, degree=1)
         metrics["sigma_partial_spread_cubic"] = partial_spearman(sigma, spread, crowd, degree=3)
-        metrics["vote_nll"] = vote_nll(scores.mean[sample], scores.std[sample], thresholds, pool.counts[sample])
-        metrics["vote_nll_within_gain"] = (
-            contest_average_vote_nll(scores.mean[sample], scores.std[sample], thresholds, pool.counts[sample])
-            - metrics["vote_nll"]
-        )
-        expected = RewardTransform(kind="expected_class", thresholds=list(thresholds))(
-            scores.mean[sample], scores.std[sample]
-        )
+        # Votes of a test contest, a group the model has not seen: anchor classes of N(μ, σ² + s²).
+        mean, anchor_std, counts = scores.mean[sample], scores.anchor_std[sample], pool.counts[sample]
+        metrics["vote_nll"] = vote_nll(mean, anchor_std, thresholds, counts)
+        metrics["vote_nll_within_gain"] = contest_average_vote_nll(mean, anchor_std, thresholds, counts) - metrics[
+            "vote_nll"
+        ]
+        expected = RewardTransform(
+            kind="expected_class", thresholds=list(thresholds), group_variance=scores.group_variance
+        )(scores.mean[sample], scores.std[sample])
         metrics["kendall_tau_expected_vote"] = kendall_tau_b(expected, pool.mean[sample])
     if bon is not None:
         metrics.update(best_of_n_gains(pool, scores, thresholds, *bon))
@@ -91,7 +93,7 @@ def best_of_n_gains(
         if transform.needs_std and scores.variance is None:
             continue
         if transform.needs_thresholds:
-            transform = RewardTransform(kind=transform.kind, thresholds=list(thresholds))
+            transform = replace(transform, thresholds=list(thresholds), group_variance=scores.group_variance)
         reward = transform(scores.mean, scores.std)[sets]
         picked = crowd[np.arange(draws), reward.argmax(1)]
         gains[f"bon_gain_{name}"] = float((picked.mean() - random_value) / (oracle_value - random_value))
@@ -149,7 +151,8 @@ def data_properties(pool: CaptionPool) -> dict[str, float]:
 
 
 def _take(scores: RewardScores, rows: np.ndarray) -> RewardScores:
-    return RewardScores(scores.mean[rows], None if scores.variance is None else scores.variance[rows])
+    variance = None if scores.variance is None else scores.variance[rows]
+    return replace(scores, mean=scores.mean[rows], variance=variance)
 
 
 def aggregate(per_contest: dict[int, dict[str, float]]) -> dict[str, dict[str, float | int | None]]:
