@@ -29,7 +29,8 @@ contests (± standard error over contests):
   `sigma_partial_spread`: the partial rank correlation controlling for the crowd mean (ranks residualised on the rank
   of the mean; `_cubic`: on a cubic polynomial of it). On a 1–3 scale the spread is almost a function of the mean
   (`spread_mean_spearman`, `spread_r2_cubic` describe how much), so the raw correlation mostly re-states μ;
-- `vote_nll`: per-vote cross-entropy of the vote counts under the ordinal model `ordinal_log_probs(μ, σ, τ)`, and
+- `vote_nll`: per-vote cross-entropy of the vote counts under the ordinal model `ordinal_log_probs(μ, σ, τ)` (with
+  `σ² + s²` for a model trained with contest groups, `anchor_group_column`: a test contest is a new group), and
   `vote_nll_within_gain`: how much lower it is than predicting every caption of the contest the model's own average
   vote distribution (what the caption-to-caption differences add, apart from the guessed base rate of the contest);
 - `kendall_tau_expected_vote`: Kendall τ-b of the expected vote `Σ_j j·π_j(μ, σ, τ)` (uses σ) against the crowd mean;

@@ -279,7 +279,7 @@ def _groups_text(results: dict[str, Any]) -> str:
             " on a new contest it guesses one from the description"
         )
     variance = results["runs"][results["headline"]["gaussian+anchors"]]["training"].get("anchor_group_variance")
-    spread = "" if variance is None else f" (std {np.sqrt(variance):.2f} in units of τ)"
+    spread = "" if variance is None else f" (std {np.sqrt(variance):.2f} on the latent scale that τ fixes)"
     return (
         f". The anchors are relative to each train contest's base rate (`anchor_group_column={column}`): every train"
         f" contest's crowd gets a fitted offset{spread}, μ learns differences within contests, and a test contest's"
