@@ -52,13 +52,19 @@ class AnchorGroups:
         keys = [group_key(value) for value in dataset[column]]
         counts = np.concatenate([np.asarray(dataset[CHOSEN_COUNTS]), np.asarray(dataset[REJECTED_COUNTS])])
         weights = np.tile(np.asarray(dataset[ANCHOR_WEIGHT], dtype=np.float64), 2)
-        sides = np.tile(np.asarray(keys, dtype=object), 2)
         anchored = (weights > 0) & (counts.sum(-1) > 0)
-        names = sorted(set(sides[anchored]))
-        if not names:
+        if not anchored.any():
             raise ValueError("`anchor_group_column` is set but no train response carries an anchor.")
-        shares = np.stack([class_shares(counts[sides == g], weights[sides == g], normalize) for g in names])
-        sizes = np.array([np.sum(weights[(sides == g) & anchored]) for g in names])
+        # One pass over the anchored responses sorted by group (not one scan of the data per group: prompts as
+        # groups can number in the tens of thousands).
+        group_of, rows = np.unique(np.tile(np.asarray(keys, dtype=object), 2)[anchored], return_inverse=True)
+        order = np.argsort(rows, kind="stable")
+        bounds = np.flatnonzero(np.diff(rows[order])) + 1
+        counts, weights = counts[anchored][order], weights[anchored][order]
+        slices = np.split(np.arange(len(order)), bounds)
+        shares = np.stack([class_shares(counts[rows_g], weights[rows_g], normalize) for rows_g in slices])
+        sizes = np.array([weights[rows_g].sum() for rows_g in slices])
+        names = [str(name) for name in group_of]
         mean, std, offsets = fit_grouped_marginal(shares, sizes, thresholds)
         variance = float(np.sum(sizes * offsets**2) / sizes.sum())
         groups = cls(mean, std, dict(zip(names, offsets.tolist(), strict=True)), variance)
