@@ -10,9 +10,9 @@ the group's anchor class shares together with one σ₀ (`trl_anchor.anchor_marg
 responses look like N(μ₀ + δ_g, σ₀²) to its anchors), and the anchor likelihood of a response of group g is that of
 `μ + δ_g`. μ then learns differences within groups around the train-wide base rate μ₀ (at the heads' start, μ ≡ μ₀,
 the anchor term is stationary), and σ the spread around a group's own base rate. Groups the model has not been
-trained on (eval data, new prompts) have an unknown offset: their anchor class probabilities use `σ² + s²`, with `s²` the
-weighted variance of the train offsets (`anchor_group_variance`, recorded in `config.gaussian_reward`), which is the
-normal predictive distribution when group offsets are drawn around 0 with that variance. Eval pairs of a train group
+trained on (eval data, new prompts) have an unknown offset: their anchor class probabilities use `σ² + s²`, with
+`s²` the weighted variance of the train offsets (`anchor_group_variance`, recorded in `config.gaussian_reward`),
+which is the normal predictive distribution when group offsets are drawn around 0 with that variance. Eval pairs of a train group
 keep its offset.
 """
 
