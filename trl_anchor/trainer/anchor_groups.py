@@ -12,8 +12,8 @@ responses look like N(μ₀ + δ_g, σ₀²) to its anchors), and the anchor lik
 the anchor term is stationary), and σ the spread around a group's own base rate. Groups the model has not been
 trained on (eval data, new prompts) have an unknown offset: their anchor class probabilities use `σ² + s²`, with
 `s²` the weighted variance of the train offsets (`anchor_group_variance`, recorded in `config.gaussian_reward`),
-which is the normal predictive distribution when group offsets are drawn around 0 with that variance. Eval pairs of a train group
-keep its offset.
+which is the normal predictive distribution when group offsets are drawn around 0 with that variance. Eval pairs of a
+train group keep its offset.
 """
 
 import json
