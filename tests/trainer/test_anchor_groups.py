@@ -13,7 +13,12 @@ from scipy.optimize import minimize
 from scipy.stats import norm
 from transformers import BertConfig
 
-from trl_anchor import AnchorGaussianRewardConfig, AnchorGaussianRewardTrainer, GaussianRewardModel
+from trl_anchor import (
+    AnchorGaussianRewardConfig,
+    AnchorGaussianRewardTrainer,
+    GaussianRewardModel,
+    GaussianRewardModelOutput,
+)
 from trl_anchor.trainer.anchor_groups import ANCHOR_GROUP_VARIANCE, ANCHOR_OFFSET
 
 THRESHOLDS = np.array([-1.0, 1.0])
@@ -81,10 +86,9 @@ def _bert(tokenizer):
 
 
 def _trainer(tmp_path, tokenizer, model, data, eval_dataset=None, **kwargs):
-    args = AnchorGaussianRewardConfig(
-        str(tmp_path), report_to="none", use_cpu=True, bf16=False, max_steps=1, anchor_thresholds=THRESHOLDS.tolist(),
-        anchor_group_column="contest", **kwargs,
-    )
+    settings = dict(report_to="none", use_cpu=True, bf16=False, max_steps=1, anchor_thresholds=THRESHOLDS.tolist(),
+                    anchor_group_column="contest")
+    args = AnchorGaussianRewardConfig(str(tmp_path), **{**settings, **kwargs})
     return AnchorGaussianRewardTrainer(
         model=model, args=args, train_dataset=data, eval_dataset=eval_dataset, processing_class=tokenizer
     )
@@ -196,3 +200,22 @@ def test_a_missing_or_empty_group_is_named(tmp_path, tokenizer):
     with pytest.raises(ValueError, match=r"`contest` \(`anchor_group_column`\) of the train dataset is empty \(None\) "
                                          r"at rows \[4\]"):
         _trainer(tmp_path, tokenizer, _bert(tokenizer), data.remove_columns("contest").add_column("contest", groups))
+
+
+def test_bf16_training_reads_offsets_in_float32(tmp_path, tokenizer):
+    from trl_anchor.trainer.anchor_groups import anchor_mean_std
+
+    torch.manual_seed(0)
+    data = _grouped_votes(seed=5)
+    trainer = _trainer(
+        tmp_path, tokenizer, _bert(tokenizer), data, bf16=True, max_steps=2, per_device_train_batch_size=8
+    )
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(8)])
+    # A backbone whose heads return bf16 (a bf16-loaded model): μ near −3 is only representable in steps of 0.0156.
+    mean_bf16 = torch.linspace(-3.5, -2.5, 16).to(torch.bfloat16)
+    out = GaussianRewardModelOutput(mean=mean_bf16, variance=torch.full((16,), 5.0, dtype=torch.bfloat16))
+    mean, std = anchor_mean_std(out, batch)
+    # The offsets (float32) are added after upcasting, not rounded to bf16's grid.
+    assert mean.dtype == std.dtype == torch.float32
+    torch.testing.assert_close(mean, mean_bf16.float() + batch[ANCHOR_OFFSET].repeat(2), rtol=0, atol=0)
+    assert np.isfinite(trainer.train().training_loss)
