@@ -319,3 +319,11 @@ def test_card_states_anchor_groups(tmp_path):
     text = build_model_card(model_name="grouped-rm", settings=settings).text
     assert "**Anchor groups:** `contest`, 78 train groups" in text and "s² = 0.6812" in text
     assert "Anchor groups" not in build_model_card(model_name="plain-rm", settings=SETTINGS).text
+
+
+def test_card_states_the_mean_offset_of_a_head_without_bias(tmp_path):
+    settings = {**SETTINGS, "anchor_mean_offset": -1.2345}
+    text = build_model_card(model_name="decoder-rm", settings=settings).text
+    assert "**Mean offset:**" in text and "μ₀ = -1.234" in text
+    plain = build_model_card(model_name="plain-rm", settings={**SETTINGS, "anchor_mean_offset": 0.0}).text
+    assert "Mean offset" not in plain

@@ -83,3 +83,19 @@ def test_class_probabilities_of_a_grouped_model_add_the_group_variance(tokenizer
     model = GaussianRewardModel.from_config(tiny_gpt2_config(tokenizer)).eval()
     model.record_training_settings(anchor_thresholds=thresholds, anchor_group_variance=0.8)
     assert score_responses(model, tokenizer, RESPONSES).group_variance == 0.8
+
+
+def test_class_probabilities_of_a_model_without_a_mean_bias_add_its_offset(tokenizer):
+    from scipy.stats import norm
+
+    from trl_anchor.rewards.scoring import RewardScores
+
+    mean, variance, thresholds = np.array([0.3, -2.0]), np.array([0.25, 4.0]), [-1.0, 1.0]
+    scores = RewardScores(mean=mean, variance=variance, thresholds=thresholds, mean_offset=-0.7)
+    cdf = norm.cdf((np.asarray(thresholds)[None, :] - (mean[:, None] - 0.7)) / np.sqrt(variance)[:, None])
+    np.testing.assert_allclose(scores.class_probs, np.diff(np.c_[np.zeros(2), cdf, np.ones(2)], axis=1), rtol=1e-10)
+    np.testing.assert_array_equal(scores.mean, mean)  # μ itself (pairs, rankings) is the model's
+    torch.manual_seed(0)
+    model = GaussianRewardModel.from_config(tiny_gpt2_config(tokenizer)).eval()
+    model.record_training_settings(anchor_thresholds=thresholds, anchor_mean_offset=-0.7)
+    assert score_responses(model, tokenizer, RESPONSES).mean_offset == -0.7

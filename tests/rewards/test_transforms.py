@@ -237,3 +237,21 @@ def test_a_model_trained_with_anchor_groups_reads_classes_of_a_new_group():
         RewardTransform(kind="mean", group_variance=0.5)
     with pytest.raises(ValueError, match="`group_variance`"):
         RewardTransform(kind="p_top", group_variance=-1.0)
+
+
+def test_a_model_without_a_mean_bias_reads_classes_at_its_offset():
+    # `anchor_mean_offset` μ₀: the anchors of a model whose mean head has no bias read N(μ + μ₀, σ²).
+    thresholds, offset = [-1.0, 1.0], -1.3
+    mean, std = np.array([2.0, -0.5, 0.0]), np.array([0.1, 1.0, 2.0])
+    model = _anchored_model(thresholds)
+    model.record_training_settings(anchor_mean_offset=offset)
+    transform = RewardTransform.parse("p_top").bind(model)
+    assert transform.mean_offset == offset
+    probs = _scipy_class_probs(mean + offset, std, thresholds)
+    np.testing.assert_allclose(transform(mean, std), probs[:, -1], rtol=1e-10)
+    bf16 = transform(torch.tensor(mean, dtype=torch.bfloat16), torch.tensor(std, dtype=torch.bfloat16))
+    np.testing.assert_allclose(bf16.float().numpy(), probs[:, -1], rtol=2e-2)
+    with pytest.raises(ValueError, match="`mean_offset`"):
+        RewardTransform(kind="lcb", kappa=1.0, mean_offset=0.5)
+    with pytest.raises(ValueError, match="`mean_offset`"):
+        RewardTransform(kind="expected_class", mean_offset=float("nan"))

@@ -107,6 +107,26 @@ def test_health_and_info(client):
     assert info["limits"]["max_items_per_request"] == 256 and info["authentication"] == "none"
     assert {"forward_passes", "scored_items", "max_batch_size"} <= set(info["batching"])
     assert info["trl_anchor_version"]
+    assert info["anchor_thresholds"] is None and info["anchor_mean_offset"] == info["anchor_group_variance"] == 0.0
+
+
+def test_anchor_transforms_read_the_models_offset_and_group_variance(tmp_path, tokenizer_dir):
+    # A decoder's `score` has no bias, so its anchors read μ + μ₀; a grouped model's new-group classes σ² + s².
+    thresholds, offset, group_variance = [-1.0, 1.0], -1.7, 0.3
+    path = save_reward_model(tmp_path / "anchored", tokenizer_dir)
+    scorer = RewardScorer.from_pretrained(str(path))
+    scorer.model.record_training_settings(
+        anchor_thresholds=thresholds, anchor_mean_offset=offset, anchor_group_variance=group_variance
+    )
+    responses = ["the quick brown fox", "a helpful answer"]
+    with make_client(scorer) as client:
+        body = client.post("/score", json={"responses": responses, "transforms": ["p_top"]}).json()
+        info = client.get("/info").json()
+    mu, sigma = np.array([direct(scorer, r) for r in responses]).T
+    expected = norm.sf((thresholds[-1] - (mu + offset)) / np.sqrt(sigma**2 + group_variance))
+    np.testing.assert_allclose(np.array(body["transforms"]["p_top"])[:, 0], expected, rtol=1e-5)
+    np.testing.assert_allclose(np.array(body["mu"])[:, 0], mu, rtol=1e-5, atol=1e-6)  # μ itself is the head's
+    assert info["anchor_mean_offset"] == offset and info["anchor_group_variance"] == group_variance
 
 
 JSON = {"content-type": "application/json"}

@@ -184,6 +184,10 @@ def test_within_contest_vote_nll_gain_against_the_contest_average_prediction():
     by_hand = np.mean([-(c * np.log(p)).sum() / c.sum() for c, p in zip(counts, probs, strict=True)])
     assert grouped["vote_nll"] == pytest.approx(by_hand) and grouped["vote_nll"] != pytest.approx(metrics["vote_nll"])
     assert grouped["sigma_relative_spread"] == metrics["sigma_relative_spread"]  # σ metrics read σ itself
+    # A mean head without a bias: the votes are read at μ + μ₀ (`anchor_mean_offset`).
+    shifted = contest_metrics(pool, RewardScores(scores.mean - 0.4, scores.variance, mean_offset=0.4), [-1.0, 1.0])
+    assert shifted["vote_nll"] == pytest.approx(metrics["vote_nll"], rel=1e-12)
+    assert shifted["kendall_tau_expected_vote"] == pytest.approx(metrics["kendall_tau_expected_vote"])
     assert model < by_hand  # the hand-made pair too: each caption's own prediction fits its votes better
 
 

@@ -145,7 +145,9 @@ def test_the_anchor_loss_reads_each_pair_relative_to_its_group(tmp_path, tokeniz
                                                              attn_pdrop=0.0, pad_token_id=tokenizer.pad_token_id))
     lam = 0.7
     trainer = _trainer(tmp_path, tokenizer, model, data, anchor_lambda=lam)
-    _, _, offsets, _ = _scipy_group_fit(data)
+    start, _, offsets, _ = _scipy_group_fit(data)
+    # GPT-2's `score` has no bias: μ stays 0 and the anchors read μ + μ₀ + δ_g (`anchor_mean_offset` = μ₀).
+    assert model.config.gaussian_reward["anchor_mean_offset"] == pytest.approx(start, abs=1e-4)
     rows = [trainer.train_dataset[i] for i in range(len(trainer.train_dataset))]
     batch = trainer.data_collator(rows)
     with torch.no_grad():
@@ -156,7 +158,8 @@ def test_the_anchor_loss_reads_each_pair_relative_to_its_group(tmp_path, tokeniz
     z = (mean[:n] - mean[n:]) / np.hypot(std[:n], std[n:])
     label = np.asarray(data["soft_label"])
     pair = -(label * norm.logcdf(z) + (1 - label) * norm.logcdf(-z)).mean()
-    delta = np.tile([offsets[c] for c in data["contest"]], 2)
+    np.testing.assert_array_equal(mean, 0.0)
+    delta = start + np.tile([offsets[c] for c in data["contest"]], 2)
     cdf = norm.cdf((THRESHOLDS[None, :] - (mean + delta)[:, None]) / std[:, None])
     probs = np.diff(np.c_[np.zeros(2 * n), cdf, np.ones(2 * n)], axis=1)
     counts = np.array(list(data["chosen_anchor_counts"]) + list(data["rejected_anchor_counts"]), float)

@@ -110,15 +110,24 @@ def test_model_from_a_base_checkpoint_path_is_initialised(tmp_path, tokenizer):
     np.testing.assert_allclose(_predicted_shares(mean, std), _data_shares(data), atol=1e-3)
 
 
-def test_mean_head_without_bias_fits_sigma_alone(tmp_path, tokenizer, tiny_causal_lm_dir):
+def test_mean_head_without_bias_starts_at_the_data_through_the_offset(tmp_path, tokenizer, tiny_causal_lm_dir):
+    # GPT-2's `score` has no bias to hold μ₀: μ starts at 0 and the anchors read μ + μ₀ (`anchor_mean_offset`).
+    from trl_anchor import score_responses
+
     data = _vote_data(seed=2)
     trainer = _trainer(tmp_path, tokenizer, str(tiny_causal_lm_dir), data)
     mean, std = _step0_mean_std(trainer)
-    np.testing.assert_array_equal(mean, 0.0)  # GPT-2's `score` has no bias: μ₀ = 0
-    grid = np.linspace(0.2, 20, 4000)
-    shares = _data_shares(data)
-    ce = [-(shares * np.log(_predicted_shares(np.zeros(1), np.full(1, s)))).sum() for s in grid]
-    assert std[0] == pytest.approx(grid[int(np.argmin(ce))], abs=0.01)
+    np.testing.assert_array_equal(mean, 0.0)
+    settings = trainer.model.config.gaussian_reward
+    offset = settings["anchor_mean_offset"]
+    assert offset == settings["initial_mean"] and offset < -0.5  # the data sit mostly in the lowest class
+    expected = _data_shares(data)
+    np.testing.assert_allclose(_predicted_shares(mean + offset, std), expected, atol=1e-3)
+    assert np.abs(_predicted_shares(mean, std) - expected).max() > 0.05  # μ alone would not match the data
+    # Scoring reads the recorded offset too: every response's class probabilities are the data's shares.
+    scores = score_responses(trainer.model, tokenizer, data["chosen"], data["prompt"])
+    assert scores.mean_offset == offset
+    np.testing.assert_allclose(scores.class_probs, np.tile(expected, (len(data), 1)), atol=1e-3)
 
 
 def test_loaded_heads_are_kept(tmp_path, tokenizer):

@@ -167,6 +167,11 @@ def anchors_text(settings: Mapping[str, Any]) -> str:
             f"their own base rate (offset variance s² = {settings['anchor_group_variance']:.4g}); anchor classes of a "
             "new group's responses are read from N(μ, σ² + s²)."
         )
+    if settings.get("anchor_mean_offset"):
+        lines.append(
+            f"- **Mean offset:** the mean head has no bias, so the anchor thresholds read μ + μ₀ with μ₀ = "
+            f"{settings['anchor_mean_offset']:.4g} (the train anchors' base rate); preferences and rankings use μ."
+        )
     return "\n".join(lines)
 
 

@@ -409,7 +409,7 @@ def _add_anchor_metrics(result, dataset, chosen, rejected, thresholds, base_rate
         )
     if rows.size == 0:
         return
-    mean = torch.as_tensor(np.where(sides == 0, chosen.mean[rows], rejected.mean[rows]))
+    mean = torch.as_tensor(np.where(sides == 0, chosen.anchor_mean[rows], rejected.anchor_mean[rows]))
     # A model trained with anchor groups scores these anchors as a new group's (`RewardScores.anchor_std`).
     std = torch.as_tensor(np.where(sides == 0, chosen.anchor_std[rows], rejected.anchor_std[rows]))
     tau = torch.tensor(thresholds, dtype=torch.float64)

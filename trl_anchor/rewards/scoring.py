@@ -30,6 +30,8 @@ class RewardScores:
     `thresholds` are the anchor thresholds τ an anchored Gaussian model was trained with (else `None`), and
     `group_variance` the variance `s²` of its train groups' base rates when it was trained with `anchor_group_column`
     (`trl_anchor.trainer.anchor_groups`): anchor class probabilities of a response of a new group use `σ² + s²`.
+    `mean_offset` is the model's recorded `anchor_mean_offset` μ₀ (a mean head without a bias starts at μ = 0 and
+    the anchors read μ + μ₀, see `trl_anchor.trainer.head_init`); anchor class probabilities use `anchor_mean`.
 
     For a multi-attribute model `mean` and `variance` have shape `(num_responses, A)` and `attributes` names the
     columns (SteerLM-style data selection reads them directly); `RewardTransform` combines them into one reward.
@@ -40,6 +42,12 @@ class RewardScores:
     attributes: list[str] | None = None
     thresholds: list[float] | None = None
     group_variance: float = 0.0
+    mean_offset: float = 0.0
+
+    @property
+    def anchor_mean(self) -> np.ndarray:
+        """μ of a response's latent reward relative to the anchor thresholds: `μ + μ₀` (μ when no offset)."""
+        return self.mean + self.mean_offset
 
     @property
     def std(self) -> np.ndarray | None:
@@ -55,7 +63,7 @@ class RewardScores:
         """P(anchor class j) of each response, shape `(N, K + 1)`; `None` without σ or anchors."""
         if self.variance is None or self.thresholds is None:
             return None
-        log_probs = ordinal_log_probs(torch.as_tensor(self.mean), torch.as_tensor(self.anchor_std),
+        log_probs = ordinal_log_probs(torch.as_tensor(self.anchor_mean), torch.as_tensor(self.anchor_std),
                                       torch.tensor(self.thresholds, dtype=torch.float64))
         return log_probs.exp().numpy()
 
@@ -141,6 +149,7 @@ def score_token_ids(
         attributes=attributes,
         thresholds=settings.get("anchor_thresholds"),
         group_variance=float(settings.get("anchor_group_variance") or 0.0),
+        mean_offset=float(settings.get("anchor_mean_offset") or 0.0),
     )
 
 

@@ -94,6 +94,9 @@ class RewardTransform:
         group_variance (`float`, *optional*, defaults to `0.0`): `s²` of a model trained with anchor groups
             (`trl_anchor.trainer.anchor_groups`): `expected_class` and `p_top` read the classes of N(μ, σ² + s²), a
             response of a new group; filled by `bind`.
+        mean_offset (`float`, *optional*, defaults to `0.0`): `anchor_mean_offset` μ₀ of a model whose mean head
+            has no bias (`trl_anchor.trainer.head_init`): `expected_class` and `p_top` read the classes of
+            N(μ + μ₀, σ²); filled by `bind`.
 
     Example:
 
@@ -122,6 +125,7 @@ class RewardTransform:
     weights: tuple[float, ...] | None = None
     thresholds: list[float] | None = None
     group_variance: float = 0.0
+    mean_offset: float = 0.0
     _generator: torch.Generator | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -146,6 +150,11 @@ class RewardTransform:
             raise ValueError(
                 f"`group_variance` must be finite and ≥ 0, and only applies to 'expected_class' / 'p_top'; got "
                 f"{self.group_variance} for {self.kind!r}."
+            )
+        if not math.isfinite(self.mean_offset) or (self.mean_offset and not self.needs_thresholds):
+            raise ValueError(
+                f"`mean_offset` must be finite, and only applies to 'expected_class' / 'p_top'; got "
+                f"{self.mean_offset} for {self.kind!r}."
             )
         if self.needs_thresholds and self.normalize:
             raise ValueError(f"`normalize` does not apply to {self.kind!r}: the anchor thresholds fix its scale.")
@@ -221,14 +230,19 @@ class RewardTransform:
     # ------------------------------------------------------------------------------------------- normalisation
     def bind(self, model_or_config: Any) -> "RewardTransform":
         """Load what the reward model's config records: the attribute weights of a multi-attribute model (unless
-        given), the anchor thresholds (`expected_class`, `p_top`) and, with `normalize`, the normalisation
-        statistics."""
+        given), the anchor thresholds, group variance and mean offset (`expected_class`, `p_top`) and, with
+        `normalize`, the normalisation statistics."""
         config = getattr(model_or_config, "config", model_or_config)
         transform = self._bind_weights(config)
         if transform.needs_thresholds and transform.thresholds is None:
             thresholds = _recorded_thresholds(config, str(transform))
-            group_variance = float(gaussian_settings(config).get("anchor_group_variance") or 0.0)
-            transform = replace(transform, thresholds=thresholds, group_variance=group_variance)
+            settings = gaussian_settings(config)
+            transform = replace(
+                transform,
+                thresholds=thresholds,
+                group_variance=float(settings.get("anchor_group_variance") or 0.0),
+                mean_offset=float(settings.get("anchor_mean_offset") or 0.0),
+            )
         if not transform.normalize:
             return transform
         return transform._bind_normalization(config)
@@ -367,7 +381,9 @@ class RewardTransform:
                 "load those recorded in its config."
             )
         std = std if self.group_variance == 0 else torch.sqrt(std.square() + self.group_variance)
-        probs = ordinal_log_probs(mean, std, torch.tensor(self.thresholds, dtype=torch.float64)).exp()
+        # μ + μ₀ against τ is μ against τ − μ₀; shifting the float64 thresholds keeps a bf16 μ from rounding μ₀.
+        thresholds = torch.tensor(self.thresholds, dtype=torch.float64) - self.mean_offset
+        probs = ordinal_log_probs(mean, std, thresholds).exp()
         if self.kind == "p_top":
             return probs[..., -1].to(mean.dtype)
         classes = torch.arange(probs.shape[-1], dtype=probs.dtype, device=probs.device)

@@ -130,6 +130,9 @@ class RewardScorer:
             "reward_type": "gaussian" if self.is_gaussian else "scalar",
             "attributes": self.attributes,
             "anchor_thresholds": settings.get("anchor_thresholds"),
+            # What μ and σ² need before they meet the thresholds (both 0 unless recorded; see `RewardScores`).
+            "anchor_mean_offset": float(settings.get("anchor_mean_offset") or 0.0),
+            "anchor_group_variance": float(settings.get("anchor_group_variance") or 0.0),
             "reward_normalization": settings.get(NORMALIZATION_KEY),
             "variance_floor": settings.get("variance_floor"),
             "dtype": str(parameter.dtype).removeprefix("torch."),

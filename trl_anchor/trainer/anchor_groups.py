@@ -121,11 +121,13 @@ def _check_usable(dataset, column: str, dataset_name: str) -> None:
         )
 
 
-def anchor_mean_std(outputs, inputs) -> tuple[torch.Tensor, torch.Tensor]:
-    """μ and σ of a batch's responses (chosen rows, then rejected) as their anchors see them: `μ + δ_g`, the pair's
-    group offset added, and `σ² + s²` for a group not trained on. Without anchor groups, the model's own."""
+def anchor_mean_std(outputs, inputs, mean_offset: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """μ and σ of a batch's responses (chosen rows, then rejected) as their anchors see them: `μ + μ₀ + δ_g`, with
+    `mean_offset` μ₀ the start a mean head without a bias could not hold (`anchor_mean_offset`, see
+    `trl_anchor.trainer.head_init`) and δ_g the pair's group offset, and `σ² + s²` for a group not trained on. Without
+    anchor groups or offset, the model's own."""
     if ANCHOR_OFFSET not in inputs:
-        return outputs.mean, outputs.std
+        return (outputs.mean + mean_offset if mean_offset else outputs.mean), outputs.std
     offset, extra = inputs[ANCHOR_OFFSET].repeat(2), inputs[ANCHOR_GROUP_VARIANCE].repeat(2)
     mean, variance = outputs.mean.to(offset.dtype), outputs.variance.to(offset.dtype)
-    return mean + offset, torch.sqrt(variance + extra)
+    return mean + (offset + mean_offset), torch.sqrt(variance + extra)

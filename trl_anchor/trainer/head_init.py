@@ -3,7 +3,10 @@
 Before step 0 the trainer sets the heads it created so that every response starts at the normal N(μ₀, σ₀²) whose
 anchor class shares equal the train anchors' (`trl_anchor.anchor_marginal`): the mean head's weights at 0 and its
 bias at μ₀, the variance head's weights at 0 (as created) and its bias at `softplus⁻¹(σ₀² − floor)`. A mean head
-without a bias (GPT-2, Llama, Qwen `score`) starts at μ = 0 and σ₀ is fitted alone for it; a frozen mean head (PEFT
+without a bias (GPT-2, Llama, Qwen `score`) cannot hold μ₀: its weights start at 0 (μ = 0) and μ₀ is recorded as
+`config.gaussian_reward["anchor_mean_offset"]`, which the anchor likelihood, class probabilities, expected-class
+rewards and evaluation add to μ (a constant shift, so preferences, rankings and RL rewards built from μ are
+unchanged, and a plain `AutoModelForSequenceClassification` still returns the head's μ). A frozen mean head (PEFT
 without it in `modules_to_save`) keeps its random weights, and σ₀ is fitted alone at μ₀ = 0.
 
 Only heads that were initialised rather than loaded are touched (`GaussianRewardModel.fresh_heads`): a trained
@@ -65,15 +68,16 @@ def initialize_heads(model, shares, thresholds, start: tuple[float, float] | Non
         logger.info("init_heads_from_anchors: the model's heads were loaded, not created; they are kept as they are.")
         return None
     # A mean head that will not train (LoRA without it in `modules_to_save`) keeps its random weights: zeroed, μ could
-    # never vary. Without a bias μ cannot be moved either; both keep μ₀ = 0 and fit σ₀ alone.
+    # never vary, so it keeps μ₀ = 0 and σ₀ is fitted alone.
     trainable = any(p.requires_grad for p in _reward_head(base).parameters())
     mean_heads = _copies(_reward_head(base)) if trainable else []
     variance_heads = _copies(base.variance_head)
-    movable = trainable and all(head.bias is not None for head in mean_heads)
-    if movable:
+    if trainable:
         mean, std = start if start is not None else fit_marginal(shares, thresholds)
     else:
         mean, std = 0.0, fit_std_at_mean(shares, thresholds, 0.0)
+    # Without a bias the head cannot hold μ₀; the anchors read μ + μ₀ instead (`anchor_mean_offset`).
+    offset = mean if any(head.bias is None for head in mean_heads) else 0.0
     floor = base.variance_head.variance_floor
     variance_bias = _inverse_softplus(max(std * std - floor, floor))
     params = [p for head in mean_heads + variance_heads for p in head.parameters()]
@@ -84,8 +88,8 @@ def initialize_heads(model, shares, thresholds, start: tuple[float, float] | Non
             return None
         for head in mean_heads:
             head.weight.zero_()
-            if movable:
-                head.bias.fill_(mean)
+            if head.bias is not None:
+                head.bias.fill_(mean - offset)
         for head in variance_heads:
             head.weight.zero_()
             head.bias.fill_(variance_bias)
@@ -94,9 +98,10 @@ def initialize_heads(model, shares, thresholds, start: tuple[float, float] | Non
     logger.info(
         f"init_heads_from_anchors: heads start at μ₀ = {mean:.4g}, σ₀ = {std:.4g}; predicted anchor class shares "
         f"{predicted.round(4).tolist()} (train anchors: {[round(float(s), 4) for s in shares]})"
-        + ("" if movable else "; the mean head has no bias or is frozen, so μ₀ = 0 and σ₀ is fitted alone")
+        + ("" if trainable else "; the mean head is frozen, so μ₀ = 0 and σ₀ is fitted alone")
+        + (f"; the mean head has no bias, so the anchors read μ + {offset:.4g} (anchor_mean_offset)" if offset else "")
     )
-    return {"initial_mean": mean, "initial_std": std}
+    return {"initial_mean": mean, "initial_std": std, "anchor_mean_offset": offset}
 
 
 def _reward_head(base):

@@ -77,8 +77,9 @@ class AnchorGaussianRewardConfig(RewardConfig):
         init_heads_from_anchors (`bool`, *optional*, defaults to `True`):
             Before step 0, start heads the trainer created (not loaded) at the train anchors' base rate: every response
             at the N(μ₀, σ₀²) whose anchor class shares equal the data's (mean and variance head weights 0, biases μ₀
-            and σ₀; see `trl_anchor.trainer.head_init`). Without it they start at μ ≈ 0, σ = 1, which can be far from
-            the data (σ then barely moves at a backbone learning rate). No effect without anchors.
+            and σ₀; see `trl_anchor.trainer.head_init`; a mean head without a bias records μ₀ as
+            `anchor_mean_offset` instead). Without it they start at μ ≈ 0, σ = 1, which can be far from the data (σ
+            then barely moves at a backbone learning rate). No effect without anchors.
         head_learning_rate (`float`, *optional*):
             Learning rate of the reward heads (the mean head and the variance head), which start from scratch on a
             pretrained backbone; `None` uses `head_learning_rate_multiplier × learning_rate` for heads the trainer

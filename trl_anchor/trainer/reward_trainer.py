@@ -26,7 +26,7 @@ from ..losses import (
     soft_label_nll,
 )
 from ..models.conversion import save_variance_head_with_adapter, to_gaussian, train_variance_head
-from ..models.modeling_gaussian import GaussianRewardModel
+from ..models.modeling_gaussian import GaussianRewardModel, gaussian_settings
 from ..models.packing import num_real_tokens, padding_free_collator_kwargs, reward_model_inputs
 from ..pipelines.cards import write_trainer_model_card
 from .anchor_columns import (
@@ -174,6 +174,9 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
         if self.anchor_thresholds is not None and isinstance(_unwrap(self.model), GaussianRewardModel):
             groups = self._anchor_groups
             initialize_heads_from_data(self.model, self.train_dataset, self.anchor_thresholds, args, groups)
+        # μ₀ that a mean head without a bias could not hold (`head_init`): the anchors read μ + μ₀.
+        settings = gaussian_settings(_unwrap(self.model).config) if self._gaussian else {}
+        self._anchor_mean_offset = float(settings.get("anchor_mean_offset") or 0.0)
         deepspeed_plugin = self.accelerator.state.deepspeed_plugin if self.is_deepspeed_enabled else None
         deepspeed_config = deepspeed_plugin.deepspeed_config if deepspeed_plugin else None
         check_head_learning_rate(args.head_learning_rate, optimizers[0], deepspeed_config, self._head_learning_rate())
@@ -404,7 +407,7 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
         thresholds = torch.tensor(self.anchor_thresholds, device=outputs.mean.device)
         counts = torch.cat([inputs[CHOSEN_COUNTS], inputs[REJECTED_COUNTS]])
         weight = inputs[ANCHOR_WEIGHT].repeat(2)
-        mean, std = anchor_mean_std(outputs, inputs)
+        mean, std = anchor_mean_std(outputs, inputs, self._anchor_mean_offset)
         nll = ordinal_anchor_nll(mean, std, thresholds, counts, self.args.normalize_anchor_counts)
         anchored = ((weight > 0) & (counts.sum(-1) > 0)).reshape(2, -1)
         weighted = (weight.to(nll.dtype) * nll).reshape(2, -1)

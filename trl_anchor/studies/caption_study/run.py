@@ -85,8 +85,9 @@ def train_run(run: StudyRun, train_dataset, config: CaptionStudyConfig, backbone
         "train_loss": float(output.training_loss),
         "train_runtime_seconds": float(output.metrics.get("train_runtime", float("nan"))),
         "last_logs": [entry for entry in trainer.state.log_history if "loss" in entry][-1:],
-        # What scoring a new contest's votes adds to σ² (0 without anchor groups); the cache keeps only μ and σ².
-        "anchor_group_variance": float(gaussian_settings(trainer.model.config).get("anchor_group_variance") or 0.0),
+        # What scoring a new contest's votes adds to σ² (0 without anchor groups) and to μ (0 for a mean head with a
+        # bias); the cache keeps only μ and σ².
+        **_anchor_scale(gaussian_settings(trainer.model.config)),
     }
     # Score with the tokenizer the model was trained with: the trainer's copy, which gives encoders an EOS token.
     model, tokenizer = trainer.model, trainer.processing_class
@@ -145,6 +146,10 @@ def _anchor_trainer(run, train_dataset, config, backbone, tokenizer, settings):
     return AnchorGaussianRewardTrainer(
         model=backbone, args=args, train_dataset=train_dataset, processing_class=tokenizer
     )
+
+
+def _anchor_scale(settings: dict[str, Any]) -> dict[str, float]:
+    return {key: float(settings.get(key) or 0.0) for key in ("anchor_group_variance", "anchor_mean_offset")}
 
 
 def score_pools(model, tokenizer, pools: Sequence[CaptionPool], config: CaptionStudyConfig) -> list[RewardScores]:
@@ -312,8 +317,12 @@ def _execute_run(run, train_dataset, pools, config, backbone, inputs, show_progr
     else:
         logger.info(f"caption study: reusing the cached scores of {run.name} from {cache}")
         log = {**log, "from_cache": True}
-    group_variance = log.get("anchor_group_variance", 0.0)
-    scores = {split: [replace(s, group_variance=group_variance) for s in ss] for split, ss in scores.items()}
+    scale = _anchor_scale(log)
+    scores = {
+        split: [replace(s, group_variance=scale["anchor_group_variance"], mean_offset=scale["anchor_mean_offset"])
+                for s in ss]
+        for split, ss in scores.items()
+    }
     record = {"spec": asdict(run), "label": run.label, "training": log}
     bon = (config.bon_n, config.bon_draws, config.seed)
     for split, split_pools in pools.items():

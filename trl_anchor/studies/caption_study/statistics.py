@@ -56,14 +56,12 @@ def contest_metrics(
         metrics["sigma_partial_spread"] = partial_spearman(sigma, spread, crowd, degree=1)
         metrics["sigma_partial_spread_cubic"] = partial_spearman(sigma, spread, crowd, degree=3)
         # Votes of a test contest, a group the model has not seen: anchor classes of N(μ, σ² + s²).
-        mean, anchor_std, counts = scores.mean[sample], scores.anchor_std[sample], pool.counts[sample]
+        mean, anchor_std, counts = scores.anchor_mean[sample], scores.anchor_std[sample], pool.counts[sample]
         metrics["vote_nll"] = vote_nll(mean, anchor_std, thresholds, counts)
         metrics["vote_nll_within_gain"] = contest_average_vote_nll(mean, anchor_std, thresholds, counts) - metrics[
             "vote_nll"
         ]
-        expected = RewardTransform(
-            kind="expected_class", thresholds=list(thresholds), group_variance=scores.group_variance
-        )(scores.mean[sample], scores.std[sample])
+        expected = anchor_transform("expected_class", thresholds, scores)(scores.mean[sample], scores.std[sample])
         metrics["kendall_tau_expected_vote"] = kendall_tau_b(expected, pool.mean[sample])
     if bon is not None:
         metrics.update(best_of_n_gains(pool, scores, thresholds, *bon))
@@ -93,11 +91,22 @@ def best_of_n_gains(
         if transform.needs_std and scores.variance is None:
             continue
         if transform.needs_thresholds:
-            transform = replace(transform, thresholds=list(thresholds), group_variance=scores.group_variance)
+            transform = anchor_transform(spec, thresholds, scores)
         reward = transform(scores.mean, scores.std)[sets]
         picked = crowd[np.arange(draws), reward.argmax(1)]
         gains[f"bon_gain_{name}"] = float((picked.mean() - random_value) / (oracle_value - random_value))
     return gains
+
+
+def anchor_transform(spec: str, thresholds: Sequence[float], scores: RewardScores) -> RewardTransform:
+    """An `expected_class` / `p_top` transform reading the anchor classes the way `scores` do (their new-group
+    variance and mean offset)."""
+    return replace(
+        RewardTransform.parse(spec),
+        thresholds=list(thresholds),
+        group_variance=scores.group_variance,
+        mean_offset=scores.mean_offset,
+    )
 
 
 def vote_nll(mean, std, thresholds: Sequence[float], counts) -> float:
