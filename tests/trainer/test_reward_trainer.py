@@ -123,15 +123,16 @@ def test_discrete_judge_scores_at_a_threshold_reach_it(tmp_path, tokenizer, tiny
         assert targets.argmax(1).tolist() == [classes[v] for v in scores]
 
 
-def _scipy_pair_and_anchor_terms(out, batch, thresholds, margin=None):
-    """The soft probit loss per pair and the count-anchor NLL per response (normalised by the votes), with scipy."""
+def _scipy_pair_and_anchor_terms(out, batch, thresholds, mean_offset, margin=None):
+    """The soft probit loss per pair and the count-anchor NLL per response (normalised by the votes), with scipy.
+    The anchors read μ + `mean_offset` (GPT-2's `score` has no bias, so the heads' start μ₀ is held outside it)."""
     mean, variance = out.mean.double().numpy(), out.variance.double().numpy()
     half = len(mean) // 2
     gap = mean[:half] - mean[half:] - (0.0 if margin is None else margin)
     z = gap / np.sqrt(variance[:half] + variance[half:])
     p = batch["soft_label"].double().numpy()
     pair = -(p * norm.logcdf(z) + (1 - p) * norm.logcdf(-z))
-    cdf = norm.cdf((np.asarray(thresholds)[None, :] - mean[:, None]) / np.sqrt(variance)[:, None])
+    cdf = norm.cdf((np.asarray(thresholds)[None, :] - (mean + mean_offset)[:, None]) / np.sqrt(variance)[:, None])
     class_probs = np.diff(np.concatenate([np.zeros((len(mean), 1)), cdf, np.ones((len(mean), 1))], axis=1), axis=1)
     counts = np.concatenate([batch["chosen_anchor_targets"].numpy(), batch["rejected_anchor_targets"].numpy()])
     anchor = -(counts * np.log(class_probs)).sum(1) / counts.sum(1)
@@ -147,7 +148,9 @@ def test_compute_loss_matches_scipy(tmp_path, tokenizer, tiny_config):
         model.variance_head.weight.normal_(0, 0.5)
         loss = trainer.compute_loss(model, dict(batch))
         out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-    pair, anchor_c, anchor_r = _scipy_pair_and_anchor_terms(out, batch, [-0.5, 0.5])
+    offset = model.config.gaussian_reward["anchor_mean_offset"]
+    assert abs(offset) > 0.01  # the counts sit slightly off τ = ±0.5; without the offset the loss differs by 1e-3
+    pair, anchor_c, anchor_r = _scipy_pair_and_anchor_terms(out, batch, [-0.5, 0.5], offset)
     assert loss.item() == pytest.approx(pair.mean() + 0.3 * (anchor_c.mean() + anchor_r.mean()), rel=1e-6)
 
 
@@ -162,7 +165,8 @@ def test_margin_and_center_rewards_coefficient_enter_the_loss(tmp_path, tokenize
         model.score.weight.normal_(0, 1.0)  # rewards far from 0, so the centring term matters
         loss = trainer.compute_loss(model, dict(batch))
         out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-    pair, anchor_c, anchor_r = _scipy_pair_and_anchor_terms(out, batch, [-0.5, 0.5], np.asarray(margin[4:8]))
+    offset = model.config.gaussian_reward["anchor_mean_offset"]
+    pair, anchor_c, anchor_r = _scipy_pair_and_anchor_terms(out, batch, [-0.5, 0.5], offset, np.asarray(margin[4:8]))
     mean = out.mean.double().numpy()
     center = 0.02 * np.mean((mean[:4] + mean[4:]) ** 2)  # TRL: coefficient · mean((r_c + r_r)²)
     assert center > 1e-4
