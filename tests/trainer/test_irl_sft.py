@@ -292,19 +292,7 @@ def test_explicit_round_raises_the_reward_margin_and_changes_the_policy(
     assert_policy_changed(policy_dir, str(tmp_path / "round-1" / "policy"))
 
 
-def _grpo_importable() -> bool:
-    try:
-        from trl import GRPOTrainer  # noqa: F401
-    except (ImportError, RuntimeError):
-        return False
-    return True
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not _grpo_importable(),
-    reason="this TRL's GRPOTrainer cannot be imported here (TRL 1.12 needs `requests`, absent from .venv-trl112)",
-)
 def test_explicit_grpo_round_trains_against_the_reward_model(policy_dir, tokenizer, demonstrations, tmp_path):
     args = make_args(
         tmp_path, mode="explicit", policy_improvement="grpo", reward_type="bt", num_samples_per_prompt=2,
