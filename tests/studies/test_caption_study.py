@@ -427,3 +427,14 @@ def test_reduced_study_end_to_end(tmp_path, tiny_bert_dir, caption_data_dir):
     assert not any(run["training"].get("from_cache") for run in fresh["runs"].values())
     assert fresh["summary"] == results["summary"]
     assert fresh["runs"]["anchors_lambda1"]["validation"] == results["runs"]["anchors_lambda1"]["validation"]
+
+
+def test_runs_of_further_training_seeds_are_labelled_with_their_seed():
+    from trl_anchor.studies.caption_study.config import BASELINE_RUNS, anchored_run
+
+    anchored = anchored_run(0.1)
+    assert anchored.label == "Gaussian + anchors, λ=0.1, 100% anchored"
+    assert anchored.with_seed(1).label == "Gaussian + anchors, λ=0.1, 100% anchored, seed 1"
+    assert [run.with_seed(2).label for run in BASELINE_RUNS] == [
+        "TRL RewardTrainer, hard labels, seed 2", "BT, soft labels, seed 2", "Gaussian, no anchors, seed 2"
+    ]

@@ -235,11 +235,14 @@ class StudyRun:
 
     @property
     def label(self) -> str:
+        # A further training seed's run is named after it, so tables listing every run tell the seeds apart.
+        seed = "" if self.training_seed is None else f", seed {self.training_seed}"
         if not self.anchored:
-            return {"trl": "TRL RewardTrainer, hard labels", "bt": "BT, soft labels"}.get(
+            arm = {"trl": "TRL RewardTrainer, hard labels", "bt": "BT, soft labels"}.get(
                 self.reward_type, "Gaussian, no anchors"
             )
-        return f"Gaussian + anchors, λ={self.anchor_lambda:g}, {self.anchor_fraction:.0%} anchored"
+            return arm + seed
+        return f"Gaussian + anchors, λ={self.anchor_lambda:g}, {self.anchor_fraction:.0%} anchored{seed}"
 
 
 def anchored_run(anchor_lambda: float, anchor_fraction: float = 1.0) -> StudyRun:
