@@ -131,29 +131,31 @@ def test_zero_runs_two_processes_and_matches_single_process_eval_loss(zero_runs,
     assert not np.allclose(full["after"]["mean"], full["before"]["mean"], atol=1e-4)
 
 
-def _step0_sigma(workspace: Path) -> float:
-    """σ₀ of `init_heads_from_anchors` for GPT-2 (a mean head without bias: μ₀ = 0), recomputed with scipy: the σ
-    maximising the likelihood of the train anchors' class shares (thresholds at the 25th/75th score percentiles)."""
+def _step0_start(workspace: Path) -> tuple[float, float]:
+    """(μ₀, σ₀) of `init_heads_from_anchors`, recomputed with scipy: the normal whose class shares at the thresholds
+    (the 25th/75th score percentiles) equal the train anchors', Φ((τ_k − μ₀)/σ₀) = cumulative share k."""
     from scipy.stats import norm
 
     rows = [json.loads(line) for line in (workspace / "train.jsonl").read_text().splitlines()]
     scores = np.array([r["chosen_score"] for r in rows] + [r["rejected_score"] for r in rows])
     tau = np.percentile(scores, [25, 75])
     shares = np.bincount(np.searchsorted(tau, scores, side="right"), minlength=3) / scores.size
-    grid = np.linspace(0.05, 10, 100000)
-    cdf = norm.cdf(tau[None, :] / grid[:, None])
-    probs = np.c_[cdf[:, 0], cdf[:, 1] - cdf[:, 0], 1 - cdf[:, 1]]
-    with np.errstate(divide="ignore"):  # the smallest σ of the grid put no mass in the middle class
-        return float(grid[np.argmin(-(shares * np.log(probs)).sum(1))])
+    z = norm.ppf(np.cumsum(shares)[:2])
+    std = (tau[1] - tau[0]) / (z[1] - z[0])
+    return float(tau[0] - std * z[0]), float(std)
 
 
 def test_zero3_initialises_both_heads_like_a_single_process(zero_runs, single_process, workspace):
-    before = zero_runs[3]["full"]["before"]
-    # The fresh heads start at the train anchors' base rate: GPT-2's bias-free mean head at μ = 0 (zero weights) and
-    # the variance head at the σ₀ fitted to the anchor class shares, written through ZeRO-3's gathered parameters.
+    full = zero_runs[3]["full"]
+    before = full["before"]
+    # The fresh heads start at the train anchors' base rate, written through ZeRO-3's gathered parameters: GPT-2's
+    # bias-free mean head at μ = 0 (zero weights) with μ₀ recorded as the anchors' offset, the variance head at σ₀.
+    mean, std = _step0_start(workspace)
     np.testing.assert_array_equal(before["mean"], 0.0)
-    np.testing.assert_allclose(np.sqrt(before["variance"]), _step0_sigma(workspace), rtol=1e-3)
+    np.testing.assert_allclose(np.sqrt(before["variance"]), std, rtol=1e-3)
     np.testing.assert_allclose(before["variance"], single_process["full"]["before"]["variance"], rtol=1e-6)
+    settings = json.loads((Path(full["saved"]) / "config.json").read_text())["gaussian_reward"]
+    assert settings["anchor_mean_offset"] == pytest.approx(mean, abs=1e-3)
 
 
 @pytest.mark.parametrize("stage", [2, 3])

@@ -154,10 +154,11 @@ def test_padding_free_loss_equals_padded_loss(tmp_path, tokenizer, backbone, att
 def test_padding_free_training_follows_the_padded_run(tmp_path, tokenizer, tiny_config):
     runs = {}
     for padding_free in (False, True):
-        # SGD: Adam's normalisation would blow float-rounding differences in near-zero gradients up to ±lr.
+        # SGD: Adam's normalisation would blow float-rounding differences in near-zero gradients up to ±lr. At a rate
+        # of 0.05 the second step's gradient norm reaches 31 and that step alone grows 1e-7 differences to 1e-4.
         trainer = _trainer(
             tmp_path / str(padding_free), tokenizer, tiny_config, padding_free=padding_free, optim="sgd",
-            learning_rate=0.05,
+            learning_rate=0.02,
         )
         assert trainer.data_collator.padding_free is padding_free
         trainer.train()
