@@ -5,7 +5,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, BertConfig, GPT2ForSequenceClassification
 
 from trl_anchor import GaussianRewardModel, GaussianRewardModelOutput
-from trl_anchor.models.modeling_gaussian import is_gaussian_config
+from trl_anchor.models.modeling_gaussian import anchor_scale, is_gaussian_config
 
 
 def _batch(tokenizer, texts, padding_side="right"):
@@ -116,6 +116,26 @@ def test_num_labels_must_be_one(tiny_config):
     tiny_config.num_labels = 2
     with pytest.raises(ValueError, match="num_labels=1"):
         GaussianRewardModel.from_config(tiny_config)
+
+
+def test_anchor_scale_reads_the_record_and_defaults_to_zero():
+    assert anchor_scale({}) == {"mean_offset": 0.0, "group_variance": 0.0}
+    # A saved config stores None for an unset entry; JSON round trips may turn floats into ints.
+    record = {"anchor_mean_offset": -1, "anchor_group_variance": None, "variance_floor": 1e-4}
+    assert anchor_scale(record) == {"mean_offset": -1.0, "group_variance": 0.0}
+    assert anchor_scale({"anchor_mean_offset": 0.25, "anchor_group_variance": 0.16}) == {
+        "mean_offset": 0.25,
+        "group_variance": 0.16,
+    }
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("anchor_mean_offset", float("nan")), ("anchor_group_variance", -0.1), ("anchor_group_variance", float("inf"))],
+)
+def test_anchor_scale_rejects_a_corrupt_record_naming_the_key(key, value):
+    with pytest.raises(ValueError, match=f"gaussian_reward.{key}"):
+        anchor_scale({key: value})
 
 
 def test_bf16_cast_model_still_computes_both_heads_in_float32(tiny_config):

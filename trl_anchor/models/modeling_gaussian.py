@@ -461,6 +461,22 @@ def gaussian_settings(config: PretrainedConfig) -> dict[str, Any]:
     return settings
 
 
+def anchor_scale(settings: dict[str, Any]) -> dict[str, float]:
+    """What μ and σ² need before they meet the anchor thresholds, from a `config.gaussian_reward` record: the mean
+    offset μ₀ (`anchor_mean_offset`, recorded for a mean head without a bias) and the new-group variance s²
+    (`anchor_group_variance`, recorded by anchor groups); both 0 when not recorded. Keyed by the field names of
+    `RewardScores` and `RewardTransform` (`mean_offset`, `group_variance`: the record's keys without `anchor_`)."""
+    scale = {field: float(settings.get(f"anchor_{field}") or 0.0) for field in ("mean_offset", "group_variance")}
+    for field, value in scale.items():
+        if not math.isfinite(value) or (field == "group_variance" and value < 0):
+            bound = " ≥ 0" if field == "group_variance" else ""
+            raise ValueError(
+                f"`config.{GAUSSIAN_CONFIG_KEY}.anchor_{field}` must be a finite number{bound}, got "
+                f"{settings.get(f'anchor_{field}')!r}."
+            )
+    return scale
+
+
 def is_gaussian_config(config: PretrainedConfig) -> bool:
     """Whether a (saved) config belongs to a Gaussian reward model."""
     return getattr(config, GAUSSIAN_CONFIG_KEY, None) is not None

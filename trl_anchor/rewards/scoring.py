@@ -17,7 +17,7 @@ from transformers.utils import logging
 from trl.data_utils import is_conversational
 
 from ..losses import ordinal_log_probs
-from ..models.modeling_gaussian import GaussianRewardModel, gaussian_settings
+from ..models.modeling_gaussian import GaussianRewardModel, anchor_scale, gaussian_settings
 
 logger = logging.get_logger(__name__)
 
@@ -148,8 +148,7 @@ def score_token_ids(
         variance=variance,
         attributes=attributes,
         thresholds=settings.get("anchor_thresholds"),
-        group_variance=float(settings.get("anchor_group_variance") or 0.0),
-        mean_offset=float(settings.get("anchor_mean_offset") or 0.0),
+        **anchor_scale(settings),
     )
 
 

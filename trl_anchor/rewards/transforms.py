@@ -40,7 +40,7 @@ import torch
 
 from ..anchors import validate_thresholds
 from ..losses import ordinal_log_probs
-from ..models.modeling_gaussian import GAUSSIAN_CONFIG_KEY, gaussian_settings, is_gaussian_config
+from ..models.modeling_gaussian import GAUSSIAN_CONFIG_KEY, anchor_scale, gaussian_settings, is_gaussian_config
 
 NORMALIZATION_KEY = "reward_normalization"
 
@@ -236,13 +236,7 @@ class RewardTransform:
         transform = self._bind_weights(config)
         if transform.needs_thresholds and transform.thresholds is None:
             thresholds = _recorded_thresholds(config, str(transform))
-            settings = gaussian_settings(config)
-            transform = replace(
-                transform,
-                thresholds=thresholds,
-                group_variance=float(settings.get("anchor_group_variance") or 0.0),
-                mean_offset=float(settings.get("anchor_mean_offset") or 0.0),
-            )
+            transform = replace(transform, thresholds=thresholds, **anchor_scale(gaussian_settings(config)))
         if not transform.normalize:
             return transform
         return transform._bind_normalization(config)

@@ -8,7 +8,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .. import __version__
-from ..models.modeling_gaussian import GaussianRewardModel, gaussian_settings
+from ..models.modeling_gaussian import GaussianRewardModel, anchor_scale, gaussian_settings
 from ..rewards.scoring import Text, _attribute_names, position_limit, score_responses, tokenize_response
 from ..rewards.transforms import NORMALIZATION_KEY
 from .config import OVER_LENGTH_POLICIES
@@ -131,8 +131,7 @@ class RewardScorer:
             "attributes": self.attributes,
             "anchor_thresholds": settings.get("anchor_thresholds"),
             # What μ and σ² need before they meet the thresholds (both 0 unless recorded; see `RewardScores`).
-            "anchor_mean_offset": float(settings.get("anchor_mean_offset") or 0.0),
-            "anchor_group_variance": float(settings.get("anchor_group_variance") or 0.0),
+            **{f"anchor_{field}": value for field, value in anchor_scale(settings).items()},
             "reward_normalization": settings.get(NORMALIZATION_KEY),
             "variance_floor": settings.get("variance_floor"),
             "dtype": str(parameter.dtype).removeprefix("torch."),

@@ -26,7 +26,7 @@ from ..losses import (
     soft_label_nll,
 )
 from ..models.conversion import save_variance_head_with_adapter, to_gaussian, train_variance_head
-from ..models.modeling_gaussian import GaussianRewardModel, gaussian_settings
+from ..models.modeling_gaussian import GaussianRewardModel, anchor_scale, gaussian_settings
 from ..models.packing import num_real_tokens, padding_free_collator_kwargs, reward_model_inputs
 from ..pipelines.cards import write_trainer_model_card
 from .anchor_columns import (
@@ -176,7 +176,7 @@ class AnchorGaussianRewardTrainer(RewardTrainer):
             initialize_heads_from_data(self.model, self.train_dataset, self.anchor_thresholds, args, groups)
         # μ₀ that a mean head without a bias could not hold (`head_init`): the anchors read μ + μ₀.
         settings = gaussian_settings(_unwrap(self.model).config) if self._gaussian else {}
-        self._anchor_mean_offset = float(settings.get("anchor_mean_offset") or 0.0)
+        self._anchor_mean_offset = anchor_scale(settings)["mean_offset"]
         deepspeed_plugin = self.accelerator.state.deepspeed_plugin if self.is_deepspeed_enabled else None
         deepspeed_config = deepspeed_plugin.deepspeed_config if deepspeed_plugin else None
         check_head_learning_rate(args.head_learning_rate, optimizers[0], deepspeed_config, self._head_learning_rate())
