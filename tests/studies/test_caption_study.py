@@ -396,8 +396,22 @@ def test_reduced_study_end_to_end(tmp_path, tiny_bert_dir, caption_data_dir):
         results["data"]["constant_vote_nll"] - gain["mean"]
     )
 
+    # The oracles of the held-out votes: nested fits, so each is at least as good as the one with fewer parameters.
+    for split in ("test", "validation"):
+        ceiling = results["data"]["vote_ceiling"][split]
+        assert sorted(ceiling["per_contest"]) == sorted(results["data"]["pools"][split])
+        for contest in ceiling["per_contest"].values():
+            assert contest["saturated_nll"] <= contest["oracle_mean_nll"] + 1e-9
+            assert contest["std_lr"] >= 0 and contest["mean_lr"] >= 0
+        combined = ceiling["combined"]["std"]
+        assert combined["df"] == sum(c["df"] for c in ceiling["per_contest"].values())
+    assert results["data"]["vote_ceiling"]["test"]["summary"]["constant_nll"]["mean"] == pytest.approx(
+        results["data"]["constant_vote_nll"]
+    )
+
     report = tmp_path / "first" / "report"
     readme = (report / "README.md").read_text()
+    assert "## What the votes allow" in readme and "**What the votes allow" in readme
     assert results["command"] in readme
     # What the report states comes from the run's own records: machine, budget, λ tie, t-based calls, multiplicity.
     environment = results["environment"]

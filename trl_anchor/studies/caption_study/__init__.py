@@ -37,10 +37,13 @@ contests (± standard error over contests):
 - `bon_gain_<rule>`: caption best-of-N with the `BON_RULES` selections (μ, the 10% quantile, the expected vote), the
   pick's crowd mean above a random caption's as a share of the best caption's (0 random, 1 oracle).
 Every headline arm is trained once per `training_seeds` entry; its per-contest metrics are averaged over the seeds.
+The data themselves bound these metrics: `ceiling` fits oracles to the held-out votes (each contest's own vote
+distribution; each caption's μ with one σ per contest; each caption's μ and σ) and tests with likelihood ratios whether
+captions differ in μ and, beyond it, in σ.
 
 Modules: `config` (settings and runs), `pools` (split, evaluation pools, training pairs), `statistics` (per-contest
-metrics and their aggregation; the rank statistics live in `trl_anchor.metrics`), `run` (training, scoring, caching,
-λ selection), `report`, `findings` and `plots` (the report).
+metrics and their aggregation; the rank statistics live in `trl_anchor.metrics`), `ceiling` (oracles of the held-out
+votes), `run` (training, scoring, caching, λ selection), `report`, `findings` and `plots` (the report).
 
 Example:
 

@@ -1,4 +1,5 @@
-"""The findings of the caption study in words: each sentence derived from the numbers of `results`. A difference
+"""The findings of the caption study in words, and the oracle references they compare with: each sentence derived from
+the numbers of `results`. A difference
 between arms, paired over test contests, is called clear when its two-sided t-test over the contests (n − 1 degrees of
 freedom) has p < 0.05; the verdict table also gives the Holm-adjusted call over all its comparisons."""
 
@@ -183,6 +184,8 @@ def findings(results: dict[str, Any]) -> list[str]:
         f" (Spearman {_mean(props.get('spread_mean_spearman')):.3f}), so only this partial correlation speaks to it."
     )
     lines.append(_sigma_scores_finding(results, by_arm))
+    if data.get("vote_ceiling"):
+        lines.append(_ceiling_finding(data["vote_ceiling"], anchored))
     ablation = [runs[name]["test"]["summary"] for name in dict.fromkeys(n for n, _, _ in ablation_runs(results))]
 
     def span(metric: str, digits: int = 3) -> str:
@@ -297,3 +300,100 @@ def _within_text(anchored: dict[str, Any]) -> str:
         f" model's own contest-average distribution, add {_gain_text(within)} (the rest of the difference to the"
         " constant is the contest-average prediction: what the model guesses of a new contest's base rate)"
     )
+
+
+def _ceiling_finding(ceiling: dict[str, Any], anchored: dict[str, Any]) -> str:
+    """What oracles fitted to the held-out votes gain from each caption's μ and, on top, its σ (`ceiling.py`)."""
+    test, validation = ceiling["test"], ceiling["validation"]
+    summary = test["summary"]
+    oracle_gain = _mean(summary["contest_average_nll"]) - _mean(summary["oracle_mean_nll"])
+    within = (anchored.get("vote_nll_within_gain") or {}).get("mean")
+    std_test, std_validation = test["combined"]["std"], validation["combined"]["std"]
+    detected = std_test["p_value"] < LEVEL
+    share = (
+        f" The anchored arm's within-contest gain ({within:+.4f}) is {within / oracle_gain:.0%} of the μ oracle's"
+        f" {oracle_gain:.4f}: what limits its vote likelihood is how well μ ranks captions, not σ."
+        if within is not None and oracle_gain > 0
+        else ""
+    )
+    return (
+        "- **What the votes allow (oracles fitted to the test votes).** A caption's (μ, σ) and its three vote shares"
+        " determine each other, so oracles fitted to the held-out votes bound what μ and σ can add. Vote NLL: the"
+        f" train captions' distribution {_mean(summary['constant_nll']):.4f}, each contest's own distribution"
+        f" {_mean(summary['contest_average_nll']):.4f}, each caption's μ with one σ per contest"
+        f" {_mean(summary['oracle_mean_nll']):.4f}, each caption's μ and σ {_mean(summary['saturated_nll']):.4f}."
+        " Beyond what fitting the extra parameters to noise gains, knowing every caption's μ is worth"
+        f" {_lr_text(test['combined']['mean'])}, and its σ on top {_lr_text(std_test)} (validation contests:"
+        f" {_lr_text(std_validation)})."
+        + (
+            f" So the crowd's disagreement does differ between captions at a given mean, but it is worth about"
+            f" {test['combined']['mean']['gain_per_vote'] / std_test['gain_per_vote']:.0f} times less than the mean"
+            " on these votes: a flat σ is close to what the data supports."
+            if detected and std_test["gain_per_vote"] > 0
+            else " So these votes show no disagreement beyond the mean that σ could carry: a flat σ is what the data"
+            " supports."
+        )
+        + share
+    )
+
+
+def _lr_text(test: dict[str, Any]) -> str:
+    """A combined likelihood-ratio test of `ceiling.vote_ceiling` in words."""
+    p_value = _p_text(test["p_value"])
+    p_value = p_value if p_value.startswith("<") else f"= {p_value}"
+    return f"{test['gain_per_vote']:+.4f} nats per vote (χ² = {test['lr']:.0f} on {test['df']} df, p {p_value})"
+
+
+def _p_text(p_value: float) -> str:
+    # Below double precision's reach `chi2.sf` returns 0, which is not a probability anyone measured.
+    return f"{p_value:.2g}" if p_value >= 1e-16 else "< 1e-16"
+
+
+def ceiling_section(results: dict[str, Any]) -> list[str]:
+    """The oracle references of the vote likelihood per split (mean ± SE over contests) and the combined tests."""
+    ceiling = results["data"].get("vote_ceiling")
+    if not ceiling:
+        return []
+    columns = {
+        "constant_nll": "train captions' distribution",
+        "contest_average_nll": "contest's own distribution",
+        "oracle_mean_nll": "caption μ, one σ",
+        "saturated_nll": "caption μ and σ",
+        "shared_std": "one σ per contest",
+    }
+    lines = [
+        "## What the votes allow",
+        "",
+        "Oracles fitted to the evaluated captions' own votes (`trl_anchor/studies/caption_study/ceiling.py`), in the"
+        " vote NLL's unit (nats per vote, averaged over captions; mean ± SE over contests); no model scored on these"
+        " contests can do better than the oracle with the same parameters. σ is in the unit that τ ="
+        f" {results['config']['anchor_thresholds']} fixes.",
+        "",
+        "| split | " + " | ".join(columns.values()) + " |",
+        "|---" * (len(columns) + 1) + "|",
+    ]
+    for split, ceil in ceiling.items():
+        cells = " | ".join(_stat_cell(ceil["summary"][key]) for key in columns)
+        lines.append(f"| {split} | {cells} |")
+    lines += [
+        "",
+        "Likelihood-ratio tests over all votes of a split (contests add up): does each caption's μ explain the votes"
+        " better than the contest's distribution, and does each caption's σ explain them better than one σ per"
+        " contest? The gain per vote subtracts what the extra parameters gain from noise on average ((χ² − df) /"
+        " (2 · votes)). The p-values are asymptotic (χ² with df = captions − 1 per contest); captions without votes"
+        " in a category sit on the boundary of the parameter space, which makes them approximate.",
+        "",
+        "| split | caption μ: gain per vote | χ² (df) | p | caption σ: gain per vote | χ² (df) | p |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for split, ceil in ceiling.items():
+        cells = [
+            f"{t['gain_per_vote']:+.4f} | {t['lr']:.0f} ({t['df']}) | {_p_text(t['p_value'])}"
+            for t in (ceil["combined"]["mean"], ceil["combined"]["std"])
+        ]
+        lines.append(f"| {split} | {' | '.join(cells)} |")
+    return lines
+
+
+def _stat_cell(stats: dict[str, Any]) -> str:
+    return f"{stats['mean']:.4f} ± {stats['se']:.4f}" if stats.get("se") is not None else f"{stats['mean']:.4f}"

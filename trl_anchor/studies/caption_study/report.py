@@ -19,7 +19,7 @@ from .config import (
     ablation_runs,
     anchored_run,
 )
-from .findings import budget_text, findings, verdict_table
+from .findings import budget_text, ceiling_section, findings, verdict_table
 from .plots import ABLATION_FIGURE, ARM_FIGURE, MU_FIGURE, SIGMA_FIGURE, plot_ablations, plot_arms, plot_mu, plot_sigma
 from .statistics import lambda_comparison, t_critical
 
@@ -76,11 +76,12 @@ def render_report(results: dict[str, Any]) -> str:
         _setup_section(results),
         _results_section(results),
         _sigma_section(results),
+        ceiling_section(results),
         _ablations_section(results),
         _caveats_section(results),
         _training_runs_section(results),
     ]
-    return "\n\n".join("\n".join(section) for section in sections) + "\n"
+    return "\n\n".join("\n".join(section) for section in sections if section) + "\n"
 
 
 def _introduction(results: dict[str, Any]) -> list[str]:

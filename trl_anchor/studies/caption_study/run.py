@@ -21,8 +21,9 @@ from transformers.utils import logging
 
 from ...data._common import FilterReport
 from ...data.caption_contest import CaptionContestData
-from ...models.modeling_gaussian import gaussian_settings
+from ...models.modeling_gaussian import anchor_scale, gaussian_settings
 from ...rewards.scoring import RewardScores, score_responses
+from .ceiling import vote_ceiling
 from .config import (
     ANCHOR_COLUMNS,
     ARMS,
@@ -87,7 +88,7 @@ def train_run(run: StudyRun, train_dataset, config: CaptionStudyConfig, backbone
         "last_logs": [entry for entry in trainer.state.log_history if "loss" in entry][-1:],
         # What scoring a new contest's votes adds to σ² (0 without anchor groups) and to μ (0 for a mean head with a
         # bias); the cache keeps only μ and σ².
-        **_anchor_scale(gaussian_settings(trainer.model.config)),
+        **{f"anchor_{field}": value for field, value in anchor_scale(gaussian_settings(trainer.model.config)).items()},
     }
     # Score with the tokenizer the model was trained with: the trainer's copy, which gives encoders an EOS token.
     model, tokenizer = trainer.model, trainer.processing_class
@@ -146,10 +147,6 @@ def _anchor_trainer(run, train_dataset, config, backbone, tokenizer, settings):
     return AnchorGaussianRewardTrainer(
         model=backbone, args=args, train_dataset=train_dataset, processing_class=tokenizer
     )
-
-
-def _anchor_scale(settings: dict[str, Any]) -> dict[str, float]:
-    return {key: float(settings.get(key) or 0.0) for key in ("anchor_group_variance", "anchor_mean_offset")}
 
 
 def score_pools(model, tokenizer, pools: Sequence[CaptionPool], config: CaptionStudyConfig) -> list[RewardScores]:
@@ -270,6 +267,10 @@ def _run_study(config: CaptionStudyConfig, show_progress: bool) -> tuple[dict[st
         {c: {k: v for k, v in d.items() if k != "report"} for c, d in results["data"]["pools"]["test"].items()}
     )
     results["data"]["constant_vote_nll"] = constant_vote_nll(pools["test"], constant)
+    # What the held-out votes themselves allow μ and σ to gain (oracles fitted to them; no model can do better).
+    results["data"]["vote_ceiling"] = {
+        split: vote_ceiling(pools[split], config.anchor_thresholds, constant) for split in ("test", "validation")
+    }
     # The anchored arm against the constant reference, paired over contests (positive: the model is better).
     reference = {c: {"vote_nll": v} for c, v in constant_vote_nll_per_contest(pools["test"], constant).items()}
     results["data"]["vote_nll_gain_over_constant"] = paired_difference(
@@ -317,12 +318,8 @@ def _execute_run(run, train_dataset, pools, config, backbone, inputs, show_progr
     else:
         logger.info(f"caption study: reusing the cached scores of {run.name} from {cache}")
         log = {**log, "from_cache": True}
-    scale = _anchor_scale(log)
-    scores = {
-        split: [replace(s, group_variance=scale["anchor_group_variance"], mean_offset=scale["anchor_mean_offset"])
-                for s in ss]
-        for split, ss in scores.items()
-    }
+    scale = anchor_scale(log)
+    scores = {split: [replace(s, **scale) for s in ss] for split, ss in scores.items()}
     record = {"spec": asdict(run), "label": run.label, "training": log}
     bon = (config.bon_n, config.bon_draws, config.seed)
     for split, split_pools in pools.items():
