@@ -5,7 +5,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, BertConfig, GPT2ForSequenceClassification
 
 from trl_anchor import GaussianRewardModel, GaussianRewardModelOutput
-from trl_anchor.models.modeling_gaussian import anchor_scale, is_gaussian_config
+from trl_anchor.models.configuration_gaussian import anchor_scale, is_gaussian_config
 
 
 def _batch(tokenizer, texts, padding_side="right"):

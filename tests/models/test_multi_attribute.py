@@ -5,8 +5,8 @@ import torch
 from transformers import AutoModelForSequenceClassification, GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
 
 from trl_anchor import GaussianRewardModel
+from trl_anchor.models.configuration_gaussian import attribute_names
 from trl_anchor.models.conversion import to_gaussian
-from trl_anchor.models.modeling_gaussian import attribute_names
 
 ATTRIBUTES = ["helpfulness", "correctness", "coherence", "complexity", "verbosity"]
 PAD = 0

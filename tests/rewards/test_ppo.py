@@ -17,8 +17,9 @@ from packaging.version import Version
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, BertConfig
 
 from trl_anchor.models.modeling_gaussian import GaussianRewardModel
+from trl_anchor.rewards.normalization import record_reward_statistics
 from trl_anchor.rewards.ppo import PPORewardModel
-from trl_anchor.rewards.transforms import RewardTransform, record_reward_statistics
+from trl_anchor.rewards.transforms import RewardTransform
 
 REPO = Path(__file__).resolve().parents[2]
 LAUNCH_SCRIPT = Path(__file__).with_name("ppo_launch_script.py")

@@ -12,9 +12,10 @@ from server_helpers import ThreadedServer, save_reward_model
 from transformers import AutoTokenizer
 
 from trl_anchor.models.modeling_gaussian import GaussianRewardModel
+from trl_anchor.rewards.normalization import record_reward_statistics
 from trl_anchor.rewards.reward_function import GaussianRewardFunction
 from trl_anchor.rewards.scoring import score_responses
-from trl_anchor.rewards.transforms import RewardTransform, record_reward_statistics
+from trl_anchor.rewards.transforms import RewardTransform
 from trl_anchor.serving import RemoteRewardFunction, RewardClient, RewardServerError, ServeConfig
 from trl_anchor.serving.app import create_app
 from trl_anchor.serving.scorer import RewardScorer

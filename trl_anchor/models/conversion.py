@@ -28,15 +28,8 @@ import torch
 from accelerate.utils import is_peft_model
 from safetensors.torch import load_file, save_file
 
-from .modeling_gaussian import (
-    GaussianRewardModel,
-    VarianceHead,
-    _in_features,
-    _prepare_config,
-    gaussian_class,
-    gaussian_settings,
-    reward_head,
-)
+from .configuration_gaussian import gaussian_settings, prepare_gaussian_config
+from .modeling_gaussian import GaussianRewardModel, VarianceHead, _in_features, gaussian_class, reward_head
 
 ADAPTER_SAFETENSORS, ADAPTER_BIN = "adapter_model.safetensors", "adapter_model.bin"
 
@@ -59,7 +52,7 @@ def to_gaussian(
     (True, 'GaussianGPT2ForSequenceClassification', torch.Size([1, 16]))
     ```
     """
-    _prepare_config(model.config, variance_floor, attributes)  # checks num_labels, records floor and attributes
+    prepare_gaussian_config(model.config, variance_floor, attributes)  # checks num_labels, records floor, attributes
     floor = gaussian_settings(model.config)["variance_floor"]
     if isinstance(model, GaussianRewardModel):
         model.variance_head.variance_floor = floor

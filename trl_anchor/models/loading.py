@@ -14,7 +14,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from .modeling_gaussian import GaussianRewardModel, is_gaussian_config
+from .configuration_gaussian import is_gaussian_config
+from .modeling_gaussian import GaussianRewardModel
 
 # `from_pretrained` arguments that locate the checkpoint, so the config and tokenizer must get them too.
 _HUB_KWARGS = ("revision", "token", "cache_dir", "trust_remote_code")

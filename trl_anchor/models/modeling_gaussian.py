@@ -9,7 +9,8 @@ reads. Consequences:
   tensors `variance_head.weight`/`variance_head.bias` in the same safetensors file. Plain
   `AutoModelForSequenceClassification.from_pretrained(dir)` loads it without remote code, ignores the variance head and
   returns the mean μ as its single logit.
-- `config.gaussian_reward` records that the model is Gaussian, its variance floor and the anchors it was trained with.
+- `config.gaussian_reward` records that the model is Gaussian, its variance floor and the anchors it was trained with
+  (`configuration_gaussian` reads and writes it).
 
 Both heads keep float32 parameters (also in a bf16 model, `_keep_in_fp32_modules_strict`) and compute with autocast
 off: μ comes out of a float32 product, never a bf16-rounded one, and a 1e-5 update moves them.
@@ -38,12 +39,17 @@ from transformers.dynamic_module_utils import get_class_from_dynamic_module, res
 from transformers.utils import ModelOutput, logging
 
 from ..losses import math_dtype
+from .configuration_gaussian import (
+    DEFAULT_VARIANCE_FLOOR,
+    check_variance_floor,
+    gaussian_settings,
+    is_gaussian_config,
+    prepare_gaussian_config,
+)
 from .pooling import reward_token_index
 
 logger = logging.get_logger(__name__)
 
-GAUSSIAN_CONFIG_KEY = "gaussian_reward"
-DEFAULT_VARIANCE_FLOOR = 1e-4
 _INITIAL_VARIANCE = 1.0
 # Modules kept in float32 when a Gaussian model is loaded in bf16/fp16: the mean head and the variance head.
 _FLOAT32_HEADS = ("score", "classifier", "variance_head")
@@ -133,17 +139,6 @@ def upcast_linear(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
         rows = hidden.reshape(-1, hidden.shape[-1]).split(_UPCAST_ROWS)
         out = torch.cat([F.linear(chunk.to(dtype), weight, bias) for chunk in rows])
     return out.reshape(*hidden.shape[:-1], out.shape[-1])
-
-
-def check_variance_floor(value: Any, where: str = "`variance_floor`") -> float:
-    """`value` as a float if it is a positive finite number; a `ValueError` naming `where` otherwise.
-
-    A floor ≤ 0 lets σ² reach 0 or go negative (NaN σ, a loss of 0 and NaN parameters), so it is refused on every
-    path: the trainer's config, a model built or loaded from a config, and a variance head built directly.
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{where} must be a positive finite number, got {value!r}.")
-    return float(value)
 
 
 def _inverse_softplus(y: float) -> float:
@@ -239,7 +234,7 @@ class GaussianRewardModel:
     ):
         """Build a freshly initialised Gaussian reward model from a backbone config: one reward (`num_labels=1`), or
         one (μ, σ²) per named attribute with `attributes` (sets `num_labels = len(attributes)`)."""
-        _prepare_config(config, variance_floor, attributes)
+        prepare_gaussian_config(config, variance_floor, attributes)
         return cls.class_for(config)(config, **kwargs)
 
     @classmethod
@@ -281,7 +276,7 @@ class GaussianRewardModel:
             # LMs default to 2 labels).
             config.num_labels = kwargs.pop("num_labels", len(attributes or saved_attributes or [None]))
         saved_as_gaussian = is_gaussian_config(config)
-        _prepare_config(config, variance_floor, attributes)
+        prepare_gaussian_config(config, variance_floor, attributes)
         repo_id = str(pretrained_model_name_or_path)
         model_class = cls.class_for(config, trust_remote_code, repo_id=repo_id, **hub_kwargs)
         model, info = model_class.from_pretrained(
@@ -448,69 +443,3 @@ def _fresh_heads(missing_keys, gaussian_checkpoint: bool) -> set[str]:
     if any(key.startswith(("score.", "classifier.")) for key in missing_keys):
         fresh.add("mean")
     return fresh
-
-
-def gaussian_settings(config: PretrainedConfig) -> dict[str, Any]:
-    settings = getattr(config, GAUSSIAN_CONFIG_KEY, None) or {"variance_floor": DEFAULT_VARIANCE_FLOOR}
-    if not isinstance(settings, dict):
-        raise ValueError(f"`config.{GAUSSIAN_CONFIG_KEY}` must be a mapping, got {settings!r}.")
-    settings = dict(settings)
-    settings.setdefault("variance_floor", DEFAULT_VARIANCE_FLOOR)
-    where = f"`config.{GAUSSIAN_CONFIG_KEY}.variance_floor`"
-    settings["variance_floor"] = check_variance_floor(settings["variance_floor"], where)
-    return settings
-
-
-def anchor_scale(settings: dict[str, Any]) -> dict[str, float]:
-    """What μ and σ² need before they meet the anchor thresholds, from a `config.gaussian_reward` record: the mean
-    offset μ₀ (`anchor_mean_offset`, recorded for a mean head without a bias) and the new-group variance s²
-    (`anchor_group_variance`, recorded by anchor groups); both 0 when not recorded. Keyed by the field names of
-    `RewardScores` and `RewardTransform` (`mean_offset`, `group_variance`: the record's keys without `anchor_`)."""
-    scale = {field: float(settings.get(f"anchor_{field}") or 0.0) for field in ("mean_offset", "group_variance")}
-    for field, value in scale.items():
-        if not math.isfinite(value) or (field == "group_variance" and value < 0):
-            bound = " ≥ 0" if field == "group_variance" else ""
-            raise ValueError(
-                f"`config.{GAUSSIAN_CONFIG_KEY}.anchor_{field}` must be a finite number{bound}, got "
-                f"{settings.get(f'anchor_{field}')!r}."
-            )
-    return scale
-
-
-def is_gaussian_config(config: PretrainedConfig) -> bool:
-    """Whether a (saved) config belongs to a Gaussian reward model."""
-    return getattr(config, GAUSSIAN_CONFIG_KEY, None) is not None
-
-
-def attribute_names(config: PretrainedConfig) -> list[str] | None:
-    """The attribute names of a multi-attribute Gaussian reward model, `None` for a scalar one."""
-    return gaussian_settings(config).get("attributes")
-
-
-def _prepare_config(
-    config: PretrainedConfig, variance_floor: float | None, attributes: list[str] | None = None
-) -> None:
-    settings = gaussian_settings(config)
-    if attributes is not None:
-        attributes = [str(name) for name in attributes]
-        if not attributes or len(set(attributes)) != len(attributes):
-            raise ValueError(f"`attributes` must be distinct names, at least one, got {attributes}.")
-        settings["attributes"] = attributes
-        config.num_labels = len(attributes)
-    attributes = settings.get("attributes")
-    if attributes is None and config.num_labels != 1:
-        raise ValueError(
-            f"A Gaussian reward model needs `num_labels=1` (the mean reward μ), got num_labels={config.num_labels}; "
-            "pass `attributes=[...]` for a multi-attribute model."
-        )
-    if attributes is not None:
-        if len(attributes) != config.num_labels:
-            raise ValueError(f"The config has num_labels={config.num_labels} but {len(attributes)} attributes.")
-        # Plain transformers reports the attributes by name, and its own `labels` loss is the NeMo-style MSE.
-        config.id2label = dict(enumerate(attributes))
-        config.label2id = {name: i for i, name in enumerate(attributes)}
-        config.problem_type = "regression"
-    if variance_floor is not None:
-        settings["variance_floor"] = check_variance_floor(variance_floor)
-    settings.setdefault("reward_type", "gaussian")
-    config.gaussian_reward = settings

@@ -22,13 +22,8 @@ from transformers import initialization as init
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ..anchors import validate_thresholds
-from .modeling_gaussian import (
-    GaussianRewardModel,
-    _prepare_config,
-    attribute_names,
-    gaussian_settings,
-    is_gaussian_config,
-)
+from .configuration_gaussian import attribute_names, gaussian_settings, is_gaussian_config, prepare_gaussian_config
+from .modeling_gaussian import GaussianRewardModel
 
 RATING_MIDPOINTS = (1.5, 2.5, 3.5, 4.5)  # thresholds between the ratings 1 … 5
 
@@ -165,7 +160,7 @@ def prepare_image_reward_config(
     1–5 ratings for every aspect (one list shared by all aspects, or one list per aspect)."""
     aspects = list(aspects) if aspects is not None else attribute_names(config)
     config.num_labels = 1 if aspects is None else len(aspects)
-    _prepare_config(config, variance_floor, aspects)
+    prepare_gaussian_config(config, variance_floor, aspects)
     if aspects is None:
         if aspect_weights is not None or thresholds is not None:
             raise ValueError("`aspect_weights` and `thresholds` describe aspects; pass `aspects=[...]` as well.")

@@ -24,7 +24,7 @@ from transformers import AutoConfig
 from transformers.utils import logging
 
 from ..data._common import plain_text
-from ..models.modeling_gaussian import gaussian_settings, is_gaussian_config
+from ..models.configuration_gaussian import gaussian_settings, is_gaussian_config
 from .card_results import (
     EVALUATION_END,
     EVALUATION_START,

@@ -41,7 +41,7 @@ from ..anchors import (
 from ..data.provenance import check_not_trained_on
 from ..losses import bt_preference_log_probs, gaussian_preference_log_probs, ordinal_anchor_nll, ordinal_log_probs
 from ..metrics import calibration_bins, pairwise_metrics
-from ..models.modeling_gaussian import is_gaussian_config
+from ..models.configuration_gaussian import is_gaussian_config
 from ..rewards.scoring import RewardScores, score_responses
 from .evaluation_plots import (
     FIGURE_FILES,

@@ -17,8 +17,9 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from ..models.configuration_gaussian import is_gaussian_config
 from ..models.loading import load_config
-from ..models.modeling_gaussian import GaussianRewardModel, is_gaussian_config
+from ..models.modeling_gaussian import GaussianRewardModel
 from .scoring import Text, score_responses
 from .transforms import RewardTransform
 

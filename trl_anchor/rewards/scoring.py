@@ -17,7 +17,8 @@ from transformers.utils import logging
 from trl.data_utils import is_conversational
 
 from ..losses import ordinal_log_probs
-from ..models.modeling_gaussian import GaussianRewardModel, anchor_scale, gaussian_settings
+from ..models.configuration_gaussian import anchor_scale, gaussian_settings
+from ..models.modeling_gaussian import GaussianRewardModel
 
 logger = logging.get_logger(__name__)
 

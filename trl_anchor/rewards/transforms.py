@@ -40,9 +40,8 @@ import torch
 
 from ..anchors import validate_thresholds
 from ..losses import ordinal_log_probs
-from ..models.modeling_gaussian import GAUSSIAN_CONFIG_KEY, anchor_scale, gaussian_settings, is_gaussian_config
-
-NORMALIZATION_KEY = "reward_normalization"
+from ..models.configuration_gaussian import GAUSSIAN_CONFIG_KEY, anchor_scale, gaussian_settings, is_gaussian_config
+from .normalization import NORMALIZATION_KEY, check_statistics
 
 # Parameters of each kind, in the order the spec string lists them.
 _KIND_PARAMS: dict[str, tuple[str, ...]] = {
@@ -139,7 +138,7 @@ class RewardTransform:
                 raise ValueError(f"`seed` only applies to kind 'random_quantile', not {self.kind!r}.")
             self._generator = torch.Generator().manual_seed(int(self.seed))
         if self.normalization is not None:
-            self.normalization = _check_statistics(self.normalization, "`normalization`")
+            self.normalization = check_statistics(self.normalization, "`normalization`")
         if self.weights is not None:
             self.weights = tuple(float(w) for w in self.weights)
             if not self.weights or not all(math.isfinite(w) for w in self.weights):
@@ -469,67 +468,3 @@ def _recorded_thresholds(config: Any, spec: str) -> list[float]:
             "model was trained without anchors. Use `mean`, `quantile:<q>` or `lcb:<kappa>`."
         )
     return list(thresholds)
-
-
-# ------------------------------------------------------------------------------------------------ statistics
-def _check_statistics(stats: dict[str, float], where: str) -> dict[str, float]:
-    try:
-        center, scale = float(stats["mean"]), float(stats["std"])
-    except (KeyError, TypeError, ValueError):
-        raise ValueError(f"{where} must be a dict with numeric 'mean' and 'std', got {stats!r}.") from None
-    if not math.isfinite(center) or not (math.isfinite(scale) and scale > 0):
-        raise ValueError(f"{where} needs a finite mean and a positive finite std, got mean={center}, std={scale}.")
-    return {**stats, "mean": center, "std": scale}
-
-
-def reward_statistics(mean_scores: Array) -> dict[str, float]:
-    """Mean and standard deviation of the mean rewards μ of a reference set of responses.
-
-    Example:
-
-    ```python
-    >>> from trl_anchor.rewards.transforms import reward_statistics
-    >>> reward_statistics([0.0, 1.0, 2.0])
-    {'mean': 1.0, 'std': 0.816496580927726, 'num_samples': 3}
-    ```
-    """
-    scores = np.asarray(mean_scores.cpu() if isinstance(mean_scores, torch.Tensor) else mean_scores, np.float64)
-    scores = scores.reshape(-1)
-    if scores.size < 2:
-        raise ValueError(f"Reward statistics need at least 2 scores, got {scores.size}.")
-    bad = np.flatnonzero(~np.isfinite(scores))
-    if bad.size:
-        raise ValueError(f"{bad.size} reward scores are not finite (rows {bad[:10].tolist()}).")
-    stats = {"mean": float(scores.mean()), "std": float(scores.std()), "num_samples": int(scores.size)}
-    return _check_statistics(stats, "The reward scores")
-
-
-def record_reward_statistics(model: Any, mean_scores: Array) -> dict[str, float]:
-    """Compute `reward_statistics(mean_scores)` and store them in `model.config.gaussian_reward` under
-    `"reward_normalization"`, where `RewardTransform(normalize=True).bind(model)` finds them after
-    `save_pretrained`/`from_pretrained`. Returns the statistics.
-
-    In practice `mean_scores` is `score_responses(model, tokenizer, responses, prompts).mean` over a reference set
-    (e.g. the evaluation split). Example:
-
-    ```python
-    >>> import torch
-    >>> from transformers import GPT2Config
-    >>> from trl_anchor import GaussianRewardModel, RewardTransform, record_reward_statistics
-
-    >>> model = GaussianRewardModel.from_config(GPT2Config(n_layer=1, n_head=2, n_embd=8, vocab_size=50, num_labels=1))
-    >>> record_reward_statistics(model, [0.0, 1.0, 2.0, 3.0])
-    {'mean': 1.5, 'std': 1.118033988749895, 'num_samples': 4}
-    >>> RewardTransform.parse("lcb:1.0,normalize").bind(model)(torch.tensor([1.5]), torch.tensor([1.118034]))
-    tensor([-1.])
-    ```
-    """
-    config = getattr(model, "config", None)
-    if config is None or not is_gaussian_config(config):
-        raise ValueError(
-            f"Reward statistics are recorded in `config.{GAUSSIAN_CONFIG_KEY}` of a GaussianRewardModel; "
-            f"{type(model).__name__} has no such config."
-        )
-    stats = reward_statistics(mean_scores)
-    setattr(config, GAUSSIAN_CONFIG_KEY, {**gaussian_settings(config), NORMALIZATION_KEY: stats})
-    return stats

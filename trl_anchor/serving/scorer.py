@@ -8,9 +8,10 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .. import __version__
-from ..models.modeling_gaussian import GaussianRewardModel, anchor_scale, gaussian_settings
+from ..models.configuration_gaussian import anchor_scale, gaussian_settings
+from ..models.modeling_gaussian import GaussianRewardModel
+from ..rewards.normalization import NORMALIZATION_KEY
 from ..rewards.scoring import Text, _attribute_names, position_limit, score_responses, tokenize_response
-from ..rewards.transforms import NORMALIZATION_KEY
 from .config import OVER_LENGTH_POLICIES
 
 # Tokenizers report `model_max_length` ≈ 1e30 when the limit is unknown.

@@ -33,8 +33,8 @@ from ..data.caption_contest_files import DEFAULT_MIN_VOTES
 from ..data.caption_contest_sources import contest_ids, read_descriptions, split_contests
 from ..data.provenance import check_not_trained_on
 from ..metrics import partial_spearman, spearman, vote_spread
+from ..models.configuration_gaussian import gaussian_settings, is_gaussian_config
 from ..models.loading import load_reward_model
-from ..models.modeling_gaussian import gaussian_settings, is_gaussian_config
 from ..pipelines.best_of_n import (
     ANCHOR_POLICIES,
     DEFAULT_POLICIES,

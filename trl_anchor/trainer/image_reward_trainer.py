@@ -12,8 +12,8 @@ from trl.trainer.utils import disable_dropout_in_model
 
 from ..anchor_marginal import class_shares, fit_marginal
 from ..losses import ordinal_anchor_nll, soft_bt_loss, soft_probit_loss
+from ..models.configuration_gaussian import attribute_names
 from ..models.conversion import train_variance_head
-from ..models.modeling_gaussian import attribute_names
 from ..models.modeling_image_gaussian import CLIPImageRewardModel, GaussianCLIPImageRewardModel
 from ..rewards.image_scoring import _warn_truncation
 from .head_init import _copies, _gathered, _inverse_softplus, _reward_head

@@ -17,8 +17,9 @@ from ..losses import (
     ordinal_log_probs,
     soft_label_nll,
 )
+from ..models.configuration_gaussian import attribute_names
 from ..models.conversion import to_gaussian, train_variance_head
-from ..models.modeling_gaussian import GaussianRewardModel, attribute_names
+from ..models.modeling_gaussian import GaussianRewardModel
 from ..models.packing import padding_free_collator_kwargs, reward_model_inputs
 from .head_optimizer import (
     check_head_learning_rate,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from transformers.trainer_utils import get_last_checkpoint
 
-from ..models.modeling_gaussian import GAUSSIAN_CONFIG_KEY
+from ..models.configuration_gaussian import GAUSSIAN_CONFIG_KEY
 
 # Settings that change what μ and σ mean (the thresholds) or which likelihood is fitted.
 _RESUME_KEYS = ("reward_type", "anchor_form", "anchor_thresholds")

@@ -7,7 +7,7 @@ from trl import RewardConfig
 
 from ..anchors import DEFAULT_PERCENTILES, parse_thresholds
 from ..losses import ANCHOR_NORMALIZATIONS
-from ..models.modeling_gaussian import check_variance_floor
+from ..models.configuration_gaussian import check_variance_floor
 
 REWARD_TYPES = ("gaussian", "bt")
 

@@ -25,8 +25,9 @@ from ..losses import (
     ordinal_log_probs,
     soft_label_nll,
 )
+from ..models.configuration_gaussian import anchor_scale, gaussian_settings
 from ..models.conversion import save_variance_head_with_adapter, to_gaussian, train_variance_head
-from ..models.modeling_gaussian import GaussianRewardModel, anchor_scale, gaussian_settings
+from ..models.modeling_gaussian import GaussianRewardModel
 from ..models.packing import num_real_tokens, padding_free_collator_kwargs, reward_model_inputs
 from ..pipelines.cards import write_trainer_model_card
 from .anchor_columns import (

@@ -22,8 +22,8 @@ from transformers import (
 from transformers.utils import logging
 from trl.data_utils import is_conversational
 
+from ...models.configuration_gaussian import GAUSSIAN_CONFIG_KEY, gaussian_settings, is_gaussian_config
 from ...models.loading import load_reward_model, weights_fingerprint
-from ...models.modeling_gaussian import GAUSSIAN_CONFIG_KEY, gaussian_settings, is_gaussian_config
 from ...rewards.scoring import Text, combined_scores, model_attribute_weights, score_responses
 from .cache import BestOfNCacheError, Key, StageCache, describe_keys, fingerprint
 from .generation import (

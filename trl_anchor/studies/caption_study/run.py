@@ -21,7 +21,7 @@ from transformers.utils import logging
 
 from ...data._common import FilterReport
 from ...data.caption_contest import CaptionContestData
-from ...models.modeling_gaussian import anchor_scale, gaussian_settings
+from ...models.configuration_gaussian import anchor_scale, gaussian_settings
 from ...rewards.scoring import RewardScores, score_responses
 from .ceiling import vote_ceiling
 from .config import (

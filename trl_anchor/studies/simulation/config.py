@@ -4,7 +4,7 @@ line that reproduces a configuration."""
 from dataclasses import dataclass, field, fields
 
 from ...anchors import validate_thresholds
-from ...models.modeling_gaussian import DEFAULT_VARIANCE_FLOOR
+from ...models.configuration_gaussian import DEFAULT_VARIANCE_FLOOR
 
 ARMS = ("bt", "gaussian", "gaussian_1_anchor", "gaussian_2_anchor")
 ARM_LABELS = {

@@ -8,7 +8,8 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from ...losses import class_counts, ordinal_anchor_nll, soft_bt_loss, soft_probit_loss
-from ...models.modeling_gaussian import DEFAULT_VARIANCE_FLOOR, VarianceHead
+from ...models.configuration_gaussian import DEFAULT_VARIANCE_FLOOR
+from ...models.modeling_gaussian import VarianceHead
 from .config import SimulationConfig
 from .world import PairData
 
