@@ -124,10 +124,12 @@ def test_mse_model_gets_sigma_from_the_reference_split(models, tmp_path):
     )
     data.save_to_disk(tmp_path / "data")
     out = tmp_path / "eval"
+    # No --dataset_split: the default `test` is absent, so the held-out `validation` split (and its pairs) is used.
     code = cli(["evaluate", "--model_name_or_path", str(models / "mse"), "--dataset_name", str(tmp_path / "data"),
-                "--dataset_split", "validation", "--output_dir", str(out)])
+                "--output_dir", str(out)])
     assert code == 0
     result = json.loads((out / "evaluation.json").read_text())
+    assert result["split"] == "validation" and result["num_rated"] == 10
     reference, rated = _scores(models / "mse", data["train"]), _scores(models / "mse", data["validation"])
     expected_std = [np.sqrt(np.mean((reference.mean[:, a] - np.asarray(data["train"][name])) ** 2))
                     for a, name in enumerate(ATTRS)]
@@ -167,3 +169,15 @@ def test_refused_combinations_say_why(models, tmp_path, models_used, extra, mess
         cli(["evaluate", "--model_name_or_path", *(str(models / m) for m in models_used), "--dataset_adapter",
              "helpsteer2", "--dataset_path", str(FIXTURES / "validation.jsonl"), "--output_dir", str(tmp_path),
              *extra])
+
+
+def test_disagreements_subset_correlates_sigma_with_annotator_spread(models, tmp_path):
+    code = cli(["evaluate", "--model_name_or_path", str(models / "gaussian"), "--dataset_adapter", "helpsteer2",
+                "--dataset_path", str(FIXTURES / "disagreements.jsonl"), "--dataset_kwargs",
+                '{"subset": "disagreements"}', "--output_dir", str(tmp_path)])
+    assert code == 0
+    metrics = json.loads((tmp_path / "evaluation.json").read_text())["metrics"]
+    rated = load_helpsteer2(str(FIXTURES / "disagreements.jsonl"), subset="disagreements")
+    scores = _scores(models / "gaussian", rated)
+    expected = spearmanr(scores.std[:, 0], rated["helpfulness_std"]).statistic
+    assert np.isfinite(expected) and metrics["helpfulness/sigma_spearman"] == pytest.approx(expected, abs=1e-9)

@@ -7,9 +7,14 @@ trl-anchor evaluate --model_name_or_path outputs/gaussian-minilm --dataset_name 
 trl-anchor evaluate --model_name_or_path outputs/bt outputs/gaussian --dataset_adapter synthetic --output_dir cmp
 # RewardBench (v1) format file with prompt, chosen, rejected, subset rows
 trl-anchor evaluate --model_name_or_path outputs/gaussian-minilm --rewardbench_file reward-bench.jsonl --output_dir rb
+# multi-attribute models (train-attributes): per-attribute metrics on HelpSteer2's rated validation split, and the
+# combined reward wᵀμ on its preference pairs
+trl-anchor evaluate --model_name_or_path outputs/helpsteer2-gaussian --dataset_adapter helpsteer2 \
+    --dataset_split validation --preference_dataset nvidia/HelpSteer2 --output_dir eval
 ```
 
-`--update_model_card` adds the results to each model's `README.md` (`model-index`).
+`--update_model_card` adds the results to each model's `README.md` (`model-index`). Multi-attribute models are routed
+to `trl_anchor.scripts.evaluate_attributes` (see there for the data it reads and what it refuses).
 """
 
 import json
@@ -84,7 +89,8 @@ class EvaluateArguments(DatasetArguments):
     reference_split: str = field(
         default="train",
         metadata={"help": "Multi-attribute MSE models: the split of the rated data on which their residual RMSE, the "
-                  "constant σ_a of the ordinal NLL and ECE, is measured (not the evaluated split itself)."},
+                  "constant σ_a of the ordinal NLL and ECE, is measured (not the evaluated split itself; "
+                  "`max_samples` caps it too)."},
     )
     device: str | None = field(default=None, metadata={"help": "Device to score on (default: cuda if available)."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code from the Hub."})

@@ -8,6 +8,7 @@ preference pairs when there are any:
 - rated rows: `--dataset_adapter helpsteer2` reads them as `train-attributes` trains on them
   (`trl_anchor.scripts.train_attributes.load_rated`: the Hub's main subset, or the file in `--dataset_path`); a
   `--dataset_name` (or another adapter) must already hold `prompt`, `response` and one column per attribute;
+- the evaluated split is `--dataset_split`; its default `test`, which HelpSteer2 lacks, falls back to `validation`;
 - pairs: a `<split>_pairs` split of the same data, or `--preference_dataset` (HelpSteer2's preference subset);
 - an MSE model has no σ: its ordinal NLL and class ECE use its residual RMSE measured on `--reference_split` of the
   same data (`residual_std`); without such a split (or when it is the evaluated split, which would score the
@@ -87,18 +88,29 @@ def load_attribute_data(args):
     if isinstance(data, Dataset):
         data = DatasetDict({"train": data})
     rated_splits = DatasetDict({k: v for k, v in data.items() if not k.endswith("_pairs")})
-    rated = evaluation_split(rated_splits, args.dataset_split, args.max_samples, "rated")
-    split = args.dataset_split if args.dataset_split in rated_splits else next(iter(rated_splits))
+    rated = evaluation_split(rated_splits, _held_out(args.dataset_split, rated_splits), args.max_samples, "rated")
+    split = _held_out(args.dataset_split, rated_splits)
+    split = split if split in rated_splits else next(iter(rated_splits))  # a single-split dataset is evaluated whole
     pairs = None
     if args.preference_dataset is not None:
         pairs = load_pairs(args.preference_dataset)
-        pairs = evaluation_split(pairs, args.dataset_split, args.max_samples, "preference")
+        pairs = evaluation_split(pairs, _held_out(args.dataset_split, pairs), args.max_samples, "preference")
     elif f"{split}_pairs" in data:
         pairs = evaluation_split(data, f"{split}_pairs", args.max_samples, "preference")
     reference = None
     if args.reference_split != split and args.reference_split in rated_splits:
         reference = evaluation_split(rated_splits, args.reference_split, args.max_samples, "reference")
-    return rated, pairs, reference
+    return rated, pairs, reference, split
+
+
+def _held_out(split: str, data) -> str:
+    """The requested split; the default `test` falls back to `validation`, HelpSteer2's held-out split."""
+    if split == "test" and split not in data and "validation" in data:
+        from transformers.utils import logging
+
+        logging.get_logger(__name__).info("The data has no `test` split; evaluating its `validation` split.")
+        return "validation"
+    return split
 
 
 def evaluate_attribute_models(args, names: list[str], output_dir: Path, device: str) -> dict:
@@ -106,11 +118,11 @@ def evaluate_attribute_models(args, names: list[str], output_dir: Path, device: 
     from trl_anchor.models.loading import load_reward_model
     from trl_anchor.pipelines.multi_attribute_evaluation import comparison_table
 
-    rated, pairs, reference = load_attribute_data(args)
+    rated, pairs, reference, split = load_attribute_data(args)
     results, attributes = {}, []
     for name, path in zip(names, args.model_name_or_path, strict=True):
         model, tokenizer = load_reward_model(path, device=device, trust_remote_code=args.trust_remote_code)
-        record = _evaluate_one(args, model, tokenizer, path, rated, pairs, reference)
+        record = {"split": split, **_evaluate_one(args, model, tokenizer, path, rated, pairs, reference, split)}
         del model
         model_dir = output_dir if len(names) == 1 else output_dir / name
         _write(record, model_dir)
@@ -126,13 +138,13 @@ def evaluate_attribute_models(args, names: list[str], output_dir: Path, device: 
     return {"attributes": results}
 
 
-def _evaluate_one(args, model, tokenizer, path, rated, pairs, reference) -> dict:
+def _evaluate_one(args, model, tokenizer, path, rated, pairs, reference, split: str) -> dict:
     from trl_anchor.models.modeling_gaussian import GaussianRewardModel
     from trl_anchor.pipelines.multi_attribute_evaluation import evaluate_multi_attribute, residual_std
 
     settings = attribute_settings(model.config)
     attributes = list(settings["attributes"])
-    _require_columns(rated, ("response", *attributes), f"The rated data (split {args.dataset_split!r})", path)
+    _require_columns(rated, ("response", *attributes), f"The rated data (split {split!r})", path)
     if pairs is not None:
         _require_columns(pairs, ("chosen", "rejected", "soft_label"), "The preference pairs", path)
     gaussian = isinstance(model, GaussianRewardModel)
