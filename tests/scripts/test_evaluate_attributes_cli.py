@@ -162,6 +162,7 @@ def test_missing_attribute_column_names_column_and_model(models, tmp_path):
         (["gaussian"], ["--rewardbench_file", str(REWARDBENCH)], "`--rewardbench_file` scores one scalar reward"),
         (["mse"], ["--update_model_card"], "`--update_model_card` is not supported for the multi-attribute models"),
         (["gaussian"], ["--use_margin"], "--use_margin apply to scalar reward models only"),
+        (["scalar"], ["--preference_dataset", str(FIXTURES / "preference.jsonl")], "is for multi-attribute models"),
     ],
 )
 def test_refused_combinations_say_why(models, tmp_path, models_used, extra, message):

@@ -46,6 +46,9 @@ def is_multi_attribute_run(args) -> bool:
     }
     multi = [path for path, is_multi in kinds.items() if is_multi]
     if not multi:
+        if args.preference_dataset is not None:
+            raise ValueError("`--preference_dataset` is for multi-attribute models; give a scalar model's pairs as "
+                             "`--dataset_name`/`--dataset_adapter`.")
         return False
     scalar = [path for path, is_multi in kinds.items() if not is_multi]
     if scalar:
