@@ -32,8 +32,9 @@ def load_reward_model(
 
     A checkpoint saved by a `GaussianRewardModel` (`config.gaussian_reward`) loads as one (μ and σ); any other
     sequence-classification checkpoint with a single output loads as the plain `AutoModelForSequenceClassification`
-    (a Bradley–Terry reward model, μ only). A PEFT adapter folder or a classifier with several labels is refused with
-    an error that says what to do.
+    (a Bradley–Terry reward model, μ only), as does a multi-attribute regression (MSE) model, whose config records
+    its attributes in `attribute_reward` (μ per attribute). A PEFT adapter folder or another classifier with several
+    labels is refused with an error that says what to do.
 
     Args:
         model_name_or_path (`str`): local directory or Hub id.
@@ -68,7 +69,8 @@ def load_reward_model(
     if is_gaussian_config(config):
         model = GaussianRewardModel.from_pretrained(model_name_or_path, **kwargs)
     else:
-        if config.num_labels != 1:
+        # The MSE arm of `MultiAttributeRewardTrainer` records its attributes in `config.attribute_reward`.
+        if config.num_labels != 1 and not getattr(config, "attribute_reward", None):
             raise ValueError(
                 f"{model_name_or_path} has {config.num_labels} output labels (num_labels={config.num_labels}); a "
                 "reward model has a single output, the reward (`num_labels=1`). Load a checkpoint trained as a reward "

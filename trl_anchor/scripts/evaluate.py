@@ -7,9 +7,14 @@ trl-anchor evaluate --model_name_or_path outputs/gaussian-minilm --dataset_name 
 trl-anchor evaluate --model_name_or_path outputs/bt outputs/gaussian --dataset_adapter synthetic --output_dir cmp
 # RewardBench (v1) format file with prompt, chosen, rejected, subset rows
 trl-anchor evaluate --model_name_or_path outputs/gaussian-minilm --rewardbench_file reward-bench.jsonl --output_dir rb
+# multi-attribute models (train-attributes): per-attribute metrics on HelpSteer2's rated validation split, and the
+# combined reward wᵀμ on its preference pairs
+trl-anchor evaluate --model_name_or_path outputs/helpsteer2-gaussian --dataset_adapter helpsteer2 \
+    --dataset_split validation --preference_dataset nvidia/HelpSteer2 --output_dir eval
 ```
 
-`--update_model_card` adds the results to each model's `README.md` (`model-index`).
+`--update_model_card` adds the results to each model's `README.md` (`model-index`). Multi-attribute models are routed
+to `trl_anchor.scripts.evaluate_attributes` (see there for the data it reads and what it refuses).
 """
 
 import json
@@ -75,6 +80,18 @@ class EvaluateArguments(DatasetArguments):
     card_dataset_id: str | None = field(
         default=None, metadata={"help": "Dataset id recorded in the model card (default: the dataset name/adapter)."}
     )
+    preference_dataset: str | None = field(
+        default=None,
+        metadata={"help": "Multi-attribute models: a HelpSteer2 preference subset (Hub id or file) whose pairs of the "
+                  "evaluated split score the combined reward wᵀμ (a `<split>_pairs` split of the data is used "
+                  "without it)."},
+    )
+    reference_split: str = field(
+        default="train",
+        metadata={"help": "Multi-attribute MSE models: the split of the rated data on which their residual RMSE, the "
+                  "constant σ_a of the ordinal NLL and ECE, is measured (not the evaluated split itself; "
+                  "`max_samples` caps it too)."},
+    )
     device: str | None = field(default=None, metadata={"help": "Device to score on (default: cuda if available)."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code from the Hub."})
 
@@ -102,10 +119,14 @@ def main(args: EvaluateArguments) -> dict:
 
     from trl_anchor.models.loading import load_reward_model
 
+    from .evaluate_attributes import evaluate_attribute_models, is_multi_attribute_run
+
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dataset = _evaluation_dataset(args)
     output_dir = Path(args.output_dir)
     names = _model_names(args.model_name_or_path)
+    if is_multi_attribute_run(args):
+        return evaluate_attribute_models(args, names, output_dir, device)
+    dataset = _evaluation_dataset(args)
     results = {"pairs": {}, "rewardbench": {}}
     for name, path in zip(names, args.model_name_or_path, strict=True):
         model_dir = output_dir if len(names) == 1 else output_dir / name
@@ -133,21 +154,27 @@ def _model_names(paths: list[str]) -> list[str]:
 
 
 def _evaluation_dataset(args: EvaluateArguments):
-    from transformers.utils import logging
-
-    from .utils import load_preference_data, select_split
+    from .utils import load_preference_data
 
     if args.dataset_name is None and args.dataset_adapter is None:
         return None
-    data = load_preference_data(args)
-    if args.dataset_split not in data and len(data) == 1:
+    return evaluation_split(load_preference_data(args), args.dataset_split, args.max_samples)
+
+
+def evaluation_split(data, split: str, max_samples: int | None, what: str = "evaluation"):
+    """The split to evaluate (a dataset with a single split uses that one), cut to its first `max_samples` rows."""
+    from transformers.utils import logging
+
+    from .utils import select_split
+
+    if split not in data and len(data) == 1:
         (only,) = data
-        logging.get_logger(__name__).info(f"The dataset has the single split {only!r}; evaluating it.")
+        logging.get_logger(__name__).info(f"The {what} data has the single split {only!r}; evaluating it.")
         dataset = data[only]
     else:
-        dataset = select_split(data, args.dataset_split, "evaluation")
-    if args.max_samples is not None:
-        dataset = dataset.select(range(min(args.max_samples, len(dataset))))
+        dataset = select_split(data, split, what)
+    if max_samples is not None:
+        dataset = dataset.select(range(min(max_samples, len(dataset))))
     return dataset
 
 

@@ -33,11 +33,26 @@ class AttributeScriptArguments:
     )
 
 
+def load_rated(source, split: str | None = None, **kwargs):
+    """Rated responses as this command trains on them: `load_helpsteer2(source, subset="rated")` (chat-format prompts
+    and responses, one 0–4 rating or None per attribute). `trl-anchor evaluate` reads a multi-attribute model's data
+    with it too, so both see the same format."""
+    from trl_anchor.data import load_helpsteer2
+
+    return load_helpsteer2(source, split=split, **{"subset": "rated", **kwargs})
+
+
+def load_pairs(source, split: str | None = None):
+    """HelpSteer2 preference pairs (soft labels from every annotator) for the pairwise term on the combined reward."""
+    from trl_anchor.data import load_helpsteer2
+
+    return load_helpsteer2(source, split=split)
+
+
 def main(script_args: AttributeScriptArguments, training_args, model_args):
     from transformers import AutoTokenizer
     from trl import get_peft_config
 
-    from trl_anchor.data import load_helpsteer2
     from trl_anchor.pipelines.attribute_cards import build_attribute_model_card
     from trl_anchor.trainer.multi_attribute_trainer import MultiAttributeRewardTrainer
 
@@ -54,14 +69,14 @@ def main(script_args: AttributeScriptArguments, training_args, model_args):
     tokenizer = AutoTokenizer.from_pretrained(model_path, revision=model_args.model_revision)
     if script_args.pad_token is not None:
         tokenizer.pad_token = script_args.pad_token
-    train = load_helpsteer2(script_args.dataset_name, subset="rated", split="train")
+    train = load_rated(script_args.dataset_name, split="train")
     eval_dataset = None
     if training_args.eval_strategy != "no":
         source = script_args.eval_dataset or script_args.dataset_name
-        eval_dataset = load_helpsteer2(source, subset="rated", split="validation")
+        eval_dataset = load_rated(source, split="validation")
     pairs = None
     if script_args.preference_dataset is not None:
-        pairs = load_helpsteer2(script_args.preference_dataset, split="train")
+        pairs = load_pairs(script_args.preference_dataset, split="train")
     trainer = MultiAttributeRewardTrainer(
         model_path, training_args, train_dataset=train, eval_dataset=eval_dataset, preference_dataset=pairs,
         processing_class=tokenizer, peft_config=_reward_peft_config(get_peft_config(model_args)),
