@@ -29,7 +29,7 @@ _SCALAR_ONLY = ("anchor_thresholds", "disagreement_columns", "disagreement_mean_
 
 def attribute_settings(config) -> dict | None:
     """The multi-attribute record of a config (Gaussian `gaussian_reward` or MSE `attribute_reward`), else `None`."""
-    from trl_anchor.models.modeling_gaussian import attribute_names, gaussian_settings
+    from trl_anchor.models.configuration_gaussian import attribute_names, gaussian_settings
 
     if attribute_names(config) is not None:
         return gaussian_settings(config)
