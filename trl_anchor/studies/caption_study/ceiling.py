@@ -15,15 +15,17 @@ log-likelihood gain left after subtracting what fitting the extra parameters to 
 """
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
 from scipy import stats
+from scipy.special import xlogy
 
-from ...losses import ordinal_log_probs
+from ...losses import ordinal_anchor_nll
 from .pools import CaptionPool
-from .statistics import aggregate
+from .statistics import aggregate, shared_distribution_nll, vote_nll
 
 
 def fit_shared_std(counts, thresholds: Sequence[float]) -> tuple[np.ndarray, float]:
@@ -46,29 +48,12 @@ def fit_shared_std(counts, thresholds: Sequence[float]) -> tuple[np.ndarray, flo
 
     def closure():
         optimizer.zero_grad()
-        loss = _total_nll(mean, log_std.exp().expand_as(mean), taus, counts)
+        loss = ordinal_anchor_nll(mean, log_std.exp().expand_as(mean), taus, counts, normalize=False).sum()
         loss.backward()
         return loss
 
     optimizer.step(closure)
     return mean.detach().numpy(), float(log_std.detach().exp())
-
-
-def _total_nll(mean, std, thresholds, counts) -> torch.Tensor:
-    return -(counts * ordinal_log_probs(mean, std, thresholds)).sum()
-
-
-def _per_vote_nll(log_probs, counts) -> np.ndarray:
-    """Each caption's cross-entropy per vote (0·log 0 = 0: a category without votes costs nothing)."""
-    counts = np.asarray(counts, dtype=np.float64)
-    log_probs = np.where(counts > 0, np.asarray(log_probs, dtype=np.float64), 0.0)
-    return -(counts * log_probs).sum(-1) / counts.sum(-1)
-
-
-def _empirical_log_probs(counts) -> np.ndarray:
-    counts = np.asarray(counts, dtype=np.float64)
-    with np.errstate(divide="ignore"):
-        return np.log(counts / counts.sum(-1, keepdims=True))
 
 
 def contest_ceiling(counts, thresholds: Sequence[float], constant_shares: Sequence[float]) -> dict[str, float]:
@@ -83,25 +68,25 @@ def contest_ceiling(counts, thresholds: Sequence[float], constant_shares: Sequen
     if counts.ndim != 2 or counts.shape[1] != 3 or len(thresholds) != 2:
         raise ValueError(f"contest_ceiling needs (n, 3) vote counts and two thresholds, got {counts.shape}.")
     votes, n = float(counts.sum()), len(counts)
-    # The study's unit weighs captions equally (its best single distribution: the mean of their vote shares); the
-    # likelihood-ratio tests pool the votes (the maximum-likelihood single distribution: the pooled shares).
-    shares, pooled = counts / counts.sum(-1, keepdims=True), counts.sum(0) / votes
+    shares = counts / counts.sum(-1, keepdims=True)
     mean, std = fit_shared_std(counts, thresholds)
-    oracle = ordinal_log_probs(
-        torch.as_tensor(mean), torch.full((n,), std, dtype=torch.float64), torch.as_tensor(thresholds)
-    ).numpy()
-    saturated = _empirical_log_probs(counts)
+    std = np.full(n, std)
+    as_tensor = partial(torch.as_tensor, dtype=torch.float64)
+    # Totals over all votes for the likelihood-ratio tests: the single distribution that maximises their likelihood
+    # is the pooled shares; a caption's own (μ, σ) reproduce its shares.
+    pooled = counts.sum(0)
     total = {
-        "contest": _per_vote_nll(np.log(pooled)[None], counts) @ counts.sum(-1),
-        "oracle": _per_vote_nll(oracle, counts) @ counts.sum(-1),
-        "saturated": _per_vote_nll(saturated, counts) @ counts.sum(-1),
+        "contest": -xlogy(pooled, pooled / votes).sum(),
+        "oracle": float(ordinal_anchor_nll(*map(as_tensor, (mean, std, thresholds, counts)), normalize=False).sum()),
+        "saturated": -xlogy(counts, shares).sum(),
     }
+    # The study's unit weighs captions equally; its best single distribution is the mean of their vote shares.
     out = {
-        "constant_nll": float(_per_vote_nll(np.log(np.asarray(constant_shares))[None], counts).mean()),
-        "contest_average_nll": float(_per_vote_nll(np.log(shares.mean(0))[None], counts).mean()),
-        "oracle_mean_nll": float(_per_vote_nll(oracle, counts).mean()),
-        "saturated_nll": float(_per_vote_nll(saturated, counts).mean()),
-        "shared_std": std,
+        "constant_nll": shared_distribution_nll(counts, constant_shares),
+        "contest_average_nll": shared_distribution_nll(counts, shares.mean(0)),
+        "oracle_mean_nll": vote_nll(mean, std, thresholds, counts),
+        "saturated_nll": float(np.mean(-xlogy(counts, shares).sum(-1) / counts.sum(-1))),
+        "shared_std": float(std[0]),
         "df": n - 1,
         "votes": votes,
     }

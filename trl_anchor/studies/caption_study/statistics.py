@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.special import xlogy
 
 from ...data.caption_contest import CaptionContestData, pairwise_soft_labels
 from ...losses import ordinal_anchor_nll, ordinal_log_probs
@@ -132,7 +133,7 @@ def contest_average_vote_nll(mean, std, thresholds: Sequence[float], counts) -> 
         torch.as_tensor(std, dtype=torch.float64),
         torch.as_tensor(thresholds, dtype=torch.float64),
     )
-    return _shared_distribution_nll(counts, log_probs.exp().mean(0).numpy())
+    return shared_distribution_nll(counts, log_probs.exp().mean(0).numpy())
 
 
 def data_properties(pool: CaptionPool) -> dict[str, float]:
@@ -270,13 +271,14 @@ def constant_vote_distribution(data: CaptionContestData, contests: Sequence[int]
 
 def constant_vote_nll_per_contest(pools: Sequence[CaptionPool], shares: Sequence[float]) -> dict[int, float]:
     """Reference for `vote_nll`, per contest: every sample caption predicted to get the vote distribution `shares`."""
-    return {pool.contest: _shared_distribution_nll(pool.counts[pool.sample], shares) for pool in pools}
+    return {pool.contest: shared_distribution_nll(pool.counts[pool.sample], shares) for pool in pools}
 
 
-def _shared_distribution_nll(counts, shares) -> float:
-    """Mean over captions of the per-vote cross-entropy of each caption's vote `counts` under one distribution."""
+def shared_distribution_nll(counts, shares) -> float:
+    """Mean over captions of the per-vote cross-entropy of each caption's vote `counts` under one distribution (a
+    category without votes costs nothing, also where `shares` gives it probability 0)."""
     counts = np.asarray(counts, dtype=np.float64)
-    return float(np.mean(-(counts * np.log(np.asarray(shares, dtype=np.float64))).sum(1) / counts.sum(1)))
+    return float(np.mean(-xlogy(counts, np.asarray(shares, dtype=np.float64)).sum(1) / counts.sum(1)))
 
 
 def constant_vote_nll(pools: Sequence[CaptionPool], shares: Sequence[float]) -> float:
