@@ -313,3 +313,21 @@ def test_rewardbench_comparison_of_gaussian_and_mse_models(models, tmp_path):
         own = json.loads((tmp_path / "cmp" / name / "rewardbench.json").read_text())
         assert comparison["rewardbench"][name]["score"] == own["score"]
         assert f"| {name} | {own['score']:.4f} |" in (tmp_path / "cmp" / "comparison.md").read_text()
+
+
+def test_attribute_weights_override_the_pairs_combined_reward(models, tmp_path):
+    flipped = [0.0, 0.0, 0.0, 0.0, 1.0]  # verbosity alone
+    code = cli(["evaluate", "--model_name_or_path", str(models / "gaussian"), "--dataset_adapter", "helpsteer2",
+                "--dataset_path", str(FIXTURES / "validation.jsonl"), "--preference_dataset",
+                str(FIXTURES / "preference.jsonl"), "--dataset_split", "validation", "--output_dir", str(tmp_path),
+                "--attribute_weights", "0,0,0,0,1"])
+    assert code == 0
+    result = json.loads((tmp_path / "evaluation.json").read_text())
+    assert result["attribute_weights"] == flipped
+    pairs = load_helpsteer2(str(FIXTURES / "preference.jsonl"), split="validation")
+    chosen, rejected = _scores(models / "gaussian", pairs, "chosen"), _scores(models / "gaussian", pairs, "rejected")
+    gap = chosen.mean[:, 4] - rejected.mean[:, 4]
+    z = gap / np.sqrt(chosen.variance[:, 4] + rejected.variance[:, 4])
+    y = np.asarray(pairs["soft_label"])
+    nll = -(y * norm.logcdf(z) + (1 - y) * norm.logcdf(-z)).mean()
+    assert result["metrics"]["pairs/soft_label_nll"] == pytest.approx(nll, rel=1e-5)

@@ -260,17 +260,15 @@ def evaluate_rewardbench(
 
 def _combination_weights(model, attribute_weights) -> "list[float] | None":
     """The weights that combine a multi-attribute model's μ_a into one reward (`None` for a one-output model)."""
-    recorded = model_attribute_weights(model)
-    attributes = getattr(model.config, "id2label", {})
-    if recorded is None and model.config.num_labels == 1:
+    if model.config.num_labels == 1:
         if attribute_weights is not None:
             raise ValueError(f"`attribute_weights` {attribute_weights} given for a model with one reward output.")
         return None
-    weights = recorded if attribute_weights is None else list(attribute_weights)
+    weights = model_attribute_weights(model) if attribute_weights is None else list(attribute_weights)
     if weights is None:
         raise ValueError(
-            f"The multi-attribute model (attributes {list(attributes.values())}) records no `attribute_weights` to "
-            "combine its attributes into one RewardBench reward; pass `attribute_weights`."
+            f"The multi-attribute model (attributes {list(model.config.id2label.values())}) records no "
+            "`attribute_weights` to combine its attributes into one RewardBench reward; pass `attribute_weights`."
         )
     return weights
 

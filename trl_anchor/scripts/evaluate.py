@@ -92,8 +92,8 @@ class EvaluateArguments(DatasetArguments):
     )
     attribute_weights: list[float] | None = field(
         default=None,
-        metadata={"help": "Multi-attribute models on `--rewardbench_file`: the weights w of the combined reward wᵀμ, "
-                  "one per attribute (default: those the model records)."},
+        metadata={"help": "Multi-attribute models: the weights w of the combined reward wᵀμ, one per attribute, on "
+                  "preference pairs and `--rewardbench_file` (default: those the model records)."},
     )
     reference_split: str = field(
         default="train",

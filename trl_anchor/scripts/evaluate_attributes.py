@@ -15,10 +15,12 @@ preference pairs when there are any:
   model on the rows its σ came from) these metrics are left out and the output says why.
 
 `--rewardbench_file` scores each RewardBench response by the combined reward `wᵀμ` (Gaussian: variance
-`Σ_a w_a² σ_a²`), as NVIDIA scores its HelpSteer2 attribute models, with the weights the model records or
-`--attribute_weights`; the outputs are the scalar path's (`rewardbench.json`, `rewardbench.md`). Rated data is then
-optional. `--update_model_card` adds the per-attribute (and RewardBench) results to the card `train-attributes`
-wrote (`trl_anchor.pipelines.attribute_cards.update_attribute_model_card`), keeping its text.
+`Σ_a w_a² σ_a²`), as NVIDIA scores its HelpSteer2 attribute models; the outputs are the scalar path's
+(`rewardbench.json`, `rewardbench.md`), and rated data is then optional. Every combined reward (pairs and RewardBench)
+uses the weights the model records, or `--attribute_weights` (one per attribute, checked before anything is scored).
+
+`--update_model_card` adds the per-attribute (and RewardBench) results to the card `train-attributes` wrote
+(`trl_anchor.pipelines.attribute_cards.update_attribute_model_card`), keeping its text.
 
 Scalar and multi-attribute models are not mixed in one run (they need different data: pairs vs rated rows); options of
 the scalar path that have no per-attribute meaning are refused, each with an error saying so.
@@ -205,11 +207,12 @@ def _evaluate_one(args, model, tokenizer, path, rated, pairs, reference, split: 
         notes.append("No preference pairs (`--preference_dataset` or a `<split>_pairs` split): no combined-reward "
                      "pair metrics.")
     metrics = evaluate_multi_attribute(
-        model, tokenizer, rated, pairs, residual_std=std, batch_size=args.batch_size, max_length=args.max_length
+        model, tokenizer, rated, pairs, weights=args.attribute_weights, residual_std=std, batch_size=args.batch_size,
+        max_length=args.max_length,
     )
     return {
         "model": path, "reward_type": "gaussian" if gaussian else "mse", "attributes": attributes,
-        "attribute_weights": settings.get("attribute_weights"), "num_rated": len(rated),
+        "attribute_weights": args.attribute_weights or settings.get("attribute_weights"), "num_rated": len(rated),
         "num_pairs": 0 if pairs is None else len(pairs), "residual_std": std, "notes": notes, "metrics": metrics,
     }
 
