@@ -105,3 +105,19 @@ def test_rewardbench_file(gaussian_model, tokenizer, tmp_path):
     assert "Not comparable to the leaderboard" in written["markdown"].read_text()
     with pytest.raises(ValueError, match="missing \\['subset'\\]"):
         evaluate_rewardbench(gaussian_model, tokenizer, Dataset.from_list(rows).remove_columns("subset"))
+
+
+def test_rewardbench_attribute_weights_need_a_multi_attribute_model_and_weights(gaussian_model, tokenizer):
+    rows = Dataset.from_list([{"prompt": "Hi?", "chosen": "Hello there.", "rejected": "No.", "subset": "shp"}])
+    with pytest.raises(ValueError, match=r"`attribute_weights` \[1.0\] given for a model with one reward output"):
+        evaluate_rewardbench(gaussian_model, tokenizer, rows, attribute_weights=[1.0])
+    torch.manual_seed(0)
+    unweighted = GaussianRewardModel.from_config(tiny_gpt2_config(tokenizer, num_labels=2), attributes=["a", "b"])
+    with pytest.raises(ValueError, match=r"attributes \['a', 'b'\]\) records no `attribute_weights`"):
+        evaluate_rewardbench(unweighted.eval(), tokenizer, rows)
+    # Given weights, it is scored by w·μ of each side.
+    result = evaluate_rewardbench(unweighted.eval(), tokenizer, rows, attribute_weights=[1.0, -1.0])
+    sides = [score_responses(unweighted, tokenizer, [[{"role": "assistant", "content": r}]],
+                             [[{"role": "user", "content": "Hi?"}]]).mean @ np.array([1.0, -1.0])
+             for r in ("Hello there.", "No.")]
+    assert result.subsets["shp"]["accuracy"] == float(sides[0][0] > sides[1][0])

@@ -2,17 +2,19 @@
 
 The card lists the attributes with their combination weights and thresholds, says how to load μ with plain
 transformers and μ, σ with trl-anchor, and reports the held-out metrics of
-`trl_anchor.pipelines.multi_attribute_evaluation` (also as `model-index` entries).
+`trl_anchor.pipelines.multi_attribute_evaluation` (also as `model-index` entries). `update_attribute_model_card` adds
+the results of `trl-anchor evaluate` (per attribute, and RewardBench of the combined reward) to an existing card.
 """
 
 import math
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .cards import PIPELINE_TAG
+from .card_results import PIPELINE_TAG, add_card_results, is_hub_dataset_id, rewardbench_eval_results
 
 # metric key suffix → (model-index metric type, readable name)
 _METRICS = {
@@ -124,6 +126,52 @@ reward = GaussianRewardFunction("{model_name}", transform="{spec}")  # GRPO / RL
 ```
 """
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{text}")
+
+
+def update_attribute_model_card(
+    directory: str | os.PathLike, results, *, dataset_type: str, dataset_split: str | None = None
+) -> ModelCard:
+    """Add evaluation results to the card (`README.md`) of a saved multi-attribute model, keeping its text.
+
+    `results` is the metrics mapping of `evaluate_multi_attribute` or a `RewardBenchResult` (of the combined reward).
+    With a Hub dataset id as `dataset_type` they go into `model-index`, otherwise into the card text only (as
+    `trl_anchor.pipelines.cards.update_model_card` does for scalar models); entries for the same dataset, split and
+    metric replace the old ones. A model without a card gets the one `build_attribute_model_card` writes.
+
+    Example:
+
+    ```python
+    >>> update_attribute_model_card("outputs/helpsteer2-gaussian", {"helpfulness/spearman": 0.61},
+    ...                             dataset_type="nvidia/HelpSteer2", dataset_split="validation")  # doctest: +SKIP
+    ```
+    """
+    from .rewardbench import RewardBenchResult
+
+    directory = Path(directory)
+    path = directory / "README.md"
+    card = ModelCard.load(path) if path.is_file() else _card_from_config(directory)
+    if isinstance(results, RewardBenchResult):
+        new = rewardbench_eval_results(results, dataset_type, dataset_split)
+    else:
+        new = attribute_eval_results(results, dataset_type, dataset_split)
+    if is_hub_dataset_id(dataset_type):
+        add_card_results(card, new, [])
+    else:
+        local = [{"dataset": dataset_type, "split": dataset_split, "metric": r.metric_name, "value": r.metric_value}
+                 for r in new]
+        add_card_results(card, [], local)
+    card.save(path)
+    return card
+
+
+def _card_from_config(directory: Path) -> ModelCard:
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(directory)
+    settings = getattr(config, "gaussian_reward", None) or getattr(config, "attribute_reward", None)
+    if not settings or not settings.get("attributes"):
+        raise ValueError(f"{directory} is not a multi-attribute reward model: its config records no attributes.")
+    return build_attribute_model_card(directory.name, settings)
 
 
 def _cell(value) -> str:

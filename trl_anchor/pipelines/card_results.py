@@ -182,3 +182,21 @@ def replace_evaluation_section(text: str, section: str) -> str:
     if anchor == -1:
         return text.rstrip() + "\n\n" + section + "\n"
     return text[:anchor] + "\n" + section + "\n" + text[anchor:]
+
+
+def add_card_results(card, eval_results: Sequence[EvalResult], local_results: Sequence[Mapping[str, Any]]) -> None:
+    """Add `model-index` entries and local-data rows to `card` (a `huggingface_hub.ModelCard`) in place: a new entry
+    replaces an old one for the same dataset, split and metric, and the "Evaluation results" section is regenerated;
+    the rest of the card is kept."""
+    if eval_results:
+        replaced = {(r.dataset_type, r.dataset_split, r.metric_name) for r in eval_results}
+        old = card.data.eval_results or []
+        kept = [r for r in old if (r.dataset_type, r.dataset_split, r.metric_name) not in replaced]
+        card.data.eval_results = kept + list(eval_results)
+    if local_results:
+        replaced_local = {(r["dataset"], r["split"], r["metric"]) for r in local_results}
+        old_local = card.data.to_dict().get(LOCAL_RESULTS_KEY) or []
+        kept_local = [r for r in old_local if (r["dataset"], r["split"], r["metric"]) not in replaced_local]
+        setattr(card.data, LOCAL_RESULTS_KEY, kept_local + list(local_results))
+    local = card.data.to_dict().get(LOCAL_RESULTS_KEY)
+    card.text = replace_evaluation_section(card.text, evaluation_section(card.data.eval_results, local))

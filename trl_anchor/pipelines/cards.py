@@ -31,12 +31,12 @@ from .card_results import (
     LOCAL_RESULTS_KEY,
     METRIC_NAMES,
     PIPELINE_TAG,
+    add_card_results,
     eval_results_from_metrics,
     evaluation_section,
     hub_dataset_ids,
     is_hub_dataset_id,
     local_results_from_metrics,
-    replace_evaluation_section,
     rewardbench_eval_results,
     rewardbench_values,
 )
@@ -453,22 +453,11 @@ def update_model_card(
             license=resolve_license(None, getattr(config, "_name_or_path", None)),
         )
     metrics = _metrics_of(results)
-    if is_hub_dataset_id(dataset_type):
-        new = _eval_results(results, metrics, dataset_type, dataset_name, dataset_split)
-        replaced = {(r.dataset_type, r.dataset_split, r.metric_name) for r in new}
-        kept = [
-            r for r in card.data.eval_results or [] if (r.dataset_type, r.dataset_split, r.metric_name) not in replaced
-        ]
-        card.data.eval_results = kept + new
-    else:
-        new_local = _local_results(results, metrics, dataset_name or dataset_type, dataset_split)
-        replaced_local = {(r["dataset"], r["split"], r["metric"]) for r in new_local}
-        old_local = card.data.to_dict().get(LOCAL_RESULTS_KEY) or []
-        kept_local = [r for r in old_local if (r["dataset"], r["split"], r["metric"]) not in replaced_local]
-        setattr(card.data, LOCAL_RESULTS_KEY, kept_local + new_local)
     card.data.model_name = card.data.model_name or directory.name
-    local = card.data.to_dict().get(LOCAL_RESULTS_KEY)
-    card.text = replace_evaluation_section(card.text, evaluation_section(card.data.eval_results, local))
+    if is_hub_dataset_id(dataset_type):
+        add_card_results(card, _eval_results(results, metrics, dataset_type, dataset_name, dataset_split), [])
+    else:
+        add_card_results(card, [], _local_results(results, metrics, dataset_name or dataset_type, dataset_split))
     card.save(path)
     return card
 

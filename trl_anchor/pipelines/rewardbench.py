@@ -17,7 +17,7 @@ from datasets import Dataset, DatasetDict
 from transformers.utils import logging
 
 from ..data._common import load_local_dataset, plain_text
-from ..rewards.scoring import score_responses
+from ..rewards.scoring import combined_scores, model_attribute_weights, score_responses
 from .evaluation import _format_value, _json_ready
 
 logger = logging.get_logger(__name__)
@@ -188,6 +188,7 @@ def evaluate_rewardbench(
     max_length: int | None = None,
     conversational: bool | None = None,
     include_prior_sets: bool = True,
+    attribute_weights: "list[float] | None" = None,
     show_progress: bool = False,
 ) -> RewardBenchResult:
     """RewardBench (v1) accuracy per subset and the leaderboard's section scores on a local file or dataset.
@@ -197,6 +198,9 @@ def evaluate_rewardbench(
     formatted with the tokenizer's chat template when it has one (`conversational=None`); `False` scores the plain text
     `trl_anchor.data.plain_text(prompt, response)` + EOS (prompt, newline, response), the text the text-format
     adapters of `trl_anchor.data` train on.
+
+    A multi-attribute model (`train-attributes`) is scored by its combined reward `Σ_a w_a μ_a`, as NVIDIA scores its
+    HelpSteer2 attribute models on RewardBench, with `attribute_weights` or else the weights the model records.
 
     Example:
 
@@ -219,6 +223,7 @@ def evaluate_rewardbench(
         raise ValueError("The RewardBench dataset is empty.")
     if conversational is None:
         conversational = getattr(tokenizer, "chat_template", None) is not None
+    weights = _combination_weights(model, attribute_weights)
     prompts = [_rewardbench_prompt(p, conversational, i) for i, p in enumerate(dataset["prompt"])]
     sides = {}
     for side in ("chosen", "rejected"):
@@ -226,7 +231,7 @@ def evaluate_rewardbench(
             responses = [[{"role": "assistant", "content": r}] for r in dataset[side]]
         else:  # the text a text-format adapter trains on: prompt + "\n" + response
             responses = [plain_text(p, r) for p, r in zip(prompts, dataset[side], strict=True)]
-        sides[side] = score_responses(
+        scores = score_responses(
             model,
             tokenizer,
             responses,
@@ -234,7 +239,8 @@ def evaluate_rewardbench(
             batch_size=batch_size,
             max_length=max_length,
             show_progress=show_progress,
-        ).mean
+        )
+        sides[side] = combined_scores(scores, weights).mean if weights is not None else scores.mean
     correct = sides["chosen"] > sides["rejected"]
     subset_names = np.asarray(dataset["subset"])
     subsets = {
@@ -250,6 +256,21 @@ def evaluate_rewardbench(
     if result.unscored_subsets:
         logger.info("Subsets outside the leaderboard sections, reported only: %s", result.unscored_subsets)
     return result
+
+
+def _combination_weights(model, attribute_weights) -> "list[float] | None":
+    """The weights that combine a multi-attribute model's μ_a into one reward (`None` for a one-output model)."""
+    if model.config.num_labels == 1:
+        if attribute_weights is not None:
+            raise ValueError(f"`attribute_weights` {attribute_weights} given for a model with one reward output.")
+        return None
+    weights = model_attribute_weights(model) if attribute_weights is None else list(attribute_weights)
+    if weights is None:
+        raise ValueError(
+            f"The multi-attribute model (attributes {list(model.config.id2label.values())}) records no "
+            "`attribute_weights` to combine its attributes into one RewardBench reward; pass `attribute_weights`."
+        )
+    return weights
 
 
 def _rewardbench_prompt(prompt, conversational: bool, row: int):

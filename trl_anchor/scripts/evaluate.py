@@ -11,10 +11,14 @@ trl-anchor evaluate --model_name_or_path outputs/gaussian-minilm --rewardbench_f
 # combined reward wᵀμ on its preference pairs
 trl-anchor evaluate --model_name_or_path outputs/helpsteer2-gaussian --dataset_adapter helpsteer2 \
     --dataset_split validation --preference_dataset nvidia/HelpSteer2 --output_dir eval
+# ... and on RewardBench by wᵀμ (the recorded weights, or --attribute_weights), results added to the model's card
+trl-anchor evaluate --model_name_or_path outputs/helpsteer2-gaussian --rewardbench_file reward-bench.jsonl \
+    --attribute_weights 0.65 0.8 0.45 0.55 -0.4 --update_model_card --output_dir rb
 ```
 
 `--update_model_card` adds the results to each model's `README.md` (`model-index`). Multi-attribute models are routed
-to `trl_anchor.scripts.evaluate_attributes` (see there for the data it reads and what it refuses).
+to `trl_anchor.scripts.evaluate_attributes` (see there for the data it reads, how RewardBench combines the attributes,
+and what it refuses).
 """
 
 import json
@@ -22,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..anchors import parse_thresholds
-from .utils import DatasetArguments, accept_number_lists
+from .utils import DatasetArguments, accept_number_lists, parse_numbers
 
 
 @dataclass
@@ -86,6 +90,11 @@ class EvaluateArguments(DatasetArguments):
                   "evaluated split score the combined reward wᵀμ (a `<split>_pairs` split of the data is used "
                   "without it)."},
     )
+    attribute_weights: list[float] | None = field(
+        default=None,
+        metadata={"help": "Multi-attribute models: the weights w of the combined reward wᵀμ, one per attribute, on "
+                  "preference pairs and `--rewardbench_file` (default: those the model records)."},
+    )
     reference_split: str = field(
         default="train",
         metadata={"help": "Multi-attribute MSE models: the split of the rated data on which their residual RMSE, the "
@@ -109,6 +118,8 @@ class EvaluateArguments(DatasetArguments):
             )
         if self.dataset_streaming:
             raise ValueError("Evaluation needs a map-style dataset; drop `dataset_streaming`.")
+        if self.attribute_weights is not None:
+            self.attribute_weights = parse_numbers(self.attribute_weights, "attribute_weights")
         self.anchor_thresholds = parse_thresholds(self.anchor_thresholds)
         if self.anchor_thresholds == "auto":
             raise ValueError("`anchor_thresholds` of an evaluation are numbers (default: those the model records).")
@@ -226,7 +237,9 @@ def _evaluate_pairs(args, model, tokenizer, dataset, path, model_dir):
     return result
 
 
-def _evaluate_rewardbench(args, model, tokenizer, path, model_dir):
+def _evaluate_rewardbench(args, model, tokenizer, path, model_dir, attribute_weights=None):
+    """RewardBench of one model; a multi-attribute one is scored by wᵀμ with `attribute_weights` (see there)."""
+    from trl_anchor.pipelines.attribute_cards import update_attribute_model_card
     from trl_anchor.pipelines.cards import update_model_card
     from trl_anchor.pipelines.rewardbench import evaluate_rewardbench
 
@@ -239,6 +252,7 @@ def _evaluate_rewardbench(args, model, tokenizer, path, model_dir):
         max_length=args.max_length,
         conversational=conversational,
         include_prior_sets=args.include_prior_sets,
+        attribute_weights=attribute_weights,
         show_progress=True,
     )
     result.save(model_dir)
@@ -246,7 +260,8 @@ def _evaluate_rewardbench(args, model, tokenizer, path, model_dir):
     if _can_update_card(args, path):
         # Only a complete run is the RewardBench benchmark; a partial file is recorded under its own name.
         dataset_id = "allenai/reward-bench" if result.complete else Path(args.rewardbench_file).name
-        update_model_card(path, result, dataset_type=dataset_id, dataset_split="filtered" if result.complete else None)
+        update = update_model_card if attribute_weights is None else update_attribute_model_card
+        update(path, result, dataset_type=dataset_id, dataset_split="filtered" if result.complete else None)
     return result
 
 
@@ -263,16 +278,20 @@ def _write_comparison(results, output_dir: Path, plots: bool) -> None:
             figure = plot_reliability_diagram(results["pairs"], title="Reliability diagram: model comparison")
             figure.savefig(output_dir / "reliability_comparison.png", dpi=120)
     if results["rewardbench"]:
-        rows = ["| model | Score | " + " | ".join(_sections(results["rewardbench"])) + " |"]
-        rows.append("|---" * (len(_sections(results["rewardbench"])) + 2) + "|")
-        for name, r in results["rewardbench"].items():
-            cells = [f"{r.sections[s]:.4f}" if s in r.sections else "—" for s in _sections(results["rewardbench"])]
-            rows.append(f"| {name} | {r.score:.4f} | " + " | ".join(cells) + " |")
-        tables.append("\n".join(rows))
+        tables.append(rewardbench_table(results["rewardbench"]))
         summary["rewardbench"] = {name: r.to_dict() for name, r in results["rewardbench"].items()}
     (output_dir / "comparison.md").write_text("\n\n".join(tables) + "\n")
     (output_dir / "comparison.json").write_text(json.dumps(summary, indent=2) + "\n")
     print("\nComparison:\n\n" + "\n\n".join(tables))
+
+
+def rewardbench_table(results) -> str:
+    """Markdown: the RewardBench score and sections of each model."""
+    rows = ["| model | Score | " + " | ".join(_sections(results)) + " |", "|---" * (len(_sections(results)) + 2) + "|"]
+    for name, r in results.items():
+        cells = [f"{r.sections[s]:.4f}" if s in r.sections else "—" for s in _sections(results)]
+        rows.append(f"| {name} | {r.score:.4f} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
 
 
 def _sections(results) -> list[str]:
@@ -282,7 +301,7 @@ def _sections(results) -> list[str]:
 def make_parser(prog: str | None = None):
     from trl import TrlParser
 
-    return accept_number_lists(TrlParser((EvaluateArguments,), prog=prog), "anchor_thresholds")
+    return accept_number_lists(TrlParser((EvaluateArguments,), prog=prog), "anchor_thresholds", "attribute_weights")
 
 
 if __name__ == "__main__":

@@ -14,9 +14,16 @@ preference pairs when there are any:
   same data (`residual_std`); without such a split (or when it is the evaluated split, which would score the
   model on the rows its σ came from) these metrics are left out and the output says why.
 
-Scalar and multi-attribute models are not mixed in one run (they need different data: pairs vs rated rows), RewardBench
-files and `--update_model_card` are refused for multi-attribute models (RewardBench's leaderboard scores one scalar
-reward, and `attribute_cards` has no function that updates an existing card), each with an error saying so.
+`--rewardbench_file` scores each RewardBench response by the combined reward `wᵀμ` (Gaussian: variance
+`Σ_a w_a² σ_a²`), as NVIDIA scores its HelpSteer2 attribute models; the outputs are the scalar path's
+(`rewardbench.json`, `rewardbench.md`), and rated data is then optional. Every combined reward (pairs and RewardBench)
+uses the weights the model records, or `--attribute_weights` (one per attribute, checked before anything is scored).
+
+`--update_model_card` adds the per-attribute (and RewardBench) results to the card `train-attributes` wrote
+(`trl_anchor.pipelines.attribute_cards.update_attribute_model_card`), keeping its text.
+
+Scalar and multi-attribute models are not mixed in one run (they need different data: pairs vs rated rows); options of
+the scalar path that have no per-attribute meaning are refused, each with an error saying so.
 """
 
 import json
@@ -49,6 +56,8 @@ def is_multi_attribute_run(args) -> bool:
         if args.preference_dataset is not None:
             raise ValueError("`--preference_dataset` is for multi-attribute models; give a scalar model's pairs as "
                              "`--dataset_name`/`--dataset_adapter`.")
+        if args.attribute_weights is not None:
+            raise ValueError(f"`--attribute_weights` is for multi-attribute models; {list(kinds)} have one reward.")
         return False
     scalar = [path for path, is_multi in kinds.items() if not is_multi]
     if scalar:
@@ -57,17 +66,14 @@ def is_multi_attribute_run(args) -> bool:
             "are evaluated on preference pairs, the second per attribute on rated responses. Run `trl-anchor "
             "evaluate` once for each kind."
         )
-    if args.rewardbench_file is not None:
-        raise ValueError(
-            f"`--rewardbench_file` scores one scalar reward per response; {multi} are multi-attribute models. "
-            "Evaluate them on rated data (`--dataset_adapter helpsteer2`), with `--preference_dataset` for the "
-            "combined reward."
-        )
-    if args.update_model_card:
-        raise ValueError(
-            f"`--update_model_card` is not supported for the multi-attribute models {multi}: their card is written by "
-            "`trl-anchor train-attributes`; the results are in evaluation.json/evaluation.md."
-        )
+    if args.attribute_weights is not None:
+        for path in multi:
+            attributes = attribute_settings(load_config(path, trust_remote_code=args.trust_remote_code))["attributes"]
+            if len(args.attribute_weights) != len(attributes):
+                raise ValueError(
+                    f"`--attribute_weights` has {len(args.attribute_weights)} values {args.attribute_weights} but "
+                    f"{path} has {len(attributes)} attributes {list(attributes)}: give one weight per attribute."
+                )
     given = [f"--{name}" for name in _SCALAR_ONLY if getattr(args, name)]
     if given:
         raise ValueError(f"{', '.join(given)} apply to scalar reward models only, not to the multi-attribute {multi}.")
@@ -75,7 +81,9 @@ def is_multi_attribute_run(args) -> bool:
 
 
 def load_attribute_data(args):
-    """(rated rows, preference pairs or None, reference rows or None) of the evaluated split."""
+    """(rated rows, preference pairs or None, reference rows or None, the split's name, the name the card records) of
+    the evaluated split; a single-split dataset (a local file's only split is `train`) is recorded under the split
+    asked for, as the scalar path does."""
     from datasets import Dataset, DatasetDict
 
     from .evaluate import evaluation_split
@@ -91,9 +99,9 @@ def load_attribute_data(args):
     if isinstance(data, Dataset):
         data = DatasetDict({"train": data})
     rated_splits = DatasetDict({k: v for k, v in data.items() if not k.endswith("_pairs")})
-    rated = evaluation_split(rated_splits, _held_out(args.dataset_split, rated_splits), args.max_samples, "rated")
-    split = _held_out(args.dataset_split, rated_splits)
-    split = split if split in rated_splits else next(iter(rated_splits))  # a single-split dataset is evaluated whole
+    requested = _held_out(args.dataset_split, rated_splits)
+    rated = evaluation_split(rated_splits, requested, args.max_samples, "rated")
+    split = requested if requested in rated_splits else next(iter(rated_splits))  # a single split is evaluated whole
     pairs = None
     if args.preference_dataset is not None:
         pairs = load_pairs(args.preference_dataset)
@@ -103,7 +111,7 @@ def load_attribute_data(args):
     reference = None
     if args.reference_split != split and args.reference_split in rated_splits:
         reference = evaluation_split(rated_splits, args.reference_split, args.max_samples, "reference")
-    return rated, pairs, reference, split
+    return rated, pairs, reference, split, requested
 
 
 def _held_out(split: str, data) -> str:
@@ -119,26 +127,61 @@ def _held_out(split: str, data) -> str:
 def evaluate_attribute_models(args, names: list[str], output_dir: Path, device: str) -> dict:
     """Evaluate every model of `args` (all multi-attribute); one directory each and a comparison when several."""
     from trl_anchor.models.loading import load_reward_model
-    from trl_anchor.pipelines.multi_attribute_evaluation import comparison_table
 
-    rated, pairs, reference, split = load_attribute_data(args)
-    results, attributes = {}, []
+    from .evaluate import _evaluate_rewardbench
+
+    has_rated = args.dataset_name is not None or args.dataset_adapter is not None
+    data = load_attribute_data(args) if has_rated else None
+    results, rewardbench = {}, {}
     for name, path in zip(names, args.model_name_or_path, strict=True):
         model, tokenizer = load_reward_model(path, device=device, trust_remote_code=args.trust_remote_code)
-        record = {"split": split, **_evaluate_one(args, model, tokenizer, path, rated, pairs, reference, split)}
-        del model
         model_dir = output_dir if len(names) == 1 else output_dir / name
-        _write(record, model_dir)
-        results[name] = record
-        attributes += [a for a in record["attributes"] if a not in attributes]
+        if data is not None:
+            results[name] = _evaluate_rated(args, model, tokenizer, path, data, model_dir)
+        if args.rewardbench_file is not None:
+            weights = args.attribute_weights or attribute_settings(model.config).get("attribute_weights")
+            rewardbench[name] = _evaluate_rewardbench(args, model, tokenizer, path, model_dir, weights)
+        del model
     if len(names) > 1:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        table = comparison_table({name: r["metrics"] for name, r in results.items()}, attributes)
-        (output_dir / "comparison.md").write_text(table + "\n")
-        summary = {"attributes": {name: r["metrics"] for name, r in results.items()}}
-        (output_dir / "comparison.json").write_text(json.dumps(_json_safe(summary), indent=2) + "\n")
-        print("\nComparison:\n\n" + table)
-    return {"attributes": results}
+        _write_comparison(results, rewardbench, output_dir)
+    return {"attributes": results, "rewardbench": rewardbench}
+
+
+def _evaluate_rated(args, model, tokenizer, path, data, model_dir: Path) -> dict:
+    from trl_anchor.pipelines.attribute_cards import update_attribute_model_card
+
+    from .evaluate import _can_update_card, _card_dataset
+
+    rated, pairs, reference, split, card_split = data
+    record = {"split": split, **_evaluate_one(args, model, tokenizer, path, rated, pairs, reference, split)}
+    _write(record, model_dir)
+    if _can_update_card(args, path):
+        from trl_anchor.data.helpsteer2 import HELPSTEER2_ID
+
+        # The helpsteer2 adapter without a local file reads the Hub dataset: its results belong in `model-index`.
+        hub = args.dataset_adapter == "helpsteer2" and args.dataset_path is None and not args.card_dataset_id
+        dataset = HELPSTEER2_ID if hub else _card_dataset(args)
+        update_attribute_model_card(path, record["metrics"], dataset_type=dataset, dataset_split=card_split)
+    return record
+
+
+def _write_comparison(results: dict, rewardbench: dict, output_dir: Path) -> None:
+    from trl_anchor.pipelines.multi_attribute_evaluation import comparison_table
+
+    from .evaluate import rewardbench_table
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    tables, summary = [], {}
+    if results:
+        attributes = list(dict.fromkeys(a for record in results.values() for a in record["attributes"]))
+        tables.append(comparison_table({name: r["metrics"] for name, r in results.items()}, attributes))
+        summary["attributes"] = {name: r["metrics"] for name, r in results.items()}
+    if rewardbench:
+        tables.append(rewardbench_table(rewardbench))
+        summary["rewardbench"] = {name: r.to_dict() for name, r in rewardbench.items()}
+    (output_dir / "comparison.md").write_text("\n\n".join(tables) + "\n")
+    (output_dir / "comparison.json").write_text(json.dumps(_json_safe(summary), indent=2) + "\n")
+    print("\nComparison:\n\n" + "\n\n".join(tables))
 
 
 def _evaluate_one(args, model, tokenizer, path, rated, pairs, reference, split: str) -> dict:
@@ -164,11 +207,12 @@ def _evaluate_one(args, model, tokenizer, path, rated, pairs, reference, split: 
         notes.append("No preference pairs (`--preference_dataset` or a `<split>_pairs` split): no combined-reward "
                      "pair metrics.")
     metrics = evaluate_multi_attribute(
-        model, tokenizer, rated, pairs, residual_std=std, batch_size=args.batch_size, max_length=args.max_length
+        model, tokenizer, rated, pairs, weights=args.attribute_weights, residual_std=std, batch_size=args.batch_size,
+        max_length=args.max_length,
     )
     return {
         "model": path, "reward_type": "gaussian" if gaussian else "mse", "attributes": attributes,
-        "attribute_weights": settings.get("attribute_weights"), "num_rated": len(rated),
+        "attribute_weights": args.attribute_weights or settings.get("attribute_weights"), "num_rated": len(rated),
         "num_pairs": 0 if pairs is None else len(pairs), "residual_std": std, "notes": notes, "metrics": metrics,
     }
 
