@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from trl_anchor.studies.caption_study.ceiling import contest_ceiling, fit_shared_std, vote_ceiling
+from trl_anchor.studies.caption_study.ceiling import (
+    contest_ceiling,
+    fit_shared_std,
+    ranking_limited_gains,
+    vote_ceiling,
+)
 from trl_anchor.studies.caption_study.pools import CaptionPool
 
 TAUS = [-1.0, 1.0]
@@ -113,3 +118,29 @@ def _pool(contest, counts):
 def test_wrong_shapes_are_rejected():
     with pytest.raises(ValueError, match="vote counts"):
         contest_ceiling(np.ones((4, 4)), [-1.0, 0.0, 1.0], [0.25] * 4)
+
+
+def test_a_ranking_as_good_as_the_oracle_reaches_the_oracle_gain_and_worse_rankings_gain_less():
+    mean = np.linspace(-2.5, 1.5, 40)
+    counts = 2000 * _shares(mean, 1.5)
+    shares = counts / counts.sum(-1, keepdims=True)
+    crowd_mean = shares @ np.array([1.0, 2.0, 3.0])
+    # The most the votes allow: from the contest's own distribution to each caption's exact one (scipy).
+    oracle_gain = _cross_entropy(counts, shares.mean(0)).mean() - stats.entropy(shares, axis=-1).mean()
+    gains = ranking_limited_gains(counts, crowd_mean, TAUS, [0.999, 0.5, 0.2, 0.0, -0.1], np.random.default_rng(0))
+    assert gains[0] == pytest.approx(oracle_gain, rel=0.02)
+    assert gains[0] > gains[1] > gains[2] > 0.0
+    # No ranking, no gain.
+    assert gains[3] == gains[4] == 0.0
+
+
+def test_a_weak_ranking_calibrated_on_equal_caption_weights_never_loses_to_the_contest_average():
+    # Funnier captions got many more votes (as bandit sampling does): calibration weighs captions equally, as the
+    # study's vote NLL does, so even a weak ranking cannot fall below the contest-average prediction.
+    rng = np.random.default_rng(1)
+    mean = np.sort(rng.normal(-2.0, 1.0, 60))
+    votes = np.where(mean > np.quantile(mean, 0.8), 600, 25)
+    counts = np.stack([rng.multinomial(v, p) for v, p in zip(votes, _shares(mean, 2.0), strict=True)]).astype(float)
+    crowd_mean = (counts / counts.sum(-1, keepdims=True)) @ np.array([1.0, 2.0, 3.0])
+    gains = ranking_limited_gains(counts, crowd_mean, TAUS, [0.05, 0.1], np.random.default_rng(2), draws=4)
+    assert min(gains) >= -1e-6

@@ -405,6 +405,14 @@ def test_reduced_study_end_to_end(tmp_path, tiny_bert_dir, caption_data_dir):
             assert contest["std_lr"] >= 0 and contest["mean_lr"] >= 0
         combined = ceiling["combined"]["std"]
         assert combined["df"] == sum(c["df"] for c in ceiling["per_contest"].values())
+    # What a ranking as good as the anchored arm's allows, per test contest, and on the grid of τ.
+    test_ceiling = results["data"]["vote_ceiling"]["test"]
+    for contest in test_ceiling["per_contest"].values():
+        assert contest["ranking_limited_gain"] >= -1e-6
+        grid = [contest[f"ranking_gain_{t:g}"] for t in (0.05, 0.1, 0.2, 0.3, 0.5)]
+        assert grid == sorted(grid)
+    assert test_ceiling["anchored_minus_ranking_limit"]["n"] == 2
+    assert "ranking_limited_gain" not in results["data"]["vote_ceiling"]["validation"]["summary"]
     assert results["data"]["vote_ceiling"]["test"]["summary"]["constant_nll"]["mean"] == pytest.approx(
         results["data"]["constant_vote_nll"]
     )
@@ -428,7 +436,7 @@ def test_reduced_study_end_to_end(tmp_path, tiny_bert_dir, caption_data_dir):
     assert results["data"]["sources"]["unit"] == "files" and "Source checks" in readme
     for contest in CONTESTS:
         assert str(contest) in readme
-    for png in ("arms.png", "ablations.png", "sigma_vs_spread.png", "mu.png"):
+    for png in ("arms.png", "ablations.png", "sigma_vs_spread.png", "mu.png", "ranking_limit.png"):
         size = (report / png).stat().st_size
         assert 5_000 < size < 300_000, (png, size)
     # Resuming reuses every run's cached scores and reproduces the numbers.

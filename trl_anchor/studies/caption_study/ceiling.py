@@ -14,18 +14,22 @@ log-likelihood gain left after subtracting what fitting the extra parameters to 
 `(LR − df) / (2 · votes)` estimates, per vote, how much knowing every caption's μ (or, on top, its σ) is worth.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
-from scipy import stats
+from scipy import optimize, stats
 from scipy.special import xlogy
 
 from ...losses import ordinal_anchor_nll
+from ...metrics import kendall_tau_b
 from .pools import CaptionPool
 from .statistics import aggregate, shared_distribution_nll, vote_nll
+
+# Kendall τ-b of μ with the crowd mean at which `ranking_limited_gains` traces what a ranking of that quality allows.
+RANKING_GRID = (0.05, 0.1, 0.2, 0.3, 0.5)
 
 
 def fit_shared_std(counts, thresholds: Sequence[float]) -> tuple[np.ndarray, float]:
@@ -98,12 +102,103 @@ def contest_ceiling(counts, thresholds: Sequence[float], constant_shares: Sequen
     return out
 
 
-def vote_ceiling(pools: Sequence[CaptionPool], thresholds: Sequence[float], constant_shares) -> dict[str, Any]:
+def ranking_limited_gains(
+    counts, crowd_mean, thresholds: Sequence[float], kendall_taus: Sequence[float], rng, draws: int = 16
+) -> list[float]:
+    """The vote-NLL gain over the contest's own distribution (study unit) that a μ ranking the captions with each
+    Kendall τ-b of `kendall_taus` against `crowd_mean` allows, averaged over `draws` such μ: the oracle μ of
+    `fit_shared_std` plus Gaussian noise scaled until its τ-b is the target, then calibrated as well as the votes
+    allow (`a + b·μ_noisy` and one σ, fitted to the votes in the study's unit). A τ ≤ 0 carries no ranking: 0."""
+    counts = np.asarray(counts, dtype=np.float64)
+    mean, std = fit_shared_std(counts, thresholds)
+    # Captions without votes above (below) the lowest (highest) category have no finite μ: keep them 3σ outside τ.
+    mean = np.clip(mean, thresholds[0] - 3 * std, thresholds[-1] + 3 * std)
+    shares = counts / counts.sum(-1, keepdims=True)
+    reference = shared_distribution_nll(counts, shares.mean(0))
+    gains = []
+    for target in kendall_taus:
+        signals = _signals_with_tau(mean, crowd_mean, target, rng, draws) if target > 0 else []
+        nlls = [_calibrated_nll(signal, counts, thresholds) for signal in signals]
+        gains.append(float(reference - np.mean(nlls)) if nlls else 0.0)
+    return gains
+
+
+# Noise bracket (log of its std relative to the oracle μ's): from almost the oracle ranking to almost none.
+_MIN_LOG_NOISE, _MAX_LOG_NOISE = -6.0, 6.0
+
+
+def _signals_with_tau(mean, crowd_mean, target: float, rng, draws: int) -> list[np.ndarray]:
+    """Up to `draws` noisy copies `mean + s·z` whose Kendall τ-b with `crowd_mean` is `target` (s by root finding, per
+    draw, so every copy ranks exactly as well). A draw whose noise alone ranks better than `target` cannot reach it
+    and is replaced by a new one (at most `4 · draws` tries)."""
+    signals = []
+    for _ in range(4 * draws):
+        z = rng.standard_normal(len(mean)) * mean.std()
+
+        def excess(log_scale: float, z=z) -> float:
+            return kendall_tau_b(mean + np.exp(log_scale) * z, crowd_mean) - target
+
+        if excess(_MAX_LOG_NOISE) >= 0:
+            continue
+        if excess(_MIN_LOG_NOISE) <= 0:  # even the oracle's ranking is no better than the target
+            log_scale = _MIN_LOG_NOISE
+        else:
+            log_scale = optimize.brentq(excess, _MIN_LOG_NOISE, _MAX_LOG_NOISE, xtol=1e-4)
+        signals.append(mean + np.exp(log_scale) * z)
+        if len(signals) == draws:
+            break
+    return signals
+
+
+def _calibrated_nll(signal, counts, thresholds) -> float:
+    """The lowest `vote_nll` of μ = a + b·signal with one σ (a, b, σ fitted to the votes in that unit, which weighs
+    captions equally: the bandit algorithms that collected the votes gave funnier captions many more of them)."""
+    # Standardised, so that b is of order one whatever the noise scale; a starts at the pooled votes' probit location.
+    signal = (np.asarray(signal, dtype=np.float64) - np.mean(signal)) / np.std(signal)
+    votes = torch.as_tensor(counts, dtype=torch.float64)
+    taus = torch.as_tensor(thresholds, dtype=torch.float64)
+    std0 = float(taus[-1] - taus[0])
+    above = float(votes[:, 1:].sum() / votes.sum())
+    start = [float(taus[0]) + std0 * float(torch.special.ndtri(torch.tensor(above))), 0.0, float(np.log(std0))]
+    params = torch.tensor(start, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([params], max_iter=1000, tolerance_grad=1e-10, line_search_fn="strong_wolfe")
+    x = torch.as_tensor(signal)
+
+    def closure():
+        optimizer.zero_grad()
+        std = params[2].exp().expand_as(x)
+        loss = ordinal_anchor_nll(params[0] + params[1] * x, std, taus, votes, normalize=True).mean()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    a, b, log_std = params.detach().numpy()
+    return vote_nll(a + b * signal, np.full(len(signal), np.exp(log_std)), thresholds, counts)
+
+
+def vote_ceiling(
+    pools: Sequence[CaptionPool],
+    thresholds: Sequence[float],
+    constant_shares,
+    kendall_taus: Mapping[int, float] | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
     """`contest_ceiling` of each pool's sample captions, their mean ± SE over contests, and the likelihood-ratio
-    tests combined over contests (the statistics and degrees of freedom add up: contests are independent)."""
-    per_contest = {
-        pool.contest: contest_ceiling(pool.counts[pool.sample], thresholds, constant_shares) for pool in pools
-    }
+    tests combined over contests (the statistics and degrees of freedom add up: contests are independent).
+
+    With `kendall_taus` (a model's Kendall τ-b per contest), each contest also gets `ranking_limited_gain`, the gain
+    over the contest's own distribution that a ranking of that quality allows, and `ranking_gain_<τ>` for the τ of
+    `RANKING_GRID` (`ranking_limited_gains`, noise seeded by `(seed, contest, 4)`)."""
+    per_contest = {}
+    for pool in pools:
+        counts = pool.counts[pool.sample]
+        per_contest[pool.contest] = contest_ceiling(counts, thresholds, constant_shares)
+        if kendall_taus is not None and pool.contest in kendall_taus:
+            rng = np.random.default_rng([seed, pool.contest, 4])
+            taus = [kendall_taus[pool.contest], *RANKING_GRID]
+            gains = ranking_limited_gains(counts, pool.mean[pool.sample], thresholds, taus, rng)
+            grid = {f"ranking_gain_{t:g}": g for t, g in zip(RANKING_GRID, gains[1:], strict=True)}
+            per_contest[pool.contest].update(ranking_limited_gain=gains[0], **grid)
     combined = {}
     for name in ("mean", "std"):
         lr = sum(c[f"{name}_lr"] for c in per_contest.values())

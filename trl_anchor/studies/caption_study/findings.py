@@ -8,7 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from .ceiling import RANKING_GRID
 from .config import ARM_LABELS, ARMS, DIGITS, METRICS, ablation_runs
+from .plots import CEILING_FIGURE
 from .statistics import holm, t_critical, t_test
 
 LEVEL = 0.05
@@ -306,16 +308,8 @@ def _ceiling_finding(ceiling: dict[str, Any], anchored: dict[str, Any]) -> str:
     """What oracles fitted to the held-out votes gain from each caption's μ and, on top, its σ (`ceiling.py`)."""
     test, validation = ceiling["test"], ceiling["validation"]
     summary = test["summary"]
-    oracle_gain = _mean(summary["contest_average_nll"]) - _mean(summary["oracle_mean_nll"])
-    within = (anchored.get("vote_nll_within_gain") or {}).get("mean")
     std_test, std_validation = test["combined"]["std"], validation["combined"]["std"]
     detected = std_test["p_value"] < LEVEL
-    share = (
-        f" The anchored arm's within-contest gain ({within:+.4f}) is {within / oracle_gain:.0%} of the μ oracle's"
-        f" {oracle_gain:.4f}: what limits its vote likelihood is how well μ ranks captions, not σ."
-        if within is not None and oracle_gain > 0
-        else ""
-    )
     return (
         "- **What the votes allow (oracles fitted to the test votes).** A caption's (μ, σ) and its three vote shares"
         " determine each other, so oracles fitted to the held-out votes bound what μ and σ can add. Vote NLL: the"
@@ -333,8 +327,33 @@ def _ceiling_finding(ceiling: dict[str, Any], anchored: dict[str, Any]) -> str:
             else " So these votes show no disagreement beyond the mean that σ could carry: a flat σ is what the data"
             " supports."
         )
-        + share
+        + _ranking_limit_text(test, anchored)
     )
+
+
+def _ranking_limit_text(test: dict[str, Any], anchored: dict[str, Any]) -> str:
+    """The anchored arm's within-contest vote-NLL gain against what its own ranking quality allows."""
+    limit, within = test["summary"].get("ranking_limited_gain"), anchored.get("vote_nll_within_gain")
+    if not limit or not within or within.get("mean") is None:
+        return ""
+    diff = test.get("anchored_minus_ranking_limit")
+    gap = "" if not diff else f"; paired difference {diff['mean']:+.4f} ± {diff['se']:.4f}"
+    tau = _mean(anchored["kendall_tau"])
+    grid = ", ".join(
+        f"{_mean(test['summary'][f'ranking_gain_{t:g}']):+.4f} at τ = {t:g}"
+        for t in RANKING_GRID
+        if f"ranking_gain_{t:g}" in test["summary"]
+    )
+    return (
+        " What limits the anchored arm's vote likelihood is how well μ ranks captions: μ that ranks each contest's"
+        f" captions as well as the arm's does (its Kendall τ-b per contest, mean {tau:.3f}; the oracle μ plus noise),"
+        f" calibrated on the test votes themselves, gains about {_cell_text(limit)} nats per vote within contests;"
+        f" the arm gains {_cell_text(within)}{gap}. Gains well beyond noise need a better ranking: {grid}."
+    )
+
+
+def _cell_text(stats: dict[str, Any]) -> str:
+    return f"{stats['mean']:+.4f} ± {stats['se']:.4f}" if stats.get("se") is not None else f"{stats['mean']:+.4f}"
 
 
 def _lr_text(test: dict[str, Any]) -> str:
@@ -392,6 +411,30 @@ def ceiling_section(results: dict[str, Any]) -> list[str]:
             for t in (ceil["combined"]["mean"], ceil["combined"]["std"])
         ]
         lines.append(f"| {split} | {' | '.join(cells)} |")
+    return lines + _ranking_limit_table(ceiling["test"])
+
+
+def _ranking_limit_table(test: dict[str, Any]) -> list[str]:
+    """The within-contest vote-NLL gain that rankings of each quality allow (`ceiling.ranking_limited_gains`)."""
+    summary = test["summary"]
+    rows = [(f"{t:g}", summary[f"ranking_gain_{t:g}"]) for t in RANKING_GRID if f"ranking_gain_{t:g}" in summary]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "How much of the μ oracle's gain a ranking of a given quality can reach: the oracle μ plus Gaussian noise"
+        " scaled until its Kendall τ-b with the crowd mean is τ (16 noise draws per contest), then calibrated as well"
+        " as the test votes allow (μ = a + b·noisy μ and one σ, fitted to them). It models a ranking's errors as"
+        " noise and is fitted on the votes it is scored on, so it is a benchmark for a model ranking that well, not"
+        " a proof of a bound. Gain in vote NLL over the contest's own distribution, test contests, mean ± SE.",
+        "",
+        "| Kendall τ-b of μ | within-contest gain (nats per vote) |",
+        "|---|---|",
+        *(f"| {tau} | {_cell_text(stats)} |" for tau, stats in rows),
+        f"| the anchored arm's, per contest | {_cell_text(summary['ranking_limited_gain'])} |",
+        "",
+        f"![ranking limit]({CEILING_FIGURE})",
+    ]
     return lines
 
 

@@ -1,5 +1,5 @@
-"""Figures of the caption study: the four arms, the ablations, σ against the vote spread and μ against the crowd
-mean."""
+"""Figures of the caption study: the four arms, the ablations, σ against the vote spread, μ against the crowd mean, and
+the vote-likelihood gain that rankings of each quality allow."""
 
 from pathlib import Path
 from typing import Any
@@ -10,6 +10,7 @@ from ...metrics import rank_residuals
 from .config import ARM_LABELS, ARMS, METRICS, ablation_runs
 
 ARM_FIGURE, ABLATION_FIGURE, SIGMA_FIGURE, MU_FIGURE = "arms.png", "ablations.png", "sigma_vs_spread.png", "mu.png"
+CEILING_FIGURE = "ranking_limit.png"
 _ARM_COLORS = {"trl_bt": "tab:green", "bt": "tab:gray", "gaussian": "tab:orange", "gaussian+anchors": "tab:blue"}
 _PLOT_TITLES = {"sigma_partial_spread": "partial ρ(σ, vote spread) given mean"}
 
@@ -150,4 +151,33 @@ def plot_mu(results: dict[str, Any], arrays: dict[str, Any], path: Path) -> None
         ax.set_title(f"{ARM_LABELS[arm]}: Kendall τ-b = {stat['mean']:.3f} ± {stat['se'] or 0:.3f}", fontsize=9)
         ax.set_xlabel("crowd mean vote (1–3)")
         ax.set_ylabel("μ − contest mean of μ")
+    _save(plt, fig, path)
+
+
+def plot_ranking_limit(results: dict[str, Any], path: Path) -> None:
+    """The within-contest vote-NLL gain a ranking of each Kendall τ-b allows (`ceiling.ranking_limited_gains`, ± SE
+    over test contests), with the anchored arm's τ and gain (nothing is drawn for a run without them)."""
+    test = (results["data"].get("vote_ceiling") or {}).get("test", {})
+    summary = test.get("summary", {})
+    grid = sorted(float(k.removeprefix("ranking_gain_")) for k in summary if k.startswith("ranking_gain_"))
+    anchored = results["summary"]["gaussian+anchors"]
+    if not grid or not anchored.get("vote_nll_within_gain"):
+        return
+    plt, fig, axes = _figure(1, 1, (6.4, 4.2))
+    ax = axes[0, 0]
+    stats = [summary[f"ranking_gain_{t:g}"] for t in grid]
+    mean = np.array([s["mean"] for s in stats])
+    se = np.array([s["se"] or 0.0 for s in stats])
+    ax.plot(grid, mean, "o-", color="tab:gray", label="oracle μ + noise at that τ, calibrated on the votes")
+    ax.fill_between(grid, mean - se, mean + se, color="tab:gray", alpha=0.25)
+    tau, within = anchored["kendall_tau"], anchored["vote_nll_within_gain"]
+    ax.errorbar(
+        tau["mean"], within["mean"], xerr=tau["se"], yerr=within["se"], fmt="s", color=_ARM_COLORS["gaussian+anchors"],
+        label=ARM_LABELS["gaussian+anchors"],
+    )
+    ax.axhline(0.0, color="black", lw=0.8)
+    ax.set_xlabel("Kendall τ-b of μ with the crowd mean")
+    ax.set_ylabel("within-contest vote NLL gain (nats per vote)")
+    ax.set_title("What a ranking of each quality allows (test contests)")
+    ax.legend(fontsize=8)
     _save(plt, fig, path)

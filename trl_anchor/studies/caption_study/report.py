@@ -20,7 +20,18 @@ from .config import (
     anchored_run,
 )
 from .findings import budget_text, ceiling_section, findings, verdict_table
-from .plots import ABLATION_FIGURE, ARM_FIGURE, MU_FIGURE, SIGMA_FIGURE, plot_ablations, plot_arms, plot_mu, plot_sigma
+from .plots import (
+    ABLATION_FIGURE,
+    ARM_FIGURE,
+    CEILING_FIGURE,
+    MU_FIGURE,
+    SIGMA_FIGURE,
+    plot_ablations,
+    plot_arms,
+    plot_mu,
+    plot_ranking_limit,
+    plot_sigma,
+)
 from .statistics import lambda_comparison, t_critical
 
 logger = logging.get_logger(__name__)
@@ -46,6 +57,7 @@ def write_report(results: dict[str, Any], arrays: dict[str, Any], report_dir: st
     plot_ablations(results, report_dir / ABLATION_FIGURE)
     plot_sigma(results, arrays, report_dir / SIGMA_FIGURE)
     plot_mu(results, arrays, report_dir / MU_FIGURE)
+    plot_ranking_limit(results, report_dir / CEILING_FIGURE)
     (report_dir / "README.md").write_text(render_report(results))
     logger.info(f"Caption study report written to {report_dir}")
     return report_dir

@@ -268,9 +268,24 @@ def _run_study(config: CaptionStudyConfig, show_progress: bool) -> tuple[dict[st
     )
     results["data"]["constant_vote_nll"] = constant_vote_nll(pools["test"], constant)
     # What the held-out votes themselves allow μ and σ to gain (oracles fitted to them; no model can do better).
+    anchored = per_contest["gaussian+anchors"]
     results["data"]["vote_ceiling"] = {
-        split: vote_ceiling(pools[split], config.anchor_thresholds, constant) for split in ("test", "validation")
+        "test": vote_ceiling(
+            pools["test"],
+            config.anchor_thresholds,
+            constant,
+            kendall_taus={c: m["kendall_tau"] for c, m in anchored.items() if "kendall_tau" in m},
+            seed=config.seed,
+        ),
+        "validation": vote_ceiling(pools["validation"], config.anchor_thresholds, constant),
     }
+    # The anchored arm's within-contest gain against what a perfectly calibrated ranking as good as its own allows.
+    limits = results["data"]["vote_ceiling"]["test"]["per_contest"]
+    results["data"]["vote_ceiling"]["test"]["anchored_minus_ranking_limit"] = paired_difference(
+        {c: {"gain": m["vote_nll_within_gain"]} for c, m in anchored.items() if "vote_nll_within_gain" in m},
+        {c: {"gain": m["ranking_limited_gain"]} for c, m in limits.items() if "ranking_limited_gain" in m},
+        "gain",
+    )
     # The anchored arm against the constant reference, paired over contests (positive: the model is better).
     reference = {c: {"vote_nll": v} for c, v in constant_vote_nll_per_contest(pools["test"], constant).items()}
     results["data"]["vote_nll_gain_over_constant"] = paired_difference(
