@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from trl_anchor import AnchorGaussianRewardConfig
-from trl_anchor.anchors import parse_thresholds, thresholds_from_scores
+from trl_anchor.anchors import parse_numbers, parse_thresholds, thresholds_from_scores
 from trl_anchor.rewards.transforms import RewardTransform
 
 
@@ -25,6 +25,13 @@ def test_string_thresholds_name_the_field_and_value(tmp_path, text, bad):
 )
 def test_threshold_forms(value, expected):
     assert parse_thresholds(value) == expected
+
+
+def test_number_lists_in_command_line_forms():
+    # Negative numbers, comma-separated words and plain numbers; order kept, no validation beyond "is a number".
+    assert parse_numbers(["0.65,-0.4", "1", 2.5], "`w` takes numbers") == [0.65, -0.4, 1.0, 2.5]
+    with pytest.raises(ValueError, match=r"`w` takes numbers; 'x' in \['1,x'\] is not a number"):
+        parse_numbers(["1,x"], "`w` takes numbers")
 
 
 def test_decreasing_thresholds_say_strictly_increasing(tmp_path):

@@ -52,17 +52,21 @@ def parse_thresholds(value: "str | Sequence[float | str] | None") -> "list[float
     words = [value] if isinstance(value, str) else list(value)
     if words == ["auto"]:
         return "auto"
+    what = "`anchor_thresholds` must be 'auto' or numbers (a list, or comma-separated text such as '-1,1')"
+    return validate_thresholds(parse_numbers(words, what))
+
+
+def parse_numbers(words: "Sequence[float | str]", what: str) -> list[float]:
+    """Numbers as a command line or a config gives them: numbers, words, or comma-separated words (`["-1,1"]`); a
+    `ValueError` starting with `what` names the first part that is not a number."""
     values = []
     for word in words:
         for part in word.split(",") if isinstance(word, str) else [word]:
             try:
                 values.append(float(part))
             except (TypeError, ValueError):
-                raise ValueError(
-                    f"`anchor_thresholds` must be 'auto' or numbers (a list, or comma-separated text such as "
-                    f"'-1,1'); {part!r} in {value!r} is not a number."
-                ) from None
-    return validate_thresholds(values)
+                raise ValueError(f"{what}; {part!r} in {list(words)!r} is not a number.") from None
+    return values
 
 
 def thresholds_from_scores(scores: Sequence[float], percentiles: Sequence[float] = DEFAULT_PERCENTILES) -> list[float]:

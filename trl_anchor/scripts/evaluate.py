@@ -25,8 +25,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..anchors import parse_thresholds
-from .utils import DatasetArguments, accept_number_lists, parse_numbers
+from ..anchors import parse_numbers, parse_thresholds
+from .utils import DatasetArguments, accept_number_lists
 
 
 @dataclass
@@ -119,7 +119,7 @@ class EvaluateArguments(DatasetArguments):
         if self.dataset_streaming:
             raise ValueError("Evaluation needs a map-style dataset; drop `dataset_streaming`.")
         if self.attribute_weights is not None:
-            self.attribute_weights = parse_numbers(self.attribute_weights, "attribute_weights")
+            self.attribute_weights = parse_numbers(self.attribute_weights, "`attribute_weights` takes numbers")
         self.anchor_thresholds = parse_thresholds(self.anchor_thresholds)
         if self.anchor_thresholds == "auto":
             raise ValueError("`anchor_thresholds` of an evaluation are numbers (default: those the model records).")

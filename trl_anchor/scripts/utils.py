@@ -140,15 +140,3 @@ def accept_number_lists(parser, *dests: str):
         if action.dest in dests:
             action.nargs, action.type = "+", str
     return parser
-
-
-def parse_numbers(words, name: str) -> list[float]:
-    """The numbers of a list option given through `accept_number_lists`: words, comma-separated words or numbers."""
-    values = []
-    for word in words:
-        for part in word.split(",") if isinstance(word, str) else [word]:
-            try:
-                values.append(float(part))
-            except (TypeError, ValueError):
-                raise ValueError(f"`{name}` takes numbers; {part!r} in {words!r} is not a number.") from None
-    return values
