@@ -38,6 +38,7 @@ MOVED_MODULES = {
 
 # 0.1 modules that were split: besides its `MOVED_MODULES` target, the old path finds the names of these modules.
 SPLIT_MODULES = {
+    "modeling": ("models.configuration_gaussian",),
     "evaluation": (
         "pipelines.evaluation_plots",
         "pipelines.evaluation_sigma",
