@@ -12,6 +12,9 @@ The likelihood-ratio statistics between them (asymptotically χ² with n − 1 d
 captions differ in μ, and whether they differ in σ beyond what one σ per contest explains. `(LR − df) / 2` is the
 log-likelihood gain left after subtracting what fitting the extra parameters to noise gains on average, so
 `(LR − df) / (2 · votes)` estimates, per vote, how much knowing every caption's μ (or, on top, its σ) is worth.
+
+Between "no ranking" and the μ oracle, `ranking_limited_gains` measures what a ranking of a given quality allows: the
+oracle μ blurred with noise down to a Kendall τ-b with the crowd mean, then calibrated on the votes.
 """
 
 from collections.abc import Mapping, Sequence
