@@ -5,7 +5,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
 
 from trl_anchor import GaussianRewardModel
-from trl_anchor.models.configuration_gaussian import attribute_names
+from trl_anchor.models.configuration_gaussian import attribute_names, attribute_record
 from trl_anchor.models.conversion import to_gaussian
 
 ATTRIBUTES = ["helpfulness", "correctness", "coherence", "complexity", "verbosity"]
@@ -33,6 +33,20 @@ def test_shapes_and_config():
     assert model.config.id2label == dict(enumerate(ATTRIBUTES))
     assert torch.all(out.variance > 0)
     torch.testing.assert_close(out.std**2, out.variance)
+
+
+def test_attribute_record_of_gaussian_mse_and_scalar_configs():
+    gaussian = GaussianRewardModel.from_config(_config(), attributes=ATTRIBUTES)
+    gaussian.record_training_settings(attribute_weights=[1.0, 0.5, 0.5, 0.0, -0.5])
+    assert attribute_record(gaussian.config)["attributes"] == ATTRIBUTES
+    assert attribute_record(gaussian.config)["attribute_weights"] == [1.0, 0.5, 0.5, 0.0, -0.5]
+    # The MSE arm is a plain model: its record lives in `attribute_reward`.
+    mse = _config(num_labels=2)
+    mse.attribute_reward = {"attributes": ["a", "b"], "attribute_weights": [1.0, 1.0]}
+    assert attribute_record(mse) == {"attributes": ["a", "b"], "attribute_weights": [1.0, 1.0]}
+    # One-output models, Gaussian or plain, have no attribute record.
+    assert attribute_record(GaussianRewardModel.from_config(_config(num_labels=1)).config) is None
+    assert attribute_record(_config(num_labels=1)) is None
 
 
 def test_each_attribute_is_read_at_the_scalar_models_token():

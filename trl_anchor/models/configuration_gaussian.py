@@ -11,6 +11,8 @@ from typing import Any
 from transformers import PretrainedConfig
 
 GAUSSIAN_CONFIG_KEY = "gaussian_reward"
+# Where the MSE arm of `MultiAttributeRewardTrainer` (a plain model, no Gaussian record) keeps its attributes.
+ATTRIBUTE_CONFIG_KEY = "attribute_reward"
 DEFAULT_VARIANCE_FLOOR = 1e-4
 
 
@@ -61,6 +63,17 @@ def is_gaussian_config(config: PretrainedConfig) -> bool:
 def attribute_names(config: PretrainedConfig) -> list[str] | None:
     """The attribute names of a multi-attribute Gaussian reward model, `None` for a scalar one."""
     return gaussian_settings(config).get("attributes")
+
+
+def attribute_record(config: PretrainedConfig) -> dict[str, Any] | None:
+    """The record of a multi-attribute reward model (its `attributes`, `attribute_weights`, `attribute_thresholds`):
+    `config.gaussian_reward` of a Gaussian one, `config.attribute_reward` of the MSE arm (a plain transformers model);
+    `None` for a one-output model."""
+    if is_gaussian_config(config):
+        settings = gaussian_settings(config)
+    else:
+        settings = getattr(config, ATTRIBUTE_CONFIG_KEY, None) or {}
+    return settings if settings.get("attributes") is not None else None
 
 
 def prepare_gaussian_config(

@@ -14,7 +14,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from .configuration_gaussian import is_gaussian_config
+from .configuration_gaussian import attribute_record, is_gaussian_config
 from .modeling_gaussian import GaussianRewardModel
 
 # `from_pretrained` arguments that locate the checkpoint, so the config and tokenizer must get them too.
@@ -70,7 +70,7 @@ def load_reward_model(
         model = GaussianRewardModel.from_pretrained(model_name_or_path, **kwargs)
     else:
         # The MSE arm of `MultiAttributeRewardTrainer` records its attributes in `config.attribute_reward`.
-        if config.num_labels != 1 and not getattr(config, "attribute_reward", None):
+        if config.num_labels != 1 and attribute_record(config) is None:
             raise ValueError(
                 f"{model_name_or_path} has {config.num_labels} output labels (num_labels={config.num_labels}); a "
                 "reward model has a single output, the reward (`num_labels=1`). Load a checkpoint trained as a reward "

@@ -14,6 +14,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from ..models.configuration_gaussian import attribute_record
 from .card_results import PIPELINE_TAG, add_card_results, is_hub_dataset_id, rewardbench_eval_results
 
 # metric key suffix → (model-index metric type, readable name)
@@ -168,8 +169,8 @@ def _card_from_config(directory: Path) -> ModelCard:
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(directory)
-    settings = getattr(config, "gaussian_reward", None) or getattr(config, "attribute_reward", None)
-    if not settings or not settings.get("attributes"):
+    settings = attribute_record(config)
+    if settings is None:
         raise ValueError(f"{directory} is not a multi-attribute reward model: its config records no attributes.")
     return build_attribute_model_card(directory.name, settings)
 

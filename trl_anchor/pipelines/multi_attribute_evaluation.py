@@ -18,6 +18,7 @@ from datasets import Dataset
 
 from ..losses import gaussian_preference_log_probs, ordinal_log_probs, soft_label_nll
 from ..metrics import expected_calibration_error, spearman
+from ..models.configuration_gaussian import attribute_record
 from ..rewards.scoring import score_responses
 
 
@@ -75,7 +76,7 @@ def evaluate_multi_attribute(
     `weights` and `thresholds` default to those recorded in the model's config; `residual_std` (one σ per attribute)
     gives an MSE model its probabilistic metrics.
     """
-    settings = getattr(model.config, "gaussian_reward", None) or getattr(model.config, "attribute_reward", None) or {}
+    settings = attribute_record(model.config) or {}
     attributes = settings.get("attributes") or [model.config.id2label[i] for i in range(model.config.num_labels)]
     weights = np.asarray(weights if weights is not None else settings["attribute_weights"], np.float64)
     thresholds = thresholds or settings.get("attribute_thresholds") or _midpoints(settings, len(attributes))

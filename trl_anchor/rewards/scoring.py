@@ -17,7 +17,7 @@ from transformers.utils import logging
 from trl.data_utils import is_conversational
 
 from ..losses import ordinal_log_probs
-from ..models.configuration_gaussian import anchor_scale, gaussian_settings
+from ..models.configuration_gaussian import anchor_scale, attribute_record, gaussian_settings
 from ..models.modeling_gaussian import GaussianRewardModel
 
 logger = logging.get_logger(__name__)
@@ -167,16 +167,14 @@ def combined_scores(scores: RewardScores, weights) -> RewardScores:
 
 def model_attribute_weights(model: PreTrainedModel) -> list[float] | None:
     """The default attribute weights recorded in a multi-attribute model's config (`None` for a one-output model)."""
-    config = model.config
-    settings = getattr(config, "gaussian_reward", None) or getattr(config, "attribute_reward", None) or {}
+    settings = attribute_record(model.config) or {}
     return settings.get("attribute_weights") if _attribute_names(model) is not None else None
 
 
 def _attribute_names(model: PreTrainedModel) -> list[str] | None:
     """The attributes of a multi-attribute model (Gaussian or the plain MSE arm), `None` for a one-output model."""
     config = model.config
-    settings = getattr(config, "gaussian_reward", None) or getattr(config, "attribute_reward", None) or {}
-    attributes = settings.get("attributes")
+    attributes = (attribute_record(config) or {}).get("attributes")
     if attributes is None and config.num_labels > 1:
         attributes = [config.id2label[i] for i in range(config.num_labels)]
     return None if attributes is None or len(attributes) == 1 else list(attributes)

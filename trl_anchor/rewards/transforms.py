@@ -40,7 +40,13 @@ import torch
 
 from ..anchors import validate_thresholds
 from ..losses import ordinal_log_probs
-from ..models.configuration_gaussian import GAUSSIAN_CONFIG_KEY, anchor_scale, gaussian_settings, is_gaussian_config
+from ..models.configuration_gaussian import (
+    GAUSSIAN_CONFIG_KEY,
+    anchor_scale,
+    attribute_record,
+    gaussian_settings,
+    is_gaussian_config,
+)
 from .normalization import NORMALIZATION_KEY, check_statistics
 
 # Parameters of each kind, in the order the spec string lists them.
@@ -241,10 +247,8 @@ class RewardTransform:
         return transform._bind_normalization(config)
 
     def _bind_weights(self, config: Any) -> "RewardTransform":
-        # A multi-attribute Gaussian model records its attributes with its settings; the MSE arm (a plain model) in
-        # `config.attribute_reward`.
-        settings = gaussian_settings(config) if is_gaussian_config(config) else getattr(config, "attribute_reward", {})
-        attributes = (settings or {}).get("attributes")
+        settings = attribute_record(config) or {}
+        attributes = settings.get("attributes")
         if attributes is None or len(attributes) == 1:  # one output: μ and σ are already the reward's
             if self.weights is not None:
                 raise ValueError(

@@ -30,17 +30,10 @@ import json
 import math
 from pathlib import Path
 
+from ..models.configuration_gaussian import attribute_record
+
 # Options of the scalar path that have no meaning for per-attribute rating metrics.
 _SCALAR_ONLY = ("anchor_thresholds", "disagreement_columns", "disagreement_mean_columns", "use_margin")
-
-
-def attribute_settings(config) -> dict | None:
-    """The multi-attribute record of a config (Gaussian `gaussian_reward` or MSE `attribute_reward`), else `None`."""
-    from trl_anchor.models.configuration_gaussian import attribute_names, gaussian_settings
-
-    if attribute_names(config) is not None:
-        return gaussian_settings(config)
-    return getattr(config, "attribute_reward", None) or None
 
 
 def is_multi_attribute_run(args) -> bool:
@@ -48,7 +41,7 @@ def is_multi_attribute_run(args) -> bool:
     from trl_anchor.models.loading import load_config
 
     kinds = {
-        path: attribute_settings(load_config(path, trust_remote_code=args.trust_remote_code)) is not None
+        path: attribute_record(load_config(path, trust_remote_code=args.trust_remote_code)) is not None
         for path in args.model_name_or_path
     }
     multi = [path for path, is_multi in kinds.items() if is_multi]
@@ -68,7 +61,7 @@ def is_multi_attribute_run(args) -> bool:
         )
     if args.attribute_weights is not None:
         for path in multi:
-            attributes = attribute_settings(load_config(path, trust_remote_code=args.trust_remote_code))["attributes"]
+            attributes = attribute_record(load_config(path, trust_remote_code=args.trust_remote_code))["attributes"]
             if len(args.attribute_weights) != len(attributes):
                 raise ValueError(
                     f"`--attribute_weights` has {len(args.attribute_weights)} values {args.attribute_weights} but "
@@ -139,7 +132,7 @@ def evaluate_attribute_models(args, names: list[str], output_dir: Path, device: 
         if data is not None:
             results[name] = _evaluate_rated(args, model, tokenizer, path, data, model_dir)
         if args.rewardbench_file is not None:
-            weights = args.attribute_weights or attribute_settings(model.config).get("attribute_weights")
+            weights = args.attribute_weights or attribute_record(model.config).get("attribute_weights")
             rewardbench[name] = _evaluate_rewardbench(args, model, tokenizer, path, model_dir, weights)
         del model
     if len(names) > 1:
@@ -188,7 +181,7 @@ def _evaluate_one(args, model, tokenizer, path, rated, pairs, reference, split: 
     from trl_anchor.models.modeling_gaussian import GaussianRewardModel
     from trl_anchor.pipelines.multi_attribute_evaluation import evaluate_multi_attribute, residual_std
 
-    settings = attribute_settings(model.config)
+    settings = attribute_record(model.config)
     attributes = list(settings["attributes"])
     _require_columns(rated, ("response", *attributes), f"The rated data (split {split!r})", path)
     if pairs is not None:

@@ -17,7 +17,7 @@ from ..losses import (
     ordinal_log_probs,
     soft_label_nll,
 )
-from ..models.configuration_gaussian import attribute_names
+from ..models.configuration_gaussian import ATTRIBUTE_CONFIG_KEY, attribute_names
 from ..models.conversion import to_gaussian, train_variance_head
 from ..models.modeling_gaussian import GaussianRewardModel
 from ..models.packing import padding_free_collator_kwargs, reward_model_inputs
@@ -206,7 +206,7 @@ class MultiAttributeRewardTrainer(RatedRewardTrainerMixin, Trainer):
         if isinstance(model, GaussianRewardModel):
             model.record_training_settings(reward_type="gaussian", **settings)
         else:  # the MSE arm is a plain transformers model; its config still says how to combine the attributes
-            model.config.attribute_reward = settings
+            setattr(model.config, ATTRIBUTE_CONFIG_KEY, settings)
 
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
